@@ -1,0 +1,60 @@
+//! Message ids and the server version from which each message travels as protobuf.
+//!
+//! Thresholds are IB's `getServerVersionForMessage` / `PROTOBUF_MSG_IDS` (protocol.md §1.5); replies
+//! follow the threshold of the request family they answer.
+
+/// Client → server message ids.
+pub mod outgoing {
+    /// `reqContractDetails`.
+    pub const REQ_CONTRACT_DATA: i32 = 9;
+    /// `reqIds`.
+    pub const REQ_IDS: i32 = 8;
+    /// `reqManagedAccts`.
+    pub const REQ_MANAGED_ACCTS: i32 = 17;
+    /// `reqHistoricalData`.
+    pub const REQ_HISTORICAL_DATA: i32 = 20;
+    /// `cancelHistoricalData`.
+    pub const CANCEL_HISTORICAL_DATA: i32 = 25;
+    /// `reqCurrentTime`.
+    pub const REQ_CURRENT_TIME: i32 = 49;
+    /// `startApi`.
+    pub const START_API: i32 = 71;
+    /// `reqMatchingSymbols`.
+    pub const REQ_MATCHING_SYMBOLS: i32 = 81;
+    /// `reqHeadTimestamp`.
+    pub const REQ_HEAD_TIMESTAMP: i32 = 87;
+    /// `cancelHeadTimestamp`.
+    pub const CANCEL_HEAD_TIMESTAMP: i32 = 90;
+    /// `reqCurrentTimeInMillis`.
+    pub const REQ_CURRENT_TIME_IN_MILLIS: i32 = 105;
+    /// `cancelContractData` (protobuf only).
+    pub const CANCEL_CONTRACT_DATA: i32 = 106;
+}
+
+/// Server → client message ids.
+pub mod incoming {
+    /// `error`.
+    pub const ERR_MSG: i32 = 4;
+    /// `nextValidId`.
+    pub const NEXT_VALID_ID: i32 = 9;
+    /// `contractDetails`.
+    pub const CONTRACT_DATA: i32 = 10;
+    /// `managedAccounts`.
+    pub const MANAGED_ACCTS: i32 = 15;
+    /// `historicalData`.
+    pub const HISTORICAL_DATA: i32 = 17;
+    /// `currentTime`.
+    pub const CURRENT_TIME: i32 = 49;
+    /// `contractDetailsEnd`.
+    pub const CONTRACT_DATA_END: i32 = 52;
+    /// `symbolSamples`.
+    pub const SYMBOL_SAMPLES: i32 = 79;
+    /// `headTimestamp`.
+    pub const HEAD_TIMESTAMP: i32 = 88;
+    /// `historicalDataUpdate`.
+    pub const HISTORICAL_DATA_UPDATE: i32 = 90;
+    /// `historicalDataEnd`.
+    pub const HISTORICAL_DATA_END: i32 = 108;
+    /// `currentTimeInMillis`.
+    pub const CURRENT_TIME_IN_MILLIS: i32 = 109;
+}

@@ -1,0 +1,69 @@
+//! Typed TWS API messages, each encoded and decoded in both directions and both forms.
+//!
+//! [`Request`] is what a client sends and a gateway reads; [`Response`] is what a gateway sends and
+//! a client reads. `encode(server_version, out)` picks the text or protobuf form from IB's
+//! per-message thresholds, so one codec speaks server versions 100..=226. `decode` follows the form
+//! the frame actually arrived in. Ids we do not model decode to `Unknown { id, form, payload }`.
+
+pub mod contract;
+mod convert;
+pub mod ids;
+pub mod proto;
+pub mod request;
+pub mod response;
+
+pub use contract::{Contract, ContractDescription, ContractDetails};
+pub use request::{HeadTimestampRequest, HistoricalDataRequest, Request};
+pub use response::{Bar, ErrorMessage, Response};
+
+use crate::wire::DecodeError;
+
+/// Which way a message travels; only used to name it in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// Decode a protobuf body, naming the message in the error.
+fn decode_proto<M: prost::Message + Default>(
+    direction: Direction,
+    msg_id: i32,
+    body: &[u8],
+) -> Result<M, DecodeError> {
+    M::decode(body).map_err(|e| DecodeError::Protobuf {
+        msg: proto_name(direction, msg_id),
+        reason: e.to_string(),
+    })
+}
+
+fn proto_name(direction: Direction, msg_id: i32) -> &'static str {
+    use ids::{incoming as i, outgoing as o};
+    match (direction, msg_id) {
+        (Direction::ToServer, o::START_API) => "StartApi",
+        (Direction::ToServer, o::REQ_IDS) => "ReqIds",
+        (Direction::ToServer, o::REQ_CURRENT_TIME) => "ReqCurrentTime",
+        (Direction::ToServer, o::REQ_CURRENT_TIME_IN_MILLIS) => "ReqCurrentTimeInMillis",
+        (Direction::ToServer, o::REQ_MANAGED_ACCTS) => "ReqManagedAccts",
+        (Direction::ToServer, o::REQ_HISTORICAL_DATA) => "ReqHistoricalData",
+        (Direction::ToServer, o::CANCEL_HISTORICAL_DATA) => "CancelHistoricalData",
+        (Direction::ToServer, o::REQ_HEAD_TIMESTAMP) => "ReqHeadTimestamp",
+        (Direction::ToServer, o::CANCEL_HEAD_TIMESTAMP) => "CancelHeadTimestamp",
+        (Direction::ToServer, o::REQ_CONTRACT_DATA) => "ReqContractDetails",
+        (Direction::ToServer, o::CANCEL_CONTRACT_DATA) => "CancelContractData",
+        (Direction::ToServer, o::REQ_MATCHING_SYMBOLS) => "ReqMatchingSymbols",
+        (Direction::ToClient, i::NEXT_VALID_ID) => "NextValidId",
+        (Direction::ToClient, i::MANAGED_ACCTS) => "ManagedAccounts",
+        (Direction::ToClient, i::ERR_MSG) => "Error",
+        (Direction::ToClient, i::CURRENT_TIME) => "CurrentTime",
+        (Direction::ToClient, i::CURRENT_TIME_IN_MILLIS) => "CurrentTimeInMillis",
+        (Direction::ToClient, i::HISTORICAL_DATA) => "HistoricalData",
+        (Direction::ToClient, i::HISTORICAL_DATA_END) => "HistoricalDataEnd",
+        (Direction::ToClient, i::HISTORICAL_DATA_UPDATE) => "HistoricalDataUpdate",
+        (Direction::ToClient, i::HEAD_TIMESTAMP) => "HeadTimestamp",
+        (Direction::ToClient, i::CONTRACT_DATA) => "ContractData",
+        (Direction::ToClient, i::CONTRACT_DATA_END) => "ContractDataEnd",
+        (Direction::ToClient, i::SYMBOL_SAMPLES) => "SymbolSamples",
+        _ => "Unknown",
+    }
+}
