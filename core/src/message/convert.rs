@@ -1,5 +1,6 @@
 //! Small helpers shared by the protobuf conversions: IB's "absent = unset" rule in both directions.
 
+use crate::wire::fields::parse_decimal_fast;
 use crate::wire::DecodeError;
 
 /// `None` for the empty string (an unset text value), else the string.
@@ -34,7 +35,7 @@ pub(crate) fn decimal(
         None | Some("" | "2147483647" | "9223372036854775807" | "-9223372036854775808") => {
             Ok(default)
         }
-        Some(s) => match s.parse::<f64>() {
+        Some(s) => match parse_decimal_fast(s.as_bytes()).map_or_else(|| s.parse::<f64>(), Ok) {
             Ok(v) if v == f64::MAX => Ok(default),
             Ok(v) if v.is_finite() => Ok(v),
             _ => Err(DecodeError::BadNumber {

@@ -56,11 +56,19 @@ impl<'a> FieldReader<'a> {
     /// The next field's raw bytes.
     pub fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let rest = &self.buf[self.pos..];
-        let Some(end) = memchr::memchr(0, rest) else {
-            return Err(DecodeError::MissingField {
-                msg: self.msg,
-                field,
-            });
+        // Most fields are a few bytes long: a plain scan beats memchr's set-up cost there.
+        let head = &rest[..rest.len().min(16)];
+        let end = match head.iter().position(|&b| b == 0) {
+            Some(end) => end,
+            None => match memchr::memchr(0, &rest[head.len()..]) {
+                Some(end) => head.len() + end,
+                None => {
+                    return Err(DecodeError::MissingField {
+                        msg: self.msg,
+                        field,
+                    })
+                }
+            },
         };
         self.pos += end + 1;
         Ok(&rest[..end])
@@ -87,20 +95,23 @@ impl<'a> FieldReader<'a> {
 
     /// The next field as `i32`; empty → `None`.
     pub fn opt_i32(&mut self, field: &'static str) -> Result<Option<i32>, DecodeError> {
-        let s = self.str(field)?;
-        if s.is_empty() {
+        let raw = self.bytes(field)?;
+        if raw.is_empty() {
             return Ok(None);
         }
-        s.parse().map(Some).map_err(|_| self.bad(field, s, "i32"))
+        match parse_int(raw).and_then(|v| i32::try_from(v).ok()) {
+            Some(v) => Ok(Some(v)),
+            None => Err(self.bad(field, raw, "i32")),
+        }
     }
 
     /// The next field as `i64`; an empty field is 0.
     pub fn i64(&mut self, field: &'static str) -> Result<i64, DecodeError> {
-        let s = self.str(field)?;
-        if s.is_empty() {
+        let raw = self.bytes(field)?;
+        if raw.is_empty() {
             return Ok(0);
         }
-        s.parse().map_err(|_| self.bad(field, s, "i64"))
+        parse_int(raw).ok_or_else(|| self.bad(field, raw, "i64"))
     }
 
     /// The next field as `f64`; an empty field is 0.0.
@@ -110,20 +121,29 @@ impl<'a> FieldReader<'a> {
 
     /// The next field as `f64`; empty → `None`. Accepts IB's `Infinity`.
     pub fn opt_f64(&mut self, field: &'static str) -> Result<Option<f64>, DecodeError> {
-        let s = self.str(field)?;
-        parse_f64(s).map_err(|()| self.bad(field, s, "f64"))
+        let raw = self.bytes(field)?;
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if let Some(v) = parse_decimal_fast(raw) {
+            return Ok(Some(v));
+        }
+        let s = std::str::from_utf8(raw).map_err(|_| DecodeError::Utf8 {
+            msg: self.msg,
+            field,
+        })?;
+        parse_f64(s).map_err(|()| self.bad(field, raw, "f64"))
     }
 
     /// The next field as a bool (`"1"`/`"0"`, also `"true"`/`"false"`; empty = false).
     pub fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
-        let s = self.str(field)?;
-        match s {
-            "1" | "true" | "True" => Ok(true),
-            "0" | "" | "false" | "False" => Ok(false),
-            _ => s
-                .parse::<i64>()
+        let raw = self.bytes(field)?;
+        match raw {
+            b"1" | b"true" | b"True" => Ok(true),
+            b"0" | b"" | b"false" | b"False" => Ok(false),
+            _ => parse_int(raw)
                 .map(|v| v != 0)
-                .map_err(|_| self.bad(field, s, "bool")),
+                .ok_or_else(|| self.bad(field, raw, "bool")),
         }
     }
 
@@ -147,17 +167,39 @@ impl<'a> FieldReader<'a> {
         }
     }
 
-    fn bad(&self, field: &'static str, value: &str, kind: &'static str) -> DecodeError {
-        let mut end = value.len().min(64);
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
+    fn bad(&self, field: &'static str, raw: &[u8], kind: &'static str) -> DecodeError {
         DecodeError::BadNumber {
             msg: self.msg,
             field,
-            value: value[..end].to_owned(),
+            value: String::from_utf8_lossy(&raw[..raw.len().min(64)]).into_owned(),
             kind,
         }
+    }
+}
+
+/// A decimal integer (optional sign, 1–19 digits) without going through `str`.
+fn parse_int(raw: &[u8]) -> Option<i64> {
+    let (neg, digits) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, raw),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d))?;
+    }
+    // Accumulated negatively so that i64::MIN parses.
+    if neg {
+        Some(v)
+    } else {
+        v.checked_neg()
     }
 }
 
@@ -168,6 +210,9 @@ fn parse_f64(s: &str) -> Result<Option<f64>, ()> {
         "Infinity" => Ok(Some(f64::INFINITY)),
         "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
         _ => {
+            if let Some(v) = parse_decimal_fast(s.as_bytes()) {
+                return Ok(Some(v));
+            }
             // Rust's parser also accepts "inf"/"nan"; IB never sends them, so reject.
             let first = s.as_bytes()[0];
             if first.is_ascii_digit() || first == b'-' || first == b'.' || first == b'+' {
@@ -177,6 +222,52 @@ fn parse_f64(s: &str) -> Result<Option<f64>, ()> {
             }
         }
     }
+}
+
+/// Exact powers of ten up to 10^22 (all representable as `f64`).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Fast path for plain decimals such as `185.25` or `-3`, the shape of nearly every price IB
+/// sends: when the digits form an integer `m < 2^53` with at most 22 fractional digits, `m / 10^k`
+/// is a division of two exact doubles and so correctly rounded — the same value `str::parse`
+/// returns. Anything else (exponents, long mantissas) returns `None` for the general parser.
+pub fn parse_decimal_fast(b: &[u8]) -> Option<f64> {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut frac_digits = 0usize;
+    let mut seen_dot = false;
+    let mut seen_digit = false;
+    for &c in digits {
+        if c == b'.' {
+            if seen_dot {
+                return None;
+            }
+            seen_dot = true;
+            continue;
+        }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        // ≤ 19 digits cannot overflow a u64.
+        mantissa = mantissa * 10 + u64::from(d);
+        seen_digit = true;
+        frac_digits += usize::from(seen_dot);
+    }
+    if !seen_digit || mantissa > (1u64 << 53) {
+        return None;
+    }
+    let v = mantissa as f64 / *POW10.get(frac_digits)?;
+    Some(if neg { -v } else { v })
 }
 
 /// Appends NUL-terminated fields to a buffer. Errors (a NUL inside a string) are sticky and
@@ -316,6 +407,41 @@ mod tests {
             r.str("h"),
             Err(DecodeError::MissingField { field: "h", .. })
         ));
+    }
+
+    #[test]
+    fn fast_decimal_path_agrees_with_the_standard_parser() {
+        for s in [
+            "0",
+            "-0",
+            "1",
+            "185.25",
+            "0.1",
+            "0.3",
+            "-12.5",
+            "9007199254740992",
+            "123456.789012",
+            "0.00000000000000001",
+            "5.",
+            ".5",
+        ] {
+            let fast = parse_decimal_fast(s.as_bytes());
+            let std: f64 = s.parse().unwrap();
+            assert_eq!(fast.map(f64::to_bits), Some(std.to_bits()), "{s}");
+        }
+        for s in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "1.2.3",
+            "abc",
+            "9007199254740993",
+            "12345678901234567890",
+            "1.7976931348623157",
+        ] {
+            assert_eq!(parse_decimal_fast(s.as_bytes()), None, "{s}");
+        }
     }
 
     #[test]
