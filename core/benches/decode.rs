@@ -44,18 +44,18 @@ fn frame(server_version: i32) -> Bytes {
     out.freeze()
 }
 
-/// Median seconds per call of `f` over `rounds` batches of `iters` calls.
-fn measure(rounds: usize, iters: usize, mut f: impl FnMut()) -> f64 {
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let start = Instant::now();
-        for _ in 0..iters {
-            f();
-        }
-        samples.push(start.elapsed().as_secs_f64() / iters as f64);
+/// Seconds per call of `f`, averaged over a batch of `iters` calls.
+fn batch(iters: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    start.elapsed().as_secs_f64() / iters as f64
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 fn decode(frame: &Bytes, server_version: i32) -> usize {
@@ -74,28 +74,52 @@ fn decode(frame: &Bytes, server_version: i32) -> usize {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let (rounds, iters) = if quick { (3, 5) } else { (15, 60) };
-    println!("decode of one {BARS}-bar HistoricalData frame (median of {rounds} rounds × {iters})");
+    println!("decode of one {BARS}-bar HistoricalData frame (median of {rounds} interleaved rounds × {iters})");
     println!(
         "{:<10} {:>9} {:>10} {:>12} {:>14} {:>11}",
         "form", "bytes", "µs/frame", "MB/s", "bars/s", "÷ memchr"
     );
+    // An optional argument picks one form, e.g. `cargo bench --bench decode -- text`.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     for (form, sv) in [("text", 176), ("protobuf", 226)] {
+        if !only.is_empty() && !only.iter().any(|o| o == form) {
+            continue;
+        }
         let f = frame(sv);
         assert_eq!(decode(&f, sv), BARS);
-        let t_decode = measure(rounds, iters, || {
-            black_box(decode(black_box(&f), sv));
-        });
-        // Baseline: visit every NUL in the same bytes, i.e. split the frame into its fields — the
-        // least any text decoder must do. (`memchr_iter(..).count()` is specialised to a SIMD
-        // popcount that never yields a position; it is printed for reference only.)
-        let t_memchr = measure(rounds, iters * 4, || {
-            for pos in memchr::memchr_iter(0, black_box(&f[..])) {
-                black_box(pos);
-            }
-        });
-        let t_count = measure(rounds, iters * 10, || {
-            black_box(memchr::memchr_iter(0, black_box(&f[..])).count());
-        });
+        // Decode and baseline batches alternate within each round, and the ratio is taken per
+        // round, so a noisy neighbour slows both sides of a ratio alike.
+        let (mut decode_s, mut memchr_s, mut count_s, mut ratios) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let d = batch(iters, || {
+                black_box(decode(black_box(&f), sv));
+            });
+            // Baseline: visit every NUL in the same bytes, i.e. split the frame into its fields —
+            // the least any text decoder must do. (`memchr_iter(..).count()` is specialised to a
+            // SIMD popcount that never yields a position; printed for reference only.)
+            let m = batch(iters * 4, || {
+                for pos in memchr::memchr_iter(0, black_box(&f[..])) {
+                    black_box(pos);
+                }
+            });
+            let c = batch(iters * 10, || {
+                black_box(memchr::memchr_iter(0, black_box(&f[..])).count());
+            });
+            decode_s.push(d);
+            memchr_s.push(m);
+            count_s.push(c);
+            ratios.push(m / d);
+        }
+        let (t_decode, t_memchr, t_count, ratio) = (
+            median(decode_s),
+            median(memchr_s),
+            median(count_s),
+            median(ratios),
+        );
         let mb_s = f.len() as f64 / t_decode / 1e6;
         println!(
             "{:<10} {:>9} {:>10.1} {:>12.1} {:>14.0} {:>10.1}%",
@@ -104,7 +128,7 @@ fn main() {
             t_decode * 1e6,
             mb_s,
             BARS as f64 / t_decode,
-            100.0 * t_memchr / t_decode
+            100.0 * ratio
         );
         println!(
             "{:<10} {:>9} {:>10.2} {:>12.1}   (baseline: memchr_iter visiting each NUL)",

@@ -121,12 +121,17 @@ impl<'a> FieldReader<'a> {
 
     /// The next field as `f64`; empty → `None`. Accepts IB's `Infinity`.
     pub fn opt_f64(&mut self, field: &'static str) -> Result<Option<f64>, DecodeError> {
+        // Hot path: a plain decimal parsed in the same pass that finds its NUL.
+        let rest = &self.buf[self.pos..];
+        if let Some((v, end)) = scan_decimal(rest) {
+            if rest.get(end) == Some(&0) {
+                self.pos += end + 1;
+                return Ok(Some(v));
+            }
+        }
         let raw = self.bytes(field)?;
         if raw.is_empty() {
             return Ok(None);
-        }
-        if let Some(v) = parse_decimal_fast(raw) {
-            return Ok(Some(v));
         }
         let s = std::str::from_utf8(raw).map_err(|_| DecodeError::Utf8 {
             msg: self.msg,
@@ -235,39 +240,47 @@ const POW10: [f64; 23] = [
 /// is a division of two exact doubles and so correctly rounded — the same value `str::parse`
 /// returns. Anything else (exponents, long mantissas) returns `None` for the general parser.
 pub fn parse_decimal_fast(b: &[u8]) -> Option<f64> {
-    let (neg, digits) = match b.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, b),
-    };
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
+    match scan_decimal(b) {
+        Some((v, end)) if end == b.len() => Some(v),
+        _ => None,
     }
+}
+
+/// Parse a plain decimal at the start of `b`, stopping at the first NUL or the end; returns the
+/// value and where it stopped. `None` for anything the exact fast path cannot take.
+fn scan_decimal(b: &[u8]) -> Option<(f64, usize)> {
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
     let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
     let mut frac_digits = 0usize;
     let mut seen_dot = false;
-    let mut seen_digit = false;
-    for &c in digits {
+    while let Some(&c) = b.get(i) {
+        if c == 0 {
+            break;
+        }
         if c == b'.' {
             if seen_dot {
                 return None;
             }
             seen_dot = true;
-            continue;
+        } else {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 || digits == 19 {
+                return None;
+            }
+            // ≤ 19 digits cannot overflow a u64.
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += 1;
+            frac_digits += usize::from(seen_dot);
         }
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        // ≤ 19 digits cannot overflow a u64.
-        mantissa = mantissa * 10 + u64::from(d);
-        seen_digit = true;
-        frac_digits += usize::from(seen_dot);
+        i += 1;
     }
-    if !seen_digit || mantissa > (1u64 << 53) {
+    if digits == 0 || mantissa > (1u64 << 53) {
         return None;
     }
     let v = mantissa as f64 / *POW10.get(frac_digits)?;
-    Some(if neg { -v } else { v })
+    Some((if neg { -v } else { v }, i))
 }
 
 /// Appends NUL-terminated fields to a buffer. Errors (a NUL inside a string) are sticky and
