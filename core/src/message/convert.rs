@@ -23,8 +23,8 @@ pub(crate) fn str_or_empty(s: Option<String>) -> String {
     s.unwrap_or_default()
 }
 
-/// Parse a protobuf decimal-as-string: absent, empty or one of IB's unset sentinels reads as
-/// `default`; anything else must be a finite number.
+/// Parse a protobuf decimal-as-string: absent, empty, one of IB's unset sentinels or a non-finite
+/// value reads as `default` (as ibapi does); anything else must be a number.
 pub(crate) fn decimal(
     s: Option<&str>,
     default: f64,
@@ -36,8 +36,9 @@ pub(crate) fn decimal(
             Ok(default)
         }
         Some(s) => match parse_decimal_fast(s.as_bytes()).map_or_else(|| s.parse::<f64>(), Ok) {
-            Ok(v) if v == f64::MAX => Ok(default),
-            Ok(v) if v.is_finite() => Ok(v),
+            // IB's unset sentinel, and (as ibapi reads them) infinities and NaN: no value.
+            Ok(v) if v == f64::MAX || !v.is_finite() => Ok(default),
+            Ok(v) => Ok(v),
             _ => Err(DecodeError::BadNumber {
                 msg,
                 field,

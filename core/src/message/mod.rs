@@ -16,13 +16,57 @@ pub use contract::{Contract, ContractDescription, ContractDetails};
 pub use request::{HeadTimestampRequest, HistoricalDataRequest, Request};
 pub use response::{Bar, ErrorMessage, Response};
 
-use crate::wire::DecodeError;
+use crate::wire::frame::PROTOBUF_ID_OFFSET;
+use crate::wire::{version, DecodeError, EncodeError, Form};
 
 /// Which way a message travels; only used to name it in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
     ToServer,
     ToClient,
+}
+
+/// The form a message takes at `server_version`: protobuf from `proto_from`, text before, and
+/// nothing before `exists_from`. An `Unknown` message keeps its own form, if the wire can carry its
+/// id in it at this version.
+fn choose_form(
+    name: &'static str,
+    (proto_from, exists_from): (i32, i32),
+    unknown: Option<(i32, Form)>,
+    server_version: i32,
+) -> Result<Form, EncodeError> {
+    if let Some((id, form)) = unknown {
+        let carried = match form {
+            // Binary ids exist from 201; the id travels as id + 200 in an i32.
+            Form::Protobuf => {
+                server_version >= version::PROTOBUF
+                    && (1..=i32::MAX - PROTOBUF_ID_OFFSET).contains(&id)
+            }
+            // A binary text id above 200 would read back as protobuf.
+            Form::Text => server_version < version::PROTOBUF || id <= PROTOBUF_ID_OFFSET,
+        };
+        return if carried {
+            Ok(form)
+        } else {
+            Err(EncodeError::BadMessageId {
+                id,
+                form,
+                server_version,
+            })
+        };
+    }
+    if server_version < exists_from {
+        return Err(EncodeError::Unsupported {
+            msg: name,
+            min: exists_from,
+            server_version,
+        });
+    }
+    Ok(if server_version >= proto_from {
+        Form::Protobuf
+    } else {
+        Form::Text
+    })
 }
 
 /// Decode a protobuf body, naming the message in the error.

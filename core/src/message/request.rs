@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::contract::Contract;
 use super::convert::{opt_str, opt_true, str_or_empty};
 use super::ids::outgoing as id;
-use super::{decode_proto, proto, Direction};
+use super::{choose_form, decode_proto, proto, Direction};
 use crate::wire::{version, DecodeError, EncodeError, FieldReader, Form, Frame, FrameEncoder};
 
 /// `reqHistoricalData` parameters.
@@ -171,10 +171,13 @@ impl Request {
     /// and the first at which it exists at all.
     fn versions(&self) -> (i32, i32) {
         match self {
-            Self::StartApi { .. }
-            | Self::ReqIds { .. }
-            | Self::ReqCurrentTime
-            | Self::ReqCurrentTimeInMillis => (version::PROTOBUF_REST_MESSAGES_3, 0),
+            Self::StartApi { .. } | Self::ReqIds { .. } | Self::ReqCurrentTime => {
+                (version::PROTOBUF_REST_MESSAGES_3, 0)
+            }
+            Self::ReqCurrentTimeInMillis => (
+                version::PROTOBUF_REST_MESSAGES_3,
+                version::CURRENT_TIME_IN_MILLIS,
+            ),
             Self::ReqManagedAccts => (version::PROTOBUF_ACCOUNTS_POSITIONS, 0),
             Self::ReqHistoricalData(_)
             | Self::CancelHistoricalData { .. }
@@ -191,22 +194,11 @@ impl Request {
 
     /// The form this request takes at `server_version`, or why it cannot be sent.
     pub fn form(&self, server_version: i32) -> Result<Form, EncodeError> {
-        if let Self::Unknown { form, .. } = self {
-            return Ok(*form);
-        }
-        let (proto_from, exists_from) = self.versions();
-        if server_version < exists_from {
-            return Err(EncodeError::Unsupported {
-                msg: self.name(),
-                min: exists_from,
-                server_version,
-            });
-        }
-        Ok(if server_version >= proto_from {
-            Form::Protobuf
-        } else {
-            Form::Text
-        })
+        let unknown = match self {
+            Self::Unknown { id, form, .. } => Some((*id, *form)),
+            _ => None,
+        };
+        choose_form(self.name(), self.versions(), unknown, server_version)
     }
 
     /// Append this request as one complete frame for a session at `server_version`.

@@ -6,7 +6,7 @@ use super::contract::ContractDetails;
 use super::contract::{read_contract_data, write_contract_data, Contract, ContractDescription};
 use super::convert::{decimal, opt_str, str_or_empty};
 use super::ids::incoming as id;
-use super::{decode_proto, proto, Direction};
+use super::{choose_form, decode_proto, proto, Direction};
 use crate::wire::fields::format_f64;
 use crate::wire::{
     version, DecodeError, EncodeError, FieldReader, FieldWriter, Form, Frame, FrameEncoder,
@@ -252,22 +252,11 @@ impl Response {
 
     /// The form this reply takes at `server_version`, or why it cannot be sent.
     pub fn form(&self, server_version: i32) -> Result<Form, EncodeError> {
-        if let Self::Unknown { form, .. } = self {
-            return Ok(*form);
-        }
-        let (proto_from, exists_from) = self.versions();
-        if server_version < exists_from {
-            return Err(EncodeError::Unsupported {
-                msg: self.name(),
-                min: exists_from,
-                server_version,
-            });
-        }
-        Ok(if server_version >= proto_from {
-            Form::Protobuf
-        } else {
-            Form::Text
-        })
+        let unknown = match self {
+            Self::Unknown { id, form, .. } => Some((*id, *form)),
+            _ => None,
+        };
+        choose_form(self.name(), self.versions(), unknown, server_version)
     }
 
     /// Append this reply as one complete frame for a session at `server_version`.

@@ -121,6 +121,17 @@ pub enum EncodeError {
         /// The negotiated version.
         server_version: i32,
     },
+    /// An `Unknown` message whose id cannot travel in its form at this version (it would read back
+    /// as a different message).
+    #[error("message id {id} cannot be sent as {form:?} at server version {server_version}")]
+    BadMessageId {
+        /// The id.
+        id: i32,
+        /// The requested form.
+        form: super::Form,
+        /// The negotiated version.
+        server_version: i32,
+    },
     /// The encoded body would exceed the frame cap.
     #[error("encoded {msg} is {len} bytes, over the frame cap {max}")]
     TooLarge {

@@ -223,7 +223,7 @@ impl FrameEncoder {
             out.put_i32(id);
         } else {
             let mut w = FieldWriter::new(out, msg);
-            w.i32("msg_id", id);
+            w.i64("msg_id", i64::from(id));
             w.finish()?;
         }
         let mut w = FieldWriter::new(out, msg);
