@@ -14,5 +14,11 @@
 //! feature, which both runtimes share.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod bar_size;
+pub mod breaker;
+pub mod classify;
+pub mod client_id;
 pub mod message;
+pub mod pacer;
 pub mod wire;
