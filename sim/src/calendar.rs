@@ -1,0 +1,636 @@
+//! Civil time without a time-zone database: proleptic Gregorian dates, the US daylight-saving rule
+//! (so `America/New_York` and the other US zones convert exactly), NYSE holidays, and the date and
+//! duration formats IB uses in historical requests.
+//!
+//! Times are `i64` Unix seconds (UTC); "local" times are naive seconds since 1970-01-01 00:00 in the
+//! zone's wall clock. Days are `i64` days since 1970-01-01.
+
+use std::fmt;
+
+/// Seconds in a civil day.
+pub const SECS_PER_DAY: i64 = 86_400;
+
+/// A calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    /// Year.
+    pub year: i32,
+    /// Month 1..=12.
+    pub month: u32,
+    /// Day 1..=31.
+    pub day: u32,
+}
+
+impl Date {
+    /// A date (not validated; see [`Date::is_valid`]).
+    pub const fn new(year: i32, month: u32, day: u32) -> Self {
+        Self { year, month, day }
+    }
+
+    /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+    pub fn days(self) -> i64 {
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = i64::from(self.month);
+        let mp = if m > 2 { m - 3 } else { m + 9 };
+        let doy = (153 * mp + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The date `days` after 1970-01-01.
+    pub fn from_days(days: i64) -> Self {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        Self { year, month, day }
+    }
+
+    /// Whether the fields name a real day.
+    pub fn is_valid(self) -> bool {
+        (1..=12).contains(&self.month)
+            && self.day >= 1
+            && Self::from_days(self.days()) == self
+            && (1..=9999).contains(&self.year)
+    }
+
+    /// Day of the week, 0 = Monday … 6 = Sunday.
+    pub fn weekday(self) -> u32 {
+        weekday(self.days())
+    }
+
+    /// `YYYYMMDD`.
+    pub fn yyyymmdd(self) -> String {
+        format!("{:04}{:02}{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// Day of the week of a day number, 0 = Monday … 6 = Sunday (1970-01-01 was a Thursday).
+pub fn weekday(days: i64) -> u32 {
+    (days + 3).rem_euclid(7) as u32
+}
+
+/// Whether a day number is a Saturday or Sunday.
+pub fn is_weekend(days: i64) -> bool {
+    weekday(days) >= 5
+}
+
+/// Unix seconds of `y-m-d h:mi:s` UTC.
+pub fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+    Date::new(y, m, d).days() * SECS_PER_DAY + i64::from(h * 3600 + mi * 60 + s)
+}
+
+/// The `n`-th (1-based) `wd` (0 = Monday) of a month.
+fn nth_weekday(year: i32, month: u32, wd: u32, n: u32) -> i64 {
+    let first = Date::new(year, month, 1).days();
+    let offset = (i64::from(wd) - i64::from(weekday(first))).rem_euclid(7);
+    first + offset + 7 * i64::from(n - 1)
+}
+
+/// The last `wd` (0 = Monday) of a month.
+fn last_weekday(year: i32, month: u32, wd: u32) -> i64 {
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let last = Date::new(ny, nm, 1).days() - 1;
+    last - (i64::from(weekday(last)) - i64::from(wd)).rem_euclid(7)
+}
+
+/// A US time zone: a fixed standard offset plus the US daylight-saving rule (1967 onwards:
+/// last Sunday of April – last Sunday of October; 1987: first Sunday of April; 2007: second Sunday
+/// of March – first Sunday of November; switches at 02:00 local).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsZone {
+    std_offset_secs: i64,
+    observes_dst: bool,
+}
+
+/// Which zone a wall-clock time is in: a US zone or UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// UTC (also `GMT`).
+    Utc,
+    /// A US zone with DST.
+    Us(UsZone),
+}
+
+/// `America/New_York`, the zone of US equity hours and of the simulated TWS login.
+pub const NEW_YORK: UsZone = UsZone {
+    std_offset_secs: -5 * 3600,
+    observes_dst: true,
+};
+
+impl Zone {
+    /// Resolve a zone name as IB clients send them (IANA names, `US/…` aliases, abbreviations).
+    pub fn parse(name: &str) -> Option<Self> {
+        let us = |h: i64| {
+            Some(Self::Us(UsZone {
+                std_offset_secs: -h * 3600,
+                observes_dst: true,
+            }))
+        };
+        match name {
+            "UTC" | "GMT" | "Etc/UTC" | "Etc/GMT" | "Z" => Some(Self::Utc),
+            "America/New_York" | "US/Eastern" | "EST" | "EDT" | "EST5EDT" => us(5),
+            "America/Chicago" | "US/Central" | "CST" | "CDT" | "CST6CDT" => us(6),
+            "America/Denver" | "US/Mountain" | "MST7MDT" | "MDT" => us(7),
+            "America/Los_Angeles" | "US/Pacific" | "PST" | "PDT" | "PST8PDT" => us(8),
+            _ => None,
+        }
+    }
+
+    /// Unix seconds of a local wall-clock time in this zone.
+    pub fn to_utc(self, local: i64) -> i64 {
+        match self {
+            Self::Utc => local,
+            Self::Us(z) => z.to_utc(local),
+        }
+    }
+
+    /// Local wall-clock seconds of a Unix time in this zone.
+    pub fn to_local(self, t: i64) -> i64 {
+        match self {
+            Self::Utc => t,
+            Self::Us(z) => t + z.offset_at(t),
+        }
+    }
+}
+
+impl UsZone {
+    /// UTC instants `[start, end)` of daylight time in `year`, if observed that year.
+    fn dst_window(self, year: i32) -> Option<(i64, i64)> {
+        if !self.observes_dst || year < 1967 {
+            return None;
+        }
+        let (start_day, end_day) = if year >= 2007 {
+            (nth_weekday(year, 3, 6, 2), nth_weekday(year, 11, 6, 1))
+        } else if year >= 1987 {
+            (nth_weekday(year, 4, 6, 1), last_weekday(year, 10, 6))
+        } else {
+            (last_weekday(year, 4, 6), last_weekday(year, 10, 6))
+        };
+        // 02:00 local standard time starts DST; 02:00 local daylight time ends it.
+        let start = start_day * SECS_PER_DAY + 7200 - self.std_offset_secs;
+        let end = end_day * SECS_PER_DAY + 7200 - (self.std_offset_secs + 3600);
+        Some((start, end))
+    }
+
+    /// UTC offset in seconds in force at Unix time `t`.
+    pub fn offset_at(self, t: i64) -> i64 {
+        let year = Date::from_days((t + self.std_offset_secs).div_euclid(SECS_PER_DAY)).year;
+        match self.dst_window(year) {
+            Some((start, end)) if (start..end).contains(&t) => self.std_offset_secs + 3600,
+            _ => self.std_offset_secs,
+        }
+    }
+
+    /// Unix seconds of local wall-clock `local`. An ambiguous time (autumn) resolves to the
+    /// daylight (earlier) instant; a skipped time (spring) is read as standard time.
+    pub fn to_utc(self, local: i64) -> i64 {
+        let dst = local - (self.std_offset_secs + 3600);
+        if self.offset_at(dst) == self.std_offset_secs + 3600 {
+            dst
+        } else {
+            local - self.std_offset_secs
+        }
+    }
+}
+
+/// Whether `day` is a NYSE full-day holiday (rules: New Year's Day, Martin Luther King Jr. Day from
+/// 1998, Washington's Birthday, Good Friday, Memorial Day, Juneteenth from 2022, Independence Day,
+/// Labor Day, Thanksgiving, Christmas; Sunday holidays move to Monday, Saturday ones to Friday
+/// except New Year's Day). One-off closures can be added with `extra_holidays` in the config.
+pub fn is_nyse_holiday(day: i64) -> bool {
+    let year = Date::from_days(day).year;
+    nyse_holidays(year).contains(&day)
+}
+
+fn observed(day: i64) -> i64 {
+    match weekday(day) {
+        5 => day - 1,
+        6 => day + 1,
+        _ => day,
+    }
+}
+
+/// The NYSE holidays of `year` as day numbers.
+pub fn nyse_holidays(year: i32) -> Vec<i64> {
+    let d = |m, dd| Date::new(year, m, dd).days();
+    let mut out = Vec::with_capacity(10);
+    let new_year = d(1, 1);
+    match weekday(new_year) {
+        5 => {}
+        6 => out.push(new_year + 1),
+        _ => out.push(new_year),
+    }
+    if year >= 1998 {
+        out.push(nth_weekday(year, 1, 0, 3));
+    }
+    out.push(nth_weekday(year, 2, 0, 3));
+    out.push(easter(year) - 2);
+    out.push(last_weekday(year, 5, 0));
+    if year >= 2022 {
+        out.push(observed(d(6, 19)));
+    }
+    out.push(observed(d(7, 4)));
+    out.push(nth_weekday(year, 9, 0, 1));
+    out.push(nth_weekday(year, 11, 3, 4));
+    out.push(observed(d(12, 25)));
+    out
+}
+
+/// Easter Sunday (Gregorian, anonymous algorithm) as a day number.
+fn easter(year: i32) -> i64 {
+    let y = i64::from(year);
+    let a = y % 19;
+    let b = y / 100;
+    let c = y % 100;
+    let d = b / 4;
+    let e = b % 4;
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15) % 30;
+    let i = c / 4;
+    let k = c % 4;
+    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    Date::new(year, month as u32, day as u32).days()
+}
+
+/// `YYYYMMDD HH:MM:SS` of naive local seconds.
+pub fn format_local(local: i64) -> String {
+    let date = Date::from_days(local.div_euclid(SECS_PER_DAY));
+    let s = local.rem_euclid(SECS_PER_DAY);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        date.yyyymmdd(),
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
+/// `YYYYMMDD-HH:MM:SS` in UTC (how a UTC-mode gateway and ibapi write window bounds).
+pub fn format_utc_dash(t: i64) -> String {
+    format_local(t).replacen(' ', "-", 1)
+}
+
+/// `YYYYMMDD HH:MM:SS America/New_York`.
+pub fn format_new_york(t: i64) -> String {
+    format!(
+        "{} America/New_York",
+        format_local(Zone::Us(NEW_YORK).to_local(t))
+    )
+}
+
+/// Why an IB date, duration or bar size string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not `YYYYMMDD HH:MM:SS [zone]` / `YYYYMMDD-HH:MM:SS`.
+    #[error("bad date/time {0:?}")]
+    DateTime(String),
+    /// An unknown time-zone name.
+    #[error("unknown time zone {0:?}")]
+    Zone(String),
+    /// Not `N S|D|W|M|Y`.
+    #[error("bad duration {0:?}")]
+    Duration(String),
+    /// Not one of IB's bar sizes.
+    #[error("bad bar size {0:?}")]
+    BarSize(String),
+}
+
+fn parse_date(s: &str) -> Option<Date> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let date = Date::new(
+        s[..4].parse().ok()?,
+        s[4..6].parse().ok()?,
+        s[6..8].parse().ok()?,
+    );
+    date.is_valid().then_some(date)
+}
+
+fn parse_hms(s: &str) -> Option<i64> {
+    let mut it = s.split(':');
+    let (h, m, sec) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || [h, m, sec].iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let (h, m, sec): (i64, i64, i64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
+}
+
+/// Parse an IB end date: `YYYYMMDD HH:MM:SS <zone>`, `YYYYMMDD HH:MM:SS` (in `default_zone`, the
+/// TWS login zone), `YYYYMMDD-HH:MM:SS` (UTC) or `YYYYMMDD` (end of that day in `default_zone`).
+/// Returns Unix seconds. The empty string ("now") is the caller's business.
+pub fn parse_end_date(s: &str, default_zone: Zone) -> Result<i64, FormatError> {
+    let bad = || FormatError::DateTime(s.chars().take(64).collect());
+    let s = s.trim();
+    if let Some((date, time)) = s.split_once('-') {
+        let date = parse_date(date).ok_or_else(bad)?;
+        let secs = parse_hms(time).ok_or_else(bad)?;
+        return Ok(date.days() * SECS_PER_DAY + secs);
+    }
+    let mut parts = s.splitn(3, ' ');
+    let date = parse_date(parts.next().unwrap_or_default()).ok_or_else(bad)?;
+    let Some(time) = parts.next() else {
+        return Ok(default_zone.to_utc((date.days() + 1) * SECS_PER_DAY));
+    };
+    let secs = parse_hms(time).ok_or_else(bad)?;
+    let zone = match parts.next().map(str::trim) {
+        None | Some("") => default_zone,
+        Some(name) => Zone::parse(name).ok_or_else(|| FormatError::Zone(name.to_owned()))?,
+    };
+    Ok(zone.to_utc(date.days() * SECS_PER_DAY + secs))
+}
+
+/// The unit of an IB duration string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnit {
+    /// Seconds.
+    Seconds,
+    /// Trading days (sessions).
+    Days,
+    /// Calendar weeks.
+    Weeks,
+    /// Calendar months.
+    Months,
+    /// Calendar years.
+    Years,
+}
+
+/// An IB duration, `"<n> S|D|W|M|Y"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IbDuration {
+    /// How many units (≥ 1).
+    pub count: u32,
+    /// The unit.
+    pub unit: DurationUnit,
+}
+
+impl IbDuration {
+    /// Parse `"<n> <unit>"`, e.g. `"2 D"`, `"3600 S"`.
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
+        let bad = || FormatError::Duration(s.chars().take(64).collect());
+        let (n, unit) = s.trim().split_once(' ').ok_or_else(bad)?;
+        let count: u32 = n.parse().map_err(|_| bad())?;
+        let unit = match unit.trim() {
+            "S" => DurationUnit::Seconds,
+            "D" => DurationUnit::Days,
+            "W" => DurationUnit::Weeks,
+            "M" => DurationUnit::Months,
+            "Y" => DurationUnit::Years,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(bad());
+        }
+        Ok(Self { count, unit })
+    }
+
+    /// Nominal length in seconds (D = 1 day, W = 7, M = 31, Y = 366), used for the limit table.
+    pub fn nominal_secs(self) -> i64 {
+        let per = match self.unit {
+            DurationUnit::Seconds => 1,
+            DurationUnit::Days => SECS_PER_DAY,
+            DurationUnit::Weeks => 7 * SECS_PER_DAY,
+            DurationUnit::Months => 31 * SECS_PER_DAY,
+            DurationUnit::Years => 366 * SECS_PER_DAY,
+        };
+        i64::from(self.count) * per
+    }
+}
+
+/// Subtract calendar months from a Unix time (in New York wall time, clamping the day).
+pub fn minus_months(t: i64, months: u32) -> i64 {
+    let zone = Zone::Us(NEW_YORK);
+    let local = zone.to_local(t);
+    let day = local.div_euclid(SECS_PER_DAY);
+    let tod = local.rem_euclid(SECS_PER_DAY);
+    let d = Date::from_days(day);
+    let total = i64::from(d.year) * 12 + i64::from(d.month - 1) - i64::from(months);
+    let (year, month) = (total.div_euclid(12) as i32, total.rem_euclid(12) as u32 + 1);
+    let mut target = Date::new(year, month, d.day);
+    while !target.is_valid() && target.day > 28 {
+        target.day -= 1;
+    }
+    zone.to_utc(target.days() * SECS_PER_DAY + tod)
+}
+
+/// An IB bar size (`barSizeSetting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BarSpan {
+    /// An intraday bar of this many seconds.
+    Secs(u32),
+    /// One trading day.
+    Day,
+    /// One week.
+    Week,
+    /// One month.
+    Month,
+}
+
+impl BarSpan {
+    /// Parse one of IB's bar size strings (`"1 secs"` … `"1 month"`).
+    pub fn parse(s: &str) -> Result<Self, FormatError> {
+        Ok(match s.trim() {
+            "1 secs" | "1 sec" => Self::Secs(1),
+            "5 secs" => Self::Secs(5),
+            "10 secs" => Self::Secs(10),
+            "15 secs" => Self::Secs(15),
+            "30 secs" => Self::Secs(30),
+            "1 min" => Self::Secs(60),
+            "2 mins" => Self::Secs(120),
+            "3 mins" => Self::Secs(180),
+            "5 mins" => Self::Secs(300),
+            "10 mins" => Self::Secs(600),
+            "15 mins" => Self::Secs(900),
+            "20 mins" => Self::Secs(1200),
+            "30 mins" => Self::Secs(1800),
+            "1 hour" => Self::Secs(3600),
+            "2 hours" => Self::Secs(7200),
+            "3 hours" => Self::Secs(10_800),
+            "4 hours" => Self::Secs(14_400),
+            "8 hours" => Self::Secs(28_800),
+            "1 day" => Self::Day,
+            "1 week" | "1 W" => Self::Week,
+            "1 month" | "1 M" => Self::Month,
+            other => return Err(FormatError::BarSize(other.chars().take(64).collect())),
+        })
+    }
+
+    /// Nominal length in seconds (day = 86 400, week = 7 days, month = 31 days).
+    pub fn nominal_secs(self) -> i64 {
+        match self {
+            Self::Secs(n) => i64::from(n),
+            Self::Day => SECS_PER_DAY,
+            Self::Week => 7 * SECS_PER_DAY,
+            Self::Month => 31 * SECS_PER_DAY,
+        }
+    }
+
+    /// The longest duration (nominal seconds) the sim accepts for this bar size before answering
+    /// 162 "Time length exceed max". Modelled on IB's "valid duration / bar size" step table:
+    ///
+    /// | bar size | longest duration |
+    /// |---|---|
+    /// | 1 secs | 1800 S (30 min) |
+    /// | 5 secs | 7200 S (2 h) |
+    /// | 10, 15 secs | 14400 S (4 h) |
+    /// | 30 secs | 28800 S (8 h) |
+    /// | 1 min | 7 D |
+    /// | 2, 3 mins | 14 D |
+    /// | 5 – 30 mins | 1 M (31 D) |
+    /// | 1 – 8 hours | 1 Y (366 D) |
+    /// | 1 day, 1 week, 1 month | 50 Y |
+    pub fn max_duration_secs(self) -> i64 {
+        const D: i64 = SECS_PER_DAY;
+        match self {
+            Self::Secs(1) => 1800,
+            Self::Secs(n) if n <= 5 => 7200,
+            Self::Secs(n) if n <= 15 => 14_400,
+            Self::Secs(n) if n <= 30 => 28_800,
+            Self::Secs(n) if n <= 60 => 7 * D,
+            Self::Secs(n) if n <= 180 => 14 * D,
+            Self::Secs(n) if n <= 1800 => 31 * D,
+            Self::Secs(_) => 366 * D,
+            Self::Day | Self::Week | Self::Month => 50 * 366 * D,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for d in [-1_000_000i64, -1, 0, 1, 10_957, 20_454, 2_932_896] {
+            assert_eq!(Date::from_days(d).days(), d);
+        }
+        assert_eq!(Date::new(2026, 1, 1).days(), 20_454);
+        assert_eq!(Date::new(1970, 1, 1).weekday(), 3);
+        assert_eq!(Date::new(2026, 1, 5).weekday(), 0);
+        assert!(!Date::new(2026, 2, 29).is_valid());
+        assert!(Date::new(2024, 2, 29).is_valid());
+    }
+
+    #[test]
+    fn new_york_dst_boundaries() {
+        let ny = Zone::Us(NEW_YORK);
+        // 2026: DST from Sun 8 March 07:00 UTC to Sun 1 November 06:00 UTC.
+        assert_eq!(NEW_YORK.offset_at(utc(2026, 3, 8, 6, 59, 59)), -5 * 3600);
+        assert_eq!(NEW_YORK.offset_at(utc(2026, 3, 8, 7, 0, 0)), -4 * 3600);
+        assert_eq!(NEW_YORK.offset_at(utc(2026, 11, 1, 5, 59, 59)), -4 * 3600);
+        assert_eq!(NEW_YORK.offset_at(utc(2026, 11, 1, 6, 0, 0)), -5 * 3600);
+        // 09:30 New York is 14:30 UTC in winter and 13:30 UTC in summer.
+        let open = |y, m, d| ny.to_utc(Date::new(y, m, d).days() * SECS_PER_DAY + 34_200);
+        assert_eq!(open(2026, 1, 5), utc(2026, 1, 5, 14, 30, 0));
+        assert_eq!(open(2026, 7, 6), utc(2026, 7, 6, 13, 30, 0));
+        // The 1987–2006 rule: first Sunday of April (1990-04-01).
+        assert_eq!(NEW_YORK.offset_at(utc(1990, 4, 1, 7, 0, 0)), -4 * 3600);
+        assert_eq!(NEW_YORK.offset_at(utc(1990, 3, 31, 12, 0, 0)), -5 * 3600);
+        // Before 1987: last Sunday of April (1980-04-27).
+        assert_eq!(NEW_YORK.offset_at(utc(1980, 4, 20, 12, 0, 0)), -5 * 3600);
+        assert_eq!(NEW_YORK.offset_at(utc(1980, 4, 27, 12, 0, 0)), -4 * 3600);
+    }
+
+    #[test]
+    fn nyse_holidays_2026() {
+        let days: Vec<String> = nyse_holidays(2026)
+            .into_iter()
+            .map(|d| Date::from_days(d).yyyymmdd())
+            .collect();
+        assert_eq!(
+            days,
+            [
+                "20260101", "20260119", "20260216", "20260403", "20260525", "20260619", "20260703",
+                "20260907", "20261126", "20261225"
+            ]
+        );
+        // 2022: New Year's Day on a Saturday is not observed; Christmas (Sunday) moves to Monday.
+        assert!(!is_nyse_holiday(Date::new(2021, 12, 31).days()));
+        assert!(is_nyse_holiday(Date::new(2022, 12, 26).days()));
+    }
+
+    #[test]
+    fn end_dates() {
+        let ny = Zone::Us(NEW_YORK);
+        assert_eq!(
+            parse_end_date("20251231 21:00:00 UTC", ny),
+            Ok(utc(2025, 12, 31, 21, 0, 0))
+        );
+        assert_eq!(
+            parse_end_date("20251231-21:00:00", ny),
+            Ok(utc(2025, 12, 31, 21, 0, 0))
+        );
+        assert_eq!(
+            parse_end_date("20250630 16:00:00 America/New_York", ny),
+            Ok(utc(2025, 6, 30, 20, 0, 0))
+        );
+        assert_eq!(
+            parse_end_date("20250102 16:00:00", ny),
+            Ok(utc(2025, 1, 2, 21, 0, 0))
+        );
+        assert!(parse_end_date("2025-01-02", ny).is_err());
+        assert!(parse_end_date("20250102 25:00:00", ny).is_err());
+        assert_eq!(
+            parse_end_date("20250102 10:00:00 Mars/Olympus", ny),
+            Err(FormatError::Zone("Mars/Olympus".into()))
+        );
+        assert_eq!(
+            format_utc_dash(utc(2025, 12, 31, 21, 0, 0)),
+            "20251231-21:00:00"
+        );
+        assert_eq!(
+            format_new_york(utc(2025, 12, 31, 21, 0, 0)),
+            "20251231 16:00:00 America/New_York"
+        );
+    }
+
+    #[test]
+    fn durations_and_bar_sizes() {
+        assert_eq!(
+            IbDuration::parse("2 D"),
+            Ok(IbDuration {
+                count: 2,
+                unit: DurationUnit::Days
+            })
+        );
+        assert_eq!(
+            IbDuration::parse("3600 S").map(|d| d.nominal_secs()),
+            Ok(3600)
+        );
+        for bad in ["", "2D", "0 D", "x D", "2 Q", "-1 S"] {
+            assert!(IbDuration::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(BarSpan::parse("1 hour"), Ok(BarSpan::Secs(3600)));
+        assert_eq!(BarSpan::parse("1 day"), Ok(BarSpan::Day));
+        assert!(BarSpan::parse("7 mins").is_err());
+        assert!(BarSpan::Secs(30).max_duration_secs() < BarSpan::Secs(60).max_duration_secs());
+        assert_eq!(
+            minus_months(utc(2026, 3, 31, 15, 0, 0), 1),
+            utc(2026, 2, 28, 16, 0, 0),
+            "11:00 EDT on 31 March is 11:00 EST on 28 February"
+        );
+    }
+}

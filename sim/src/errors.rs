@@ -1,0 +1,120 @@
+//! The IB error codes and texts the sim sends, in one table (texts as live gateways send them,
+//! protocol.md §5). Each constructor returns an [`IbError`]; the gateway wraps it in an
+//! `ErrorMessage` with the request id and the time.
+
+/// An IB error code with its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IbError {
+    /// IB's code.
+    pub code: i32,
+    /// IB's text.
+    pub text: String,
+}
+
+impl IbError {
+    fn new(code: i32, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+/// Prefix of every error-162 text.
+pub const HMDS_PREFIX: &str = "Historical Market Data Service error message:";
+
+/// 100: more than 50 messages in a second.
+pub fn max_rate() -> IbError {
+    IbError::new(100, "Max rate of messages per second has been exceeded.")
+}
+
+/// 162: historical pacing violation.
+pub fn pacing_violation() -> IbError {
+    IbError::new(
+        162,
+        format!("{HMDS_PREFIX}Historical data request pacing violation"),
+    )
+}
+
+/// 162: no data in the window (or before the head timestamp).
+pub fn no_data(symbol: &str, exchange: &str, what_title: &str) -> IbError {
+    IbError::new(
+        162,
+        format!("{HMDS_PREFIX}HMDS query returned no data: {symbol}@{exchange} {what_title}"),
+    )
+}
+
+/// 162: no market data permissions, e.g. scope `NYSE STK`.
+pub fn no_permissions(scope: &str) -> IbError {
+    IbError::new(
+        162,
+        format!("{HMDS_PREFIX}No market data permissions for {scope}"),
+    )
+}
+
+/// 162: the duration is too long for the bar size.
+pub fn time_length_exceeded() -> IbError {
+    IbError::new(162, format!("{HMDS_PREFIX}Time length exceed max"))
+}
+
+/// 162: a pending query was cancelled by the client.
+pub fn query_cancelled(req_id: i32) -> IbError {
+    IbError::new(
+        162,
+        format!("{HMDS_PREFIX}API historical data query cancelled: {req_id}"),
+    )
+}
+
+/// 200: unknown contract.
+pub fn no_security_definition() -> IbError {
+    IbError::new(
+        200,
+        "No security definition has been found for the request.",
+    )
+}
+
+/// 200: several contracts match.
+pub fn ambiguous(symbol: &str) -> IbError {
+    IbError::new(
+        200,
+        format!("The contract description specified for {symbol} is ambiguous"),
+    )
+}
+
+/// 320: a message that could not be decoded.
+pub fn read_error() -> IbError {
+    IbError::new(320, "Server error when reading an API client request.")
+}
+
+/// 321: a request that fails validation (`tag` names the field in IB's style).
+pub fn validation(tag: &str, cause: &str) -> IbError {
+    IbError::new(
+        321,
+        format!("Error validating request:-'{tag}' : cause - {cause}"),
+    )
+}
+
+/// 326: the client id is taken.
+pub fn client_id_in_use() -> IbError {
+    IbError::new(
+        326,
+        "Unable to connect as the client id is already in use. Retry with a unique client id.",
+    )
+}
+
+/// 366: cancel of an unknown or finished historical query.
+pub fn no_query_found(req_id: i32) -> IbError {
+    IbError::new(
+        366,
+        format!("No historical data query found for ticker id:{req_id}"),
+    )
+}
+
+/// The request-less farm notices a gateway sends after START_API.
+pub fn farm_notices() -> [IbError; 3] {
+    [
+        IbError::new(2104, "Market data farm connection is OK:usfarm"),
+        IbError::new(2106, "HMDS data farm connection is OK:ushmds"),
+        IbError::new(2158, "Sec-def data farm connection is OK:secdefnj"),
+    ]
+}

@@ -1,0 +1,29 @@
+//! # ibconn-sim
+//!
+//! A simulated IB Gateway that real TWS API clients cannot tell from the real one: it speaks the
+//! same bytes (through `ibconn-core`'s codec, server side — there is no second codec), enforces
+//! IB's limits exactly, and is deterministic: one `u64` seed and the `now` values passed in decide
+//! every byte it sends.
+//!
+//! - [`gateway`]: the sans-IO state machine ([`Gateway`]), one per simulated gateway process.
+//! - [`market`] and [`bars`]: instruments, calendars and synthetic bars.
+//! - [`rules`]: the 50 msg/s rule and historical pacing.
+//! - [`calendar`]: US time zones with DST, NYSE holidays, IB date/duration/bar-size formats.
+//! - `server` (feature `tcp`, default): the wall-clock TCP server behind the `ibconn-sim` binary.
+#![forbid(unsafe_code)]
+
+pub mod bars;
+pub mod calendar;
+pub mod errors;
+pub mod gateway;
+pub mod market;
+pub mod rng;
+pub mod rules;
+#[cfg(feature = "tcp")]
+pub mod server;
+
+pub use gateway::{ConnId, Gateway, GatewayConfig};
+pub use market::{Instrument, Market};
+pub use rules::{HistoricalRules, RateRules};
+#[cfg(feature = "tcp")]
+pub use server::{serve, ServerConfig, SimServer};
