@@ -19,6 +19,7 @@ pub mod bar_size;
 pub mod breaker;
 pub mod classify;
 pub mod client_id;
+pub mod connection;
 pub mod message;
 pub mod pacer;
 pub mod wire;

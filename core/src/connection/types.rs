@@ -1,0 +1,313 @@
+//! The vocabulary of a [`Connection`](super::Connection): its configuration, what callers ask
+//! ([`Query`]), what they get back ([`Answer`], [`Event`]) and every way it can fail.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::classify::{Advice, Connectivity, ErrorClass};
+use crate::message::{
+    Bar, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
+    HistoricalDataRequest,
+};
+use crate::wire::{DecodeError, EncodeError, FrameError, HandshakeError, VersionRange};
+
+/// Connection settings. Defaults are conservative values for a real IB Gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The API client id this connection claims (one live session per id per gateway).
+    pub client_id: i32,
+    /// Protocol versions offered in the hello.
+    pub versions: VersionRange,
+    /// Connect options appended to the hello (e.g. `+PACEAPI`); empty for none.
+    pub connect_options: String,
+    /// From `new` until the session is ready (hello, START_API, startup burst).
+    pub handshake_timeout: Duration,
+    /// Deadline of a request submitted without its own timeout.
+    pub request_timeout: Duration,
+    /// Send a `reqCurrentTime` probe after this long without inbound bytes.
+    pub probe_idle: Duration,
+    /// A probe unanswered for this long declares the connection dead (half-open socket).
+    pub probe_timeout: Duration,
+    /// Minimum spacing of `reqCurrentTime` sends: IB never answers a second one within 1 s.
+    pub current_time_spacing: Duration,
+    /// A jump of the suspend-including clock over the monotonic one beyond this is a sleep.
+    pub sleep_threshold: Duration,
+    /// First request id handed out.
+    pub first_request_id: i32,
+}
+
+impl Config {
+    /// Defaults for `client_id`.
+    pub fn new(client_id: i32) -> Self {
+        Self {
+            client_id,
+            versions: VersionRange::supported(),
+            connect_options: String::new(),
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            probe_idle: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(10),
+            current_time_spacing: Duration::from_secs(1),
+            sleep_threshold: Duration::from_secs(5),
+            first_request_id: 1,
+        }
+    }
+}
+
+/// IB's request id, as echoed in replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RequestId(pub i32);
+
+/// What a caller can ask a connection. Request ids inside the embedded request structs are
+/// ignored: the connection assigns its own.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Query {
+    /// Server time in seconds.
+    CurrentTime,
+    /// Server time in milliseconds (server version 197+).
+    CurrentTimeMillis,
+    /// Historical bars; with `keep_up_to_date` the request stays open and yields
+    /// [`Event::BarUpdate`]s after it completes, until [`Connection::cancel`](super::Connection::cancel).
+    HistoricalData(HistoricalDataRequest),
+    /// Earliest available data point.
+    HeadTimestamp(HeadTimestampRequest),
+    /// Contract details for a (possibly partial) contract.
+    ContractDetails(Contract),
+    /// Symbol search.
+    MatchingSymbols(String),
+}
+
+impl Query {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::CurrentTime => "current_time",
+            Self::CurrentTimeMillis => "current_time_millis",
+            Self::HistoricalData(_) => "historical_data",
+            Self::HeadTimestamp(_) => "head_timestamp",
+            Self::ContractDetails(_) => "contract_details",
+            Self::MatchingSymbols(_) => "matching_symbols",
+        }
+    }
+}
+
+/// The successful result of a [`Query`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// Server time, epoch seconds.
+    CurrentTime(i64),
+    /// Server time, epoch milliseconds.
+    CurrentTimeMillis(i64),
+    /// Historical bars with the window IB reports.
+    Bars {
+        /// The bars, oldest first.
+        bars: Vec<Bar>,
+        /// Window start as IB reports it.
+        start: String,
+        /// Window end as IB reports it.
+        end: String,
+    },
+    /// Head timestamp as sent (epoch seconds for `formatDate=2`).
+    HeadTimestamp(String),
+    /// Every matching contract with its details.
+    ContractDetails(Vec<(Contract, ContractDetails)>),
+    /// Matching symbols.
+    Symbols(Vec<ContractDescription>),
+}
+
+/// Why a request ended without an answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// IB answered with an error for this request; `class` and `advice` come from the classifier.
+    #[error("IB error {code} ({class:?}): {message}")]
+    Api {
+        /// IB's code.
+        code: i32,
+        /// IB's text.
+        message: String,
+        /// What it means.
+        class: ErrorClass,
+        /// What to do about it.
+        advice: Advice,
+    },
+    /// No answer before the deadline; a cancel was sent where IB has one.
+    #[error("no answer within {after:?}")]
+    Timeout {
+        /// The deadline that passed, measured from submission.
+        after: Duration,
+    },
+    /// Cancelled by the caller.
+    #[error("cancelled by the caller")]
+    Cancelled,
+    /// The negotiated server version cannot carry this query (found once the session was ready).
+    #[error(transparent)]
+    Unsupported(#[from] EncodeError),
+    /// The connection closed before the answer arrived; the request may be retried elsewhere.
+    #[error("connection closed before the answer: {0}")]
+    ConnectionClosed(ConnectionError),
+}
+
+/// Why [`Connection::send`](super::Connection::send) refused a query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed; open a new one.
+    #[error("connection is closed")]
+    Closed,
+    /// The negotiated server version cannot carry this query.
+    #[error(transparent)]
+    Unsupported(#[from] EncodeError),
+}
+
+/// Who is to blame for a closed connection, so callers pick a retry policy without string matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Fault {
+    /// We closed it, or our machine slept.
+    Local,
+    /// The gateway refused or misbehaved.
+    Gateway,
+    /// The network or socket failed.
+    Transport,
+}
+
+/// Why a connection closed. Reported once, in [`Event::Disconnected`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The hello/START_API/startup exchange did not finish in time.
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The gateway answered 326: another session holds this client id.
+    #[error("client id {client_id} is already in use")]
+    ClientIdInUse {
+        /// The refused id.
+        client_id: i32,
+    },
+    /// The byte stream could not be framed.
+    #[error("bad framing from the gateway: {0}")]
+    Framing(#[from] FrameError),
+    /// A frame could not be decoded.
+    #[error("undecodable message from the gateway: {0}")]
+    Decode(#[from] DecodeError),
+    /// The health probe went unanswered: the socket is half-open or the gateway hangs.
+    #[error("health probe unanswered for {0:?}")]
+    ProbeTimeout(Duration),
+    /// The machine slept; the socket cannot be trusted.
+    #[error("machine slept for about {0:?}")]
+    SleepDetected(Duration),
+    /// IB reset its socket port (1300).
+    #[error("gateway reset its socket port (1300)")]
+    SocketPortReset,
+    /// The gateway closed the socket.
+    #[error("gateway closed the connection")]
+    PeerClosed,
+    /// The socket failed (reported by the runtime).
+    #[error("transport failed: {0}")]
+    Transport(String),
+    /// Closed by [`Connection::close`](super::Connection::close).
+    #[error("closed locally")]
+    LocallyClosed,
+}
+
+impl ConnectionError {
+    /// Who is to blame.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::LocallyClosed | Self::SleepDetected(_) => Fault::Local,
+            Self::Transport(_) | Self::PeerClosed | Self::ProbeTimeout(_) => Fault::Transport,
+            Self::HandshakeTimeout(_)
+            | Self::Handshake(_)
+            | Self::ClientIdInUse { .. }
+            | Self::Framing(_)
+            | Self::Decode(_)
+            | Self::SocketPortReset => Fault::Gateway,
+        }
+    }
+}
+
+/// What a connection reports, in order, through [`Connection::poll_event`](super::Connection::poll_event).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The session is usable.
+    Connected {
+        /// Negotiated protocol version.
+        server_version: i32,
+        /// The gateway's connection time text.
+        connection_time: String,
+        /// First valid order id.
+        next_valid_id: i32,
+        /// Managed accounts.
+        accounts: Vec<String>,
+    },
+    /// A request ended: exactly once per [`RequestId`] handed out by `send`.
+    Completed {
+        /// The request.
+        id: RequestId,
+        /// Its outcome.
+        result: Result<Answer, RequestError>,
+    },
+    /// A keep-up-to-date historical request produced a bar (after its `Completed`).
+    BarUpdate {
+        /// The stream.
+        id: RequestId,
+        /// The bar being built.
+        bar: Bar,
+    },
+    /// An informational message (farm status, warnings); never an error.
+    Notice {
+        /// The request it mentions, if any.
+        id: Option<RequestId>,
+        /// IB's code.
+        code: i32,
+        /// IB's text.
+        message: String,
+        /// Its class.
+        class: ErrorClass,
+    },
+    /// The link between the gateway and IB changed (1100, 1101, 1102, 2110).
+    Connectivity(Connectivity),
+    /// After 1101 ("data lost"): open streams must be requested again.
+    Resubscribe,
+    /// IB limited our message rate (error 100): the pacer should slow down.
+    RateLimited,
+    /// The connection closed; no events follow.
+    Disconnected {
+        /// Why.
+        reason: ConnectionError,
+    },
+}
+
+/// Counters for status pages and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Requests submitted.
+    pub requests: u64,
+    /// Requests answered successfully.
+    pub answered: u64,
+    /// Requests ended by an IB error.
+    pub failed: u64,
+    /// Requests ended by their deadline.
+    pub timed_out: u64,
+    /// Health probes sent.
+    pub probes: u64,
+    /// Last probe round trip, microseconds.
+    pub last_probe_rtt_us: Option<u64>,
+    /// Handshake duration, microseconds (from `new` to ready).
+    pub handshake_us: Option<u64>,
+}
