@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use ibconn_core::message::{Bar, Response};
+use ibconn_core::message::{Bar, BarTime, Response};
 use ibconn_core::wire::FrameDecoder;
 
 const BARS: usize = 2_000;
@@ -21,7 +21,7 @@ fn frame(server_version: i32) -> Bytes {
             let i = i as f64;
             let base = 180.0 + (i * 0.37).sin() * 4.0;
             Bar {
-                date: format!("{}", 1_767_200_000 + (i as i64) * 60),
+                date: BarTime::Epoch(1_767_200_000 + (i as i64) * 60),
                 open: (base * 100.0).round() / 100.0,
                 high: ((base + 0.42) * 100.0).round() / 100.0,
                 low: ((base - 0.31) * 100.0).round() / 100.0,

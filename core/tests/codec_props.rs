@@ -25,8 +25,8 @@ use std::ops::RangeInclusive;
 use bytes::{BufMut, Bytes, BytesMut};
 use codec_fixtures::{REQUEST_IDS, RESPONSE_IDS};
 use ibconn_core::message::{
-    Bar, Contract, ContractDescription, ContractDetails, ErrorMessage, HeadTimestampRequest,
-    HistoricalDataRequest, Request, Response,
+    Bar, BarTime, Contract, ContractDescription, ContractDetails, ErrorMessage,
+    HeadTimestampRequest, HistoricalDataRequest, Request, Response,
 };
 use ibconn_core::wire::{
     check_server_choice, negotiate, ClientHello, Form, Frame, FrameDecoder, FrameError,
@@ -238,7 +238,8 @@ fn details() -> impl Strategy<Value = ContractDetails> {
 fn bar() -> impl Strategy<Value = Bar> {
     (text(), num(), num(), num(), num(), num(), num(), int()).prop_map(
         |(date, open, high, low, close, volume, wap, count)| Bar {
-            date,
+            // Any text: numeric forms become Epoch/Day, the rest stays verbatim.
+            date: BarTime::parse(&date),
             open,
             high,
             low,

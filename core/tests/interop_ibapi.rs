@@ -12,7 +12,7 @@ use ibapi::contracts::Contract as IbContract;
 use ibapi::market_data::historical::{BarSize, ToDuration, WhatToShow};
 use ibapi::market_data::TradingHours;
 use ibconn_core::message::{
-    Bar, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
+    Bar, BarTime, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
     HistoricalDataRequest, Request, Response,
 };
 use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
@@ -44,7 +44,11 @@ fn reply_for(req: &Request) -> Vec<Response> {
         Request::ReqHistoricalData(r) => {
             let daily = r.bar_size == "1 day";
             let bar = Bar {
-                date: if daily { "20251230" } else { "1767128400" }.into(),
+                date: if daily {
+                    BarTime::Day(20251230)
+                } else {
+                    BarTime::Epoch(1_767_128_400)
+                },
                 open: 250.0,
                 high: 251.5,
                 low: 249.25,

@@ -10,7 +10,7 @@
 //! hours outside the session have no bars; intraday bars are aligned to New York midnight and
 //! clipped to the session (so a 1-hour RTH day starts with a 09:30–10:00 bar).
 
-use ibconn_core::message::Bar;
+use ibconn_core::message::{Bar, BarTime};
 
 use crate::calendar::{
     self, BarSpan, Date, DurationUnit, IbDuration, Zone, NEW_YORK, SECS_PER_DAY,
@@ -338,9 +338,9 @@ fn make_bar(spec: &BarSpec<'_>, slot: Slot) -> Bar {
         (volume, r((high + low + close) / 3.0), count)
     };
     let date = match spec.span {
-        BarSpan::Secs(_) if spec.format_date == 1 => calendar::format_new_york(s),
-        BarSpan::Secs(_) => s.to_string(),
-        _ => Date::from_days(slot.day).yyyymmdd(),
+        BarSpan::Secs(_) if spec.format_date == 1 => BarTime::Text(calendar::format_new_york(s)),
+        BarSpan::Secs(_) => BarTime::Epoch(s),
+        _ => BarTime::parse(&Date::from_days(slot.day).yyyymmdd()),
     };
     Bar {
         date,
@@ -380,7 +380,7 @@ mod tests {
         let s = spec(&m, "AAPL", BarSpan::Secs(3600), true, now);
         // Monday 2026-01-05 in winter: 09:30 NY = 14:30 UTC, bars 09:30, 10:00, …, 15:00.
         let b = bars(&s, utc(2026, 1, 5, 0, 0, 0), utc(2026, 1, 6, 0, 0, 0));
-        let starts: Vec<i64> = b.iter().map(|b| b.date.parse().unwrap()).collect();
+        let starts: Vec<i64> = b.iter().map(|b| b.date.epoch_seconds().unwrap()).collect();
         assert_eq!(starts.len(), 7);
         assert_eq!(starts[0], utc(2026, 1, 5, 14, 30, 0));
         assert_eq!(starts[1], utc(2026, 1, 5, 15, 0, 0));
@@ -389,7 +389,7 @@ mod tests {
         let now = utc(2026, 7, 10, 0, 0, 0);
         let s = spec(&m, "AAPL", BarSpan::Secs(3600), true, now);
         let b = bars(&s, utc(2026, 7, 6, 0, 0, 0), utc(2026, 7, 7, 0, 0, 0));
-        assert_eq!(b[0].date, utc(2026, 7, 6, 13, 30, 0).to_string());
+        assert_eq!(b[0].date, BarTime::Epoch(utc(2026, 7, 6, 13, 30, 0)));
         for bar in &b {
             assert!(bar.low <= bar.open && bar.open <= bar.high);
             assert!(bar.low <= bar.close && bar.close <= bar.high);
@@ -404,7 +404,7 @@ mod tests {
         let s = spec(&m, "SPY", BarSpan::Day, true, now);
         // 2026-01-17/18 weekend, 2026-01-19 MLK day.
         let b = bars(&s, utc(2026, 1, 15, 0, 0, 0), utc(2026, 1, 21, 0, 0, 0));
-        let dates: Vec<&str> = b.iter().map(|b| b.date.as_str()).collect();
+        let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(dates, ["20260115", "20260116", "20260120"]);
         // FX trades on MLK day.
         let fx = spec(&m, "EUR", BarSpan::Day, true, now);
@@ -442,8 +442,11 @@ mod tests {
         let mut s = spec(&m, "AAPL", BarSpan::Secs(1800), false, now);
         s.format_date = 1;
         let b = bars(&s, utc(2026, 1, 5, 0, 0, 0), now);
-        assert_eq!(b[0].date, "20260105 04:00:00 America/New_York");
-        assert_eq!(b.last().unwrap().date, "20260105 10:00:00 America/New_York");
+        assert_eq!(b[0].date.to_string(), "20260105 04:00:00 America/New_York");
+        assert_eq!(
+            b.last().unwrap().date.to_string(),
+            "20260105 10:00:00 America/New_York"
+        );
         assert_eq!(b.len(), 13);
         let forming = forming_bar(&s).unwrap();
         assert_eq!(forming, *b.last().unwrap());
@@ -467,7 +470,7 @@ mod tests {
         let now = utc(2026, 3, 1, 0, 0, 0);
         let w = spec(&m, "AAPL", BarSpan::Week, true, now);
         let b = bars(&w, utc(2026, 1, 1, 0, 0, 0), utc(2026, 2, 1, 0, 0, 0));
-        let dates: Vec<&str> = b.iter().map(|b| b.date.as_str()).collect();
+        let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(
             dates,
             ["20251229", "20260105", "20260112", "20260120", "20260126"],
@@ -475,7 +478,7 @@ mod tests {
         );
         let mo = spec(&m, "AAPL", BarSpan::Month, true, now);
         let b = bars(&mo, utc(2026, 1, 1, 0, 0, 0), utc(2026, 3, 1, 0, 0, 0));
-        let dates: Vec<&str> = b.iter().map(|b| b.date.as_str()).collect();
+        let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(dates, ["20260102", "20260202"]);
     }
 }

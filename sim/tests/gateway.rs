@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ibconn_core::message::request::HistoricalDataRequest;
-use ibconn_core::message::{Contract, HeadTimestampRequest, Request, Response};
+use ibconn_core::message::{BarTime, Contract, HeadTimestampRequest, Request, Response};
 use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
 use ibconn_sim::calendar::utc;
 use ibconn_sim::{ConnId, Gateway, GatewayConfig};
@@ -339,18 +339,18 @@ fn historical_hourly_with_end_date_and_daily_without() {
         ("20251230-14:30:00", "20251231-21:00:00")
     );
     assert_eq!(bars.len(), 14);
-    assert_eq!(bars[0].date, utc(2025, 12, 30, 14, 30, 0).to_string());
+    assert_eq!(bars[0].date, BarTime::Epoch(utc(2025, 12, 30, 14, 30, 0)));
 
     let daily = sim.request(&mut c, &hist(2, Contract::stock("SPY"), "", "1 day", "1 M"));
     let Response::HistoricalData { bars, .. } = &daily[0] else {
         panic!("{daily:?}");
     };
     // 2025-12-06 .. 2026-01-06 (now): weekends, Christmas and New Year's Day excluded.
-    assert_eq!(bars.first().unwrap().date, "20251208");
-    assert_eq!(bars.last().unwrap().date, "20260106");
+    assert_eq!(bars.first().unwrap().date, BarTime::Day(20251208));
+    assert_eq!(bars.last().unwrap().date, BarTime::Day(20260106));
     assert!(bars
         .iter()
-        .all(|b| b.date != "20251225" && b.date != "20260101"));
+        .all(|b| b.date != BarTime::Day(20251225) && b.date != BarTime::Day(20260101)));
     assert_eq!(bars.len(), 20);
 }
 
@@ -467,7 +467,7 @@ fn cancel_and_keep_up_to_date() {
     assert_eq!(*req_id, 10);
     assert_eq!(
         bar.date,
-        utc(2026, 1, 6, 15, 0, 0).to_string(),
+        BarTime::Epoch(utc(2026, 1, 6, 15, 0, 0)),
         "the forming 10:00 bar"
     );
     assert!(sim

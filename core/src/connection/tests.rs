@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::*;
 use crate::classify::Advice;
-use crate::message::{ErrorMessage, HistoricalDataRequest};
+use crate::message::{BarTime, ErrorMessage, HistoricalDataRequest};
 use crate::wire::{ClientHello, ServerHello};
 
 /// The gateway side of a test: decodes what the client wrote, encodes what the test answers.
@@ -130,7 +130,7 @@ fn hourly() -> HistoricalDataRequest {
 
 fn bar(date: &str) -> Bar {
     Bar {
-        date: date.into(),
+        date: BarTime::parse(date),
         open: 1.0,
         high: 2.0,
         low: 0.5,

@@ -14,7 +14,7 @@ pub mod response;
 
 pub use contract::{Contract, ContractDescription, ContractDetails};
 pub use request::{HeadTimestampRequest, HistoricalDataRequest, Request};
-pub use response::{Bar, ErrorMessage, Response};
+pub use response::{Bar, BarTime, ErrorMessage, Response};
 
 use crate::wire::frame::PROTOBUF_ID_OFFSET;
 use crate::wire::{version, DecodeError, EncodeError, Form};

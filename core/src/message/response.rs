@@ -12,12 +12,95 @@ use crate::wire::{
     version, DecodeError, EncodeError, FieldReader, FieldWriter, Form, Frame, FrameEncoder,
 };
 
+/// When a bar starts, typed from the form IB sent it in; writes back byte-identical.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BarTime {
+    /// Epoch seconds (`formatDate=2`, intraday bars).
+    Epoch(i64),
+    /// A trading day, `YYYYMMDD` as a number (daily and longer bars: IB sends only the date).
+    Day(u32),
+    /// Any other form (e.g. `formatDate=1`: `20231019 16:11:48 America/New_York`), verbatim.
+    Text(String),
+}
+
+impl Default for BarTime {
+    fn default() -> Self {
+        Self::Epoch(0)
+    }
+}
+
+impl BarTime {
+    /// Classify IB's text: exactly 8 digits is a day (as ibapi reads it), a canonical integer is
+    /// epoch seconds, anything else is kept as text.
+    pub fn parse(s: &str) -> Self {
+        Self::from_bytes(s.as_bytes()).unwrap_or_else(|| Self::Text(s.to_owned()))
+    }
+
+    /// The allocation-free cases of [`parse`](Self::parse); `None` means "text".
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() == 8 && b.iter().all(u8::is_ascii_digit) {
+            return b
+                .iter()
+                .try_fold(0u32, |n, d| {
+                    n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+                })
+                .map(Self::Day);
+        }
+        let digits = b.strip_prefix(b"-").unwrap_or(b);
+        let canonical = match digits {
+            [] => false,
+            [b'0'] => b.len() == 1,
+            [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+        };
+        if !canonical {
+            return None;
+        }
+        std::str::from_utf8(b).ok()?.parse().ok().map(Self::Epoch)
+    }
+
+    /// Epoch seconds, for the epoch form.
+    pub fn epoch_seconds(&self) -> Option<i64> {
+        match self {
+            Self::Epoch(t) => Some(*t),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BarTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Epoch(t) => write!(f, "{t}"),
+            Self::Day(d) => write!(f, "{d:08}"),
+            Self::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for BarTime {
+    fn from(s: &str) -> Self {
+        Self::parse(s)
+    }
+}
+
+/// Read a bar time field without allocating for the numeric forms.
+fn read_bar_time(r: &mut FieldReader<'_>) -> Result<BarTime, DecodeError> {
+    let mut probe = r.clone();
+    let raw = probe.bytes("date")?;
+    match BarTime::from_bytes(raw) {
+        Some(t) => {
+            *r = probe;
+            Ok(t)
+        }
+        None => r.string("date").map(BarTime::Text),
+    }
+}
+
 /// One historical bar.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bar {
-    /// Epoch seconds (`formatDate=2`), `YYYYMMDD` (daily and longer bars) or
-    /// `YYYYMMDD HH:MM:SS zone` (`formatDate=1`), exactly as sent.
-    pub date: String,
+    /// When the bar starts.
+    pub date: BarTime,
     /// Open.
     pub open: f64,
     /// High.
@@ -37,7 +120,7 @@ pub struct Bar {
 impl Bar {
     fn to_proto(&self) -> proto::HistoricalDataBar {
         proto::HistoricalDataBar {
-            date: Some(self.date.clone()),
+            date: Some(self.date.to_string()),
             open: Some(self.open),
             high: Some(self.high),
             low: Some(self.low),
@@ -50,7 +133,7 @@ impl Bar {
 
     fn from_proto(p: proto::HistoricalDataBar, msg: &'static str) -> Result<Self, DecodeError> {
         Ok(Self {
-            date: p.date.ok_or(DecodeError::Absent { msg, field: "date" })?,
+            date: BarTime::parse(&p.date.ok_or(DecodeError::Absent { msg, field: "date" })?),
             open: p.open.unwrap_or(0.0),
             high: p.high.unwrap_or(0.0),
             low: p.low.unwrap_or(0.0),
@@ -423,7 +506,7 @@ impl Response {
             Self::HistoricalDataUpdate { req_id, bar } => {
                 w.i32("req_id", *req_id)
                     .i32("count", bar.count)
-                    .str("date", &bar.date)
+                    .str("date", &bar.date.to_string())
                     .f64("open", bar.open)
                     .f64("close", bar.close)
                     .f64("high", bar.high)
@@ -633,7 +716,7 @@ impl Response {
             id::HISTORICAL_DATA_UPDATE => {
                 let req_id = r.i32("req_id")?;
                 let count = r.i32("count")?;
-                let date = r.string("date")?;
+                let date = read_bar_time(&mut r)?;
                 let open = r.f64("open")?;
                 let close = r.f64("close")?;
                 let high = r.f64("high")?;
@@ -763,7 +846,7 @@ fn write_historical_data(
     }
     w.i32("count", i32::try_from(bars.len()).unwrap_or(i32::MAX));
     for b in bars {
-        w.str("date", &b.date)
+        w.str("date", &b.date.to_string())
             .f64("open", b.open)
             .f64("high", b.high)
             .f64("low", b.low)
@@ -795,7 +878,7 @@ fn read_historical_data(r: &mut FieldReader<'_>, sv: i32) -> Result<Response, De
     let n = r.count("count", fields_per_bar)?;
     let mut bars = Vec::with_capacity(n);
     for _ in 0..n {
-        let date = r.string("date")?;
+        let date = read_bar_time(r)?;
         let open = r.f64("open")?;
         let high = r.f64("high")?;
         let low = r.f64("low")?;
@@ -841,5 +924,36 @@ fn text_name(msg_id: i32) -> &'static str {
         id::CONTRACT_DATA_END => "ContractDataEnd",
         id::SYMBOL_SAMPLES => "SymbolSamples",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_time_types_ibs_forms_and_writes_them_back_verbatim() {
+        let cases = [
+            ("1767128400", BarTime::Epoch(1_767_128_400)),
+            ("0", BarTime::Epoch(0)),
+            ("-5", BarTime::Epoch(-5)),
+            ("20251230", BarTime::Day(20_251_230)),
+            ("00000001", BarTime::Day(1)),
+            ("0123", BarTime::Text("0123".into())),
+            ("-0", BarTime::Text("-0".into())),
+            ("", BarTime::Text(String::new())),
+            (
+                "99999999999999999999",
+                BarTime::Text("99999999999999999999".into()),
+            ),
+            (
+                "20231019 16:11:48 America/New_York",
+                BarTime::Text("20231019 16:11:48 America/New_York".into()),
+            ),
+        ];
+        for (text, typed) in cases {
+            assert_eq!(BarTime::parse(text), typed, "{text:?}");
+            assert_eq!(typed.to_string(), text);
+        }
     }
 }

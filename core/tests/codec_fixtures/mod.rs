@@ -9,8 +9,8 @@ use std::ops::RangeInclusive;
 
 use bytes::{Bytes, BytesMut};
 use ibconn_core::message::{
-    Bar, Contract, ContractDescription, ContractDetails, ErrorMessage, HeadTimestampRequest,
-    HistoricalDataRequest, Request, Response,
+    Bar, BarTime, Contract, ContractDescription, ContractDetails, ErrorMessage,
+    HeadTimestampRequest, HistoricalDataRequest, Request, Response,
 };
 use ibconn_core::wire::{EncodeError, Form};
 
@@ -416,7 +416,7 @@ pub fn request_cases() -> Vec<Case<Request>> {
 pub fn bars() -> Vec<Bar> {
     vec![
         Bar {
-            date: "1767105000".into(),
+            date: BarTime::Epoch(1_767_105_000),
             open: 272.26,
             high: 273.5,
             low: 271.8,
@@ -426,7 +426,7 @@ pub fn bars() -> Vec<Bar> {
             count: 8123,
         },
         Bar {
-            date: "1767108600".into(),
+            date: BarTime::Epoch(1_767_108_600),
             open: 273.1,
             high: 274.0,
             low: 272.95,
@@ -643,7 +643,7 @@ pub fn response_cases() -> Vec<Case<Response>> {
             Response::HistoricalDataUpdate {
                 req_id: REQ,
                 bar: Bar {
-                    date: "1767186000".into(),
+                    date: BarTime::Epoch(1_767_186_000),
                     open: 273.1,
                     high: 273.4,
                     low: 272.9,
