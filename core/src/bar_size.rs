@@ -116,6 +116,33 @@ impl BarSize {
         TABLE[self as usize].1
     }
 
+    /// The longest span one `reqHistoricalData` may cover at this bar size, in seconds, from IB's
+    /// step-size table (duration → bar sizes: 1800 S: 1 secs–30 mins; 3600 S: 5 secs–1 hour;
+    /// 14400 S: 10 secs–3 hours; 28800 S: 30 secs–8 hours; 1 D: 1 min–1 day; 2 D: 2 mins–1 day;
+    /// 1 W: 3 mins–1 week; 1 M: 30 mins–1 month; 1 Y: 1 day–1 month). A month is 30 days here and a
+    /// year 365, so a planner using these never asks for more than IB allows.
+    pub const fn max_request_secs(self) -> u32 {
+        const DAY: u32 = 86_400;
+        match self {
+            Self::Sec1 => 1_800,
+            Self::Sec5 => 3_600,
+            Self::Sec10 | Self::Sec15 => 14_400,
+            Self::Sec30 => 28_800,
+            Self::Min1 => DAY,
+            Self::Min2 => 2 * DAY,
+            Self::Min3 | Self::Min5 | Self::Min10 | Self::Min15 | Self::Min20 => 7 * DAY,
+            Self::Min30 | Self::Hour1 | Self::Hour2 | Self::Hour3 | Self::Hour4 | Self::Hour8 => {
+                30 * DAY
+            }
+            Self::Day1 | Self::Week1 | Self::Month1 => 365 * DAY,
+        }
+    }
+
+    /// Whether IB sends this size's bar times as a date (`YYYYMMDD`) rather than a timestamp.
+    pub const fn is_daily_or_longer(self) -> bool {
+        matches!(self, Self::Day1 | Self::Week1 | Self::Month1)
+    }
+
     /// Nominal bar length in seconds; a month counts as 30 days (only used for ordering and rule scope).
     pub const fn seconds(self) -> u32 {
         TABLE[self as usize].2

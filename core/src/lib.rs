@@ -14,6 +14,7 @@
 //! feature, which both runtimes share.
 #![forbid(unsafe_code)]
 
+pub mod backfill;
 pub mod backoff;
 pub mod bar_size;
 pub mod breaker;
