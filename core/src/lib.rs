@@ -21,6 +21,8 @@ pub mod breaker;
 pub mod classify;
 pub mod client_id;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod pacer;
 pub mod wire;
