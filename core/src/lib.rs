@@ -25,4 +25,5 @@ pub mod connection;
 pub mod fuzzing;
 pub mod message;
 pub mod pacer;
+pub mod validator;
 pub mod wire;

@@ -1,0 +1,304 @@
+//! The symbol validator's cache: what a contract-details lookup (plus head timestamp) found,
+//! cached with a TTL, persisted as JSON by the caller.
+//!
+//! The rule that the system we replace got wrong (ktrdr.md §4): a **negative** result is cached
+//! only for a definitive "no security definition" (IB error 200) — never for a timeout, a dropped
+//! connection or any other failure, which say nothing about the symbol. Positive results are keyed
+//! by the query and also indexed by conId. Times are unix seconds passed in (wall-clock data).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::ErrorClass;
+use crate::connection::RequestError;
+
+/// Schema version of the persisted cache.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What was asked: the fields that select a contract.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SymbolQuery {
+    /// Symbol, e.g. `AAPL`.
+    pub symbol: String,
+    /// Security type, e.g. `STK`.
+    pub sec_type: String,
+    /// Exchange, e.g. `SMART`.
+    pub exchange: String,
+    /// Currency, e.g. `USD`.
+    pub currency: String,
+}
+
+impl SymbolQuery {
+    /// A SMART-routed USD stock.
+    pub fn stock(symbol: &str) -> Self {
+        Self {
+            symbol: symbol.to_ascii_uppercase(),
+            sec_type: "STK".into(),
+            exchange: "SMART".into(),
+            currency: "USD".into(),
+        }
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.symbol, self.sec_type, self.exchange, self.currency
+        )
+    }
+}
+
+/// A validated instrument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidSymbol {
+    /// IB's contract id.
+    pub con_id: i32,
+    /// Descriptive name.
+    pub long_name: String,
+    /// Primary exchange.
+    pub primary_exchange: String,
+    /// Exchange time zone id.
+    pub time_zone_id: String,
+    /// Earliest data point (unix seconds), if looked up.
+    pub head_timestamp: Option<i64>,
+}
+
+/// A cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Entry {
+    Valid {
+        symbol: ValidSymbol,
+        fetched_at: i64,
+    },
+    /// IB said 200: no such contract.
+    Unknown { message: String, fetched_at: i64 },
+}
+
+/// Answer of [`SymbolCache::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// Cached and fresh.
+    Valid(&'a ValidSymbol),
+    /// IB said it does not exist, recently.
+    Unknown(&'a str),
+    /// Not cached, or stale: ask IB.
+    Miss,
+}
+
+/// What [`SymbolCache::record_failure`] did with a failed lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureRecord {
+    /// A definitive 200: cached as unknown.
+    CachedAsUnknown,
+    /// Anything else (timeout, connection, other errors): not cached; ask again next time.
+    NotCached,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    /// How long a valid symbol stays fresh (default one day).
+    pub valid_ttl_secs: i64,
+    /// How long a definitive "unknown" stays fresh (default one hour: listings change).
+    pub unknown_ttl_secs: i64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            valid_ttl_secs: 86_400,
+            unknown_ttl_secs: 3_600,
+        }
+    }
+}
+
+/// The validator cache (serde: persist it as JSON between runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolCache {
+    schema_version: u32,
+    config: CacheConfig,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Default for SymbolCache {
+    fn default() -> Self {
+        Self::new(CacheConfig::default())
+    }
+}
+
+impl SymbolCache {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            config,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// The schema version this cache was written with.
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+
+    /// Fresh cached knowledge about `query` at `now_unix`.
+    pub fn lookup(&self, query: &SymbolQuery, now_unix: i64) -> Lookup<'_> {
+        match self.entries.get(&query.key()) {
+            Some(Entry::Valid { symbol, fetched_at })
+                if now_unix - fetched_at < self.config.valid_ttl_secs =>
+            {
+                Lookup::Valid(symbol)
+            }
+            Some(Entry::Unknown {
+                message,
+                fetched_at,
+            }) if now_unix - fetched_at < self.config.unknown_ttl_secs => Lookup::Unknown(message),
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// A cached valid symbol by conId (fresh or not: con ids never change meaning).
+    pub fn by_con_id(&self, con_id: i32) -> Option<&ValidSymbol> {
+        self.entries.values().find_map(|e| match e {
+            Entry::Valid { symbol, .. } if symbol.con_id == con_id => Some(symbol),
+            _ => None,
+        })
+    }
+
+    /// Record a successful lookup.
+    pub fn record_valid(&mut self, query: &SymbolQuery, symbol: ValidSymbol, now_unix: i64) {
+        self.entries.insert(
+            query.key(),
+            Entry::Valid {
+                symbol,
+                fetched_at: now_unix,
+            },
+        );
+    }
+
+    /// Record a failed lookup: cached only when IB definitively said "no security definition".
+    pub fn record_failure(
+        &mut self,
+        query: &SymbolQuery,
+        error: &RequestError,
+        now_unix: i64,
+    ) -> FailureRecord {
+        match error {
+            RequestError::Api {
+                code: 200,
+                message,
+                class: ErrorClass::NoSecurityDefinition,
+                ..
+            } => {
+                self.entries.insert(
+                    query.key(),
+                    Entry::Unknown {
+                        message: message.clone(),
+                        fetched_at: now_unix,
+                    },
+                );
+                FailureRecord::CachedAsUnknown
+            }
+            _ => FailureRecord::NotCached,
+        }
+    }
+
+    /// Drop expired entries (keeps the file small).
+    pub fn purge_expired(&mut self, now_unix: i64) {
+        let cfg = self.config;
+        self.entries.retain(|_, e| match e {
+            Entry::Valid { fetched_at, .. } => now_unix - *fetched_at < cfg.valid_ttl_secs,
+            Entry::Unknown { fetched_at, .. } => now_unix - *fetched_at < cfg.unknown_ttl_secs,
+        });
+    }
+
+    /// Number of entries, fresh or not.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::classify::Advice;
+    use crate::connection::ConnectionError;
+
+    fn aapl() -> ValidSymbol {
+        ValidSymbol {
+            con_id: 265_598,
+            long_name: "APPLE INC".into(),
+            primary_exchange: "NASDAQ".into(),
+            time_zone_id: "US/Eastern".into(),
+            head_timestamp: Some(345_479_400),
+        }
+    }
+
+    #[test]
+    fn valid_entries_expire_after_their_ttl() {
+        let mut cache = SymbolCache::default();
+        let q = SymbolQuery::stock("aapl");
+        assert_eq!(cache.lookup(&q, 0), Lookup::Miss);
+        cache.record_valid(&q, aapl(), 1_000);
+        assert_eq!(cache.lookup(&q, 1_000 + 86_399), Lookup::Valid(&aapl()));
+        assert_eq!(cache.lookup(&q, 1_000 + 86_400), Lookup::Miss);
+        assert_eq!(cache.by_con_id(265_598), Some(&aapl()));
+    }
+
+    #[test]
+    fn only_a_definitive_200_is_cached_as_unknown() {
+        let mut cache = SymbolCache::default();
+        let q = SymbolQuery::stock("NOPE");
+        let not_found = RequestError::Api {
+            code: 200,
+            message: "No security definition has been found for the request.".into(),
+            class: ErrorClass::NoSecurityDefinition,
+            advice: Advice::Fail,
+        };
+        for transient in [
+            RequestError::Timeout {
+                after: Duration::from_secs(30),
+            },
+            RequestError::ConnectionClosed(ConnectionError::PeerClosed),
+            RequestError::Api {
+                code: 162,
+                message: "Historical Market Data Service error message:Historical data request pacing violation".into(),
+                class: ErrorClass::Pacing,
+                advice: Advice::RetryWhenPacerAllows,
+            },
+        ] {
+            assert_eq!(
+                cache.record_failure(&q, &transient, 0),
+                FailureRecord::NotCached
+            );
+            assert_eq!(cache.lookup(&q, 0), Lookup::Miss, "{transient:?}");
+        }
+        assert_eq!(
+            cache.record_failure(&q, &not_found, 0),
+            FailureRecord::CachedAsUnknown
+        );
+        assert!(matches!(cache.lookup(&q, 3_599), Lookup::Unknown(_)));
+        assert_eq!(cache.lookup(&q, 3_600), Lookup::Miss);
+    }
+
+    #[test]
+    fn the_cache_round_trips_through_json() {
+        let mut cache = SymbolCache::default();
+        cache.record_valid(&SymbolQuery::stock("AAPL"), aapl(), 5);
+        let json = serde_json::to_string(&cache).unwrap();
+        let back: SymbolCache = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, cache);
+        assert_eq!(back.schema_version(), SCHEMA_VERSION);
+        let mut purged = back;
+        purged.purge_expired(5 + 86_400);
+        assert!(purged.is_empty());
+    }
+}
