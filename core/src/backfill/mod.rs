@@ -133,6 +133,20 @@ mod tests {
         }
     }
 
+    /// The estimate for `[0, to)` under IB's default rules, answers after 1 s.
+    fn estimate_range(bar: BarSize, to: i64) -> Estimate {
+        let chunks = plan_chunks(bar, 0, to).unwrap();
+        let rules = PacingRules::default();
+        estimate(
+            &spec(bar),
+            &chunks,
+            rules,
+            Duration::from_secs(1),
+            Instant::now(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn requests_carry_the_chunk_window() {
         let chunks = plan_chunks(BarSize::Min5, 1_767_225_600, 1_767_225_600 + 86_400).unwrap();
@@ -145,17 +159,8 @@ mod tests {
 
     #[test]
     fn a_small_bar_backfill_is_paced_to_sixty_per_ten_minutes() {
-        let s = spec(BarSize::Sec5);
         // 121 hours of 5-second bars = 121 requests: 60 + 60 + 1 → two full windows.
-        let chunks = plan_chunks(BarSize::Sec5, 0, 121 * 3_600).unwrap();
-        let e = estimate(
-            &s,
-            &chunks,
-            PacingRules::default(),
-            Duration::from_secs(1),
-            Instant::now(),
-        )
-        .unwrap();
+        let e = estimate_range(BarSize::Sec5, 121 * 3_600);
         assert_eq!(e.requests, 121);
         assert!(e.delayed > 0);
         assert!(
@@ -167,16 +172,7 @@ mod tests {
 
     #[test]
     fn large_bars_are_not_held_to_the_small_bar_rules() {
-        let s = spec(BarSize::Hour1);
-        let chunks = plan_chunks(BarSize::Hour1, 0, 400 * 86_400).unwrap();
-        let e = estimate(
-            &s,
-            &chunks,
-            PacingRules::default(),
-            Duration::from_secs(1),
-            Instant::now(),
-        )
-        .unwrap();
+        let e = estimate_range(BarSize::Hour1, 400 * 86_400);
         assert_eq!(e.requests, 14);
         assert_eq!(e.makespan, Duration::from_secs(1));
     }
