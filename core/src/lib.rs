@@ -9,6 +9,8 @@
 //! - [`wire`]: length-prefixed framing, the `API\0` handshake, text fields and version negotiation.
 //! - [`message`]: typed requests and responses, encoded and decoded in both the text form and the
 //!   protobuf form, chosen per message from the negotiated server version.
+//! - [`connection`]: one TWS session as a state machine; [`pool`]: several sessions with client-id
+//!   leases, caps, waiters, pacing, reconnects and gateway failover (the runtimes drive this).
 //!
 //! The only I/O in the crate is the optional client-id lease file store behind the `file-store`
 //! feature, which both runtimes share.
@@ -25,5 +27,6 @@ pub mod connection;
 pub mod fuzzing;
 pub mod message;
 pub mod pacer;
+pub mod pool;
 pub mod validator;
 pub mod wire;

@@ -1,0 +1,606 @@
+//! Pool behaviour in virtual time against scripted gateways built from the codec's server side.
+//! (Half-open sockets, 1100/1101 and sleep are covered here because the TCP sim cannot fake them
+//! yet.)
+
+// One arbitrary origin per test; every later instant is derived from it (virtual time).
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::breaker::BreakerConfig;
+use crate::client_id::{Holder, RegistryConfig, RegistryState};
+use crate::message::{BarTime, ErrorMessage, HistoricalDataRequest, Request, Response};
+use crate::wire::{ClientHello, FrameDecoder, ServerHello};
+
+/// A registry the test can inspect after handing it to the pool.
+#[derive(Debug, Clone)]
+struct Shared(Arc<Mutex<MemoryRegistry>>);
+
+impl Shared {
+    fn state(&self) -> RegistryState {
+        self.0.lock().unwrap().state().clone()
+    }
+}
+
+impl IdRegistry for Shared {
+    fn allocate(&mut self, p: &Purpose, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        self.0.lock().unwrap().allocate(p, now)
+    }
+    fn on_client_id_in_use(
+        &mut self,
+        g: &Grant,
+        n: u32,
+        now: UnixMillis,
+    ) -> Result<Grant, IdRegistryError> {
+        self.0.lock().unwrap().on_client_id_in_use(g, n, now)
+    }
+    fn heartbeat(&mut self, g: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
+        self.0.lock().unwrap().heartbeat(g, now)
+    }
+    fn release(&mut self, g: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
+        self.0.lock().unwrap().release(g, now)
+    }
+}
+
+/// The gateway end of one socket.
+struct Peer {
+    addr: String,
+    decoder: FrameDecoder,
+    hello: bool,
+    client_id: i32,
+    got: Vec<Request>,
+}
+
+/// Pool + scripted gateways + virtual clock.
+struct World {
+    pool: Pool,
+    registry: Shared,
+    now: Instant,
+    peers: BTreeMap<SocketId, Peer>,
+    dials: Vec<(SocketId, String, i32)>,
+    closed: BTreeSet<SocketId>,
+    events: Vec<PoolEvent>,
+    /// Ids a foreign session holds (326).
+    taken: BTreeSet<i32>,
+    /// Gateways refusing connections.
+    down: BTreeSet<String>,
+    /// Gateways that answer nothing after the handshake (half-open).
+    mute: BTreeSet<String>,
+}
+
+const V: i32 = 226;
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn config(gateways: &[&str]) -> PoolConfig {
+    let mut cfg = PoolConfig {
+        gateways: gateways.iter().map(|g| (*g).to_owned()).collect(),
+        backoff: crate::backoff::BackoffConfig {
+            base: Duration::from_millis(200),
+            factor: 2,
+            cap: SECS(5),
+            max_attempts: None,
+        },
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            open_for: SECS(10),
+            half_open_probes_max: 1,
+            success_threshold: 1,
+        },
+        acquire_timeout: SECS(5),
+        ..PoolConfig::default()
+    };
+    cfg.purposes.insert(
+        Purpose::Backfill,
+        PurposeConfig {
+            max_connections: 2,
+            sharing: Sharing::Exclusive,
+        },
+    );
+    cfg
+}
+
+impl World {
+    fn new(cfg: PoolConfig) -> Self {
+        let now = Instant::now();
+        let registry = Shared(Arc::new(Mutex::new(MemoryRegistry::new(
+            RegistryConfig::default(),
+            Holder::from_pid(1),
+        ))));
+        Self {
+            pool: Pool::new(
+                cfg,
+                Box::new(registry.clone()),
+                now,
+                UnixMillis(1_767_225_600_000),
+            ),
+            registry,
+            now,
+            peers: BTreeMap::new(),
+            dials: Vec::new(),
+            closed: BTreeSet::new(),
+            events: Vec::new(),
+            taken: BTreeSet::new(),
+            down: BTreeSet::new(),
+            mute: BTreeSet::new(),
+        }
+    }
+
+    /// Run the I/O until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(io) = self.pool.poll_io() {
+                moved = true;
+                match io {
+                    Io::Dial {
+                        socket,
+                        addr,
+                        client_id,
+                    } => self.dials.push((socket, addr, client_id)),
+                    Io::Write { socket, bytes } => {
+                        if let Some(p) = self.peers.get_mut(&socket) {
+                            p.decoder.push(&bytes);
+                        }
+                    }
+                    Io::Close { socket } => {
+                        self.closed.insert(socket);
+                        self.peers.remove(&socket);
+                    }
+                }
+            }
+            self.events
+                .extend(std::iter::from_fn(|| self.pool.poll_event()));
+            for (socket, addr, _) in std::mem::take(&mut self.dials) {
+                moved = true;
+                if self.down.contains(&addr) {
+                    self.pool
+                        .handle_dial_failed(self.now, socket, "refused".into());
+                } else {
+                    self.peers.insert(
+                        socket,
+                        Peer {
+                            addr,
+                            decoder: FrameDecoder::server(),
+                            hello: false,
+                            client_id: 0,
+                            got: Vec::new(),
+                        },
+                    );
+                    self.pool.handle_dialed(self.now, socket);
+                }
+            }
+            let sockets: Vec<SocketId> = self.peers.keys().copied().collect();
+            for s in sockets {
+                moved |= self.serve(s);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Answer what one peer received; true if it answered anything.
+    fn serve(&mut self, socket: SocketId) -> bool {
+        let Some(peer) = self.peers.get_mut(&socket) else {
+            return false;
+        };
+        let mut out = BytesMut::new();
+        while let Some(body) = peer.decoder.next_frame().unwrap() {
+            if !peer.hello {
+                ClientHello::decode(&body).unwrap();
+                peer.hello = true;
+                ServerHello {
+                    server_version: V,
+                    connection_time: "20260101 12:00:00 America/New_York".into(),
+                }
+                .encode(&mut out)
+                .unwrap();
+                continue;
+            }
+            let req = Request::decode_payload(body, V).unwrap();
+            let mute = self.mute.contains(&peer.addr);
+            let reply = match &req {
+                Request::StartApi { client_id, .. } if self.taken.contains(client_id) => {
+                    vec![err(-1, 326, "client id is already in use")]
+                }
+                Request::StartApi { client_id, .. } => {
+                    peer.client_id = *client_id;
+                    vec![
+                        Response::ManagedAccounts {
+                            accounts: "DU1,".into(),
+                        },
+                        Response::NextValidId { order_id: 1 },
+                    ]
+                }
+                Request::ReqCurrentTime if !mute => vec![Response::CurrentTime {
+                    time: 1_767_225_600,
+                }],
+                _ => vec![],
+            };
+            for r in reply {
+                r.encode(V, &mut out).unwrap();
+            }
+            peer.got.push(req);
+        }
+        if out.is_empty() {
+            return false;
+        }
+        self.pool.handle_input(self.now, socket, &out);
+        true
+    }
+
+    /// Advance virtual time by `d`, firing every timer on the way.
+    fn advance(&mut self, d: Duration) {
+        let target = self.now + d;
+        while let Some(t) = self.pool.poll_timeout().filter(|t| *t <= target) {
+            self.now = self.now.max(t);
+            self.pool.handle_timeout(self.now);
+            self.settle();
+        }
+        self.now = target;
+        self.pool.handle_timeout(self.now);
+        self.settle();
+    }
+
+    fn acquire(&mut self, purpose: Purpose) -> AcquireId {
+        let id = self.pool.acquire(self.now, purpose, None);
+        self.settle();
+        id
+    }
+
+    fn acquired(&self, id: AcquireId) -> Option<(LeaseId, i32, usize)> {
+        self.events.iter().find_map(|e| match e {
+            PoolEvent::Acquired {
+                acquire,
+                lease,
+                client_id,
+                gateway,
+            } if *acquire == id => Some((*lease, *client_id, *gateway)),
+            _ => None,
+        })
+    }
+
+    fn lease(&mut self, purpose: Purpose) -> (LeaseId, i32) {
+        let id = self.acquire(purpose);
+        let Some((lease, client_id, _)) = self.acquired(id) else {
+            panic!("not granted: {:?}", self.events)
+        };
+        (lease, client_id)
+    }
+
+    fn completed(&self, ticket: Ticket) -> Option<&Result<Answer, CallError>> {
+        self.events.iter().find_map(|e| match e {
+            PoolEvent::Completed { ticket: t, result } if *t == ticket => Some(result),
+            _ => None,
+        })
+    }
+
+    fn send(&mut self, lease: LeaseId, q: Query) -> Ticket {
+        let t = self.pool.send(self.now, lease, q, None).unwrap();
+        self.settle();
+        t
+    }
+
+    fn socket_of(&self, client_id: i32) -> SocketId {
+        *self
+            .peers
+            .iter()
+            .find(|(_, p)| p.client_id == client_id)
+            .unwrap()
+            .0
+    }
+
+    /// The gateway side drops every socket.
+    fn drop_all(&mut self) {
+        let sockets: Vec<SocketId> = self.peers.keys().copied().collect();
+        for s in sockets {
+            self.peers.remove(&s);
+            self.pool.handle_eof(self.now, s, None);
+        }
+        self.settle();
+    }
+
+    /// Gateway pushes a message to one session.
+    fn push(&mut self, client_id: i32, msg: Response) {
+        let s = self.socket_of(client_id);
+        let mut out = BytesMut::new();
+        msg.encode(V, &mut out).unwrap();
+        self.pool.handle_input(self.now, s, &out);
+        self.settle();
+    }
+}
+
+fn err(req_id: i32, code: i32, message: &str) -> Response {
+    Response::Error(ErrorMessage {
+        req_id,
+        code,
+        message: message.into(),
+        ..ErrorMessage::default()
+    })
+}
+
+fn small_bars(end: &str) -> HistoricalDataRequest {
+    HistoricalDataRequest {
+        contract: Contract::stock("AAPL"),
+        end_date_time: end.into(),
+        bar_size: "5 secs".into(),
+        duration: "1800 S".into(),
+        use_rth: true,
+        what_to_show: "TRADES".into(),
+        format_date: 2,
+        ..HistoricalDataRequest::default()
+    }
+}
+
+#[test]
+fn acquire_release_reuse() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, id) = w.lease(Purpose::Backfill);
+    assert_eq!(id, 2000);
+    let t = w.send(lease, Query::CurrentTime);
+    assert_eq!(
+        w.completed(t),
+        Some(&Ok(Answer::CurrentTime(1_767_225_600)))
+    );
+    w.pool.release(w.now, lease);
+    w.settle();
+    let (_, again) = w.lease(Purpose::Backfill);
+    assert_eq!(again, 2000, "the idle connection is reused");
+    assert_eq!(w.pool.stats(w.now).established, 1);
+    assert_eq!(w.registry.state().leases.len(), 1);
+}
+
+#[test]
+fn caps_fifo_and_typed_acquire_timeout() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (a, _) = w.lease(Purpose::Backfill);
+    let (_b, _) = w.lease(Purpose::Backfill);
+    let third = w.acquire(Purpose::Backfill);
+    let fourth = w.acquire(Purpose::Backfill);
+    assert_eq!(w.peers.len(), 2, "capped at two connections");
+    assert!(w.acquired(third).is_none());
+    w.advance(SECS(1));
+    w.pool.release(w.now, a);
+    w.settle();
+    assert!(
+        w.acquired(third).is_some(),
+        "FIFO: the first waiter gets it"
+    );
+    assert!(w.acquired(fourth).is_none());
+    w.advance(SECS(5));
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::AcquireFailed { acquire, error: AcquireError::Timeout { after, .. } }
+            if *acquire == fourth && *after == SECS(5))));
+    assert_eq!(w.pool.stats(w.now).acquire_timeouts, 1);
+}
+
+#[test]
+fn shared_connections_admit_max_in_flight_leases() {
+    let mut cfg = config(&["gw1:4002"]);
+    cfg.purposes.insert(
+        Purpose::Api,
+        PurposeConfig {
+            max_connections: 1,
+            sharing: Sharing::Shared { max_in_flight: 3 },
+        },
+    );
+    let mut w = World::new(cfg);
+    let ids: Vec<i32> = (0..3).map(|_| w.lease(Purpose::Api).1).collect();
+    assert_eq!(ids, [1000, 1000, 1000]);
+    let fourth = w.acquire(Purpose::Api);
+    assert!(w.acquired(fourth).is_none());
+    assert_eq!(w.peers.len(), 1);
+}
+
+#[test]
+fn client_id_in_use_moves_to_the_next_id_and_marks_it_foreign() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    w.taken.insert(2000);
+    let (_, id) = w.lease(Purpose::Backfill);
+    assert_eq!(id, 2001);
+    let state = w.registry.state();
+    assert!(state.foreign.contains_key(&2000));
+    assert!(state.leases.contains_key(&2001) && !state.leases.contains_key(&2000));
+    assert_eq!(w.pool.stats(w.now).client_id_conflicts, 1);
+    // The foreign id is avoided by the next connection too.
+    let (_, second) = w.lease(Purpose::Backfill);
+    assert_eq!(second, 2002);
+}
+
+#[test]
+fn gateway_restart_redials_with_backoff_and_retries_the_request() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    w.mute.insert("gw1:4002".into());
+    let (lease, id) = w.lease(Purpose::Backfill);
+    let t = w.send(lease, Query::CurrentTime);
+    w.mute.clear();
+    w.drop_all();
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::Disconnected { client_id, reason: ConnectionError::PeerClosed } if *client_id == id)));
+    assert!(
+        w.completed(t).is_none(),
+        "the request waits for the next session"
+    );
+    assert!(w.peers.is_empty(), "no redial before the backoff");
+    // A caller arriving while reconnecting waits for Ready instead of failing.
+    let other = w.acquire(Purpose::Backfill);
+    w.advance(SECS(1));
+    assert_eq!(
+        w.completed(t),
+        Some(&Ok(Answer::CurrentTime(1_767_225_600)))
+    );
+    assert!(w.acquired(other).is_some());
+    let stats = w.pool.stats(w.now);
+    assert_eq!((stats.reconnects, stats.requests_retried), (1, 1));
+}
+
+#[test]
+fn failover_to_the_second_gateway_and_back() {
+    let mut w = World::new(config(&["gw1:4002", "gw2:4002"]));
+    w.down.insert("gw1:4002".into());
+    let first = w.acquire(Purpose::Backfill);
+    w.advance(SECS(1));
+    let (lease, _, gw) = w.acquired(first).expect("served by the second gateway");
+    assert_eq!(gw, 1);
+    w.pool.release(w.now, lease);
+    // The first gateway returns; after its breaker's open period new connections go back to it.
+    w.down.clear();
+    w.advance(SECS(11));
+    let (_busy, _) = w.lease(Purpose::Backfill);
+    let back = w.acquire(Purpose::Backfill);
+    w.advance(SECS(1));
+    assert_eq!(w.acquired(back).map(|a| a.2), Some(0));
+    let stats = w.pool.stats(w.now);
+    assert_eq!(stats.gateways[0].failed, 1);
+    assert!(serde_json::to_string(&stats)
+        .unwrap()
+        .contains("handshake_latency"));
+}
+
+#[test]
+fn half_open_socket_is_detected_by_the_probe_and_redialed() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (_lease, id) = w.lease(Purpose::Backfill);
+    w.mute.insert("gw1:4002".into());
+    // probe_idle 30 s + probe_timeout 10 s.
+    w.advance(SECS(41));
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::Disconnected { client_id, reason: ConnectionError::ProbeTimeout(_) } if *client_id == id)));
+    w.mute.clear();
+    w.advance(SECS(1));
+    assert_eq!(
+        w.pool.stats(w.now).established,
+        2,
+        "redialed with the same id"
+    );
+    assert_eq!(w.socket_of(id), *w.peers.keys().next().unwrap());
+}
+
+#[test]
+fn lost_link_then_data_lost_emits_resubscribe_for_the_leases() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, id) = w.lease(Purpose::Backfill);
+    w.push(
+        id,
+        err(-1, 1100, "Connectivity between IB and TWS has been lost."),
+    );
+    w.push(
+        id,
+        err(
+            -1,
+            1101,
+            "Connectivity between IB and TWS has been restored- data lost.",
+        ),
+    );
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::Resubscribe { client_id, leases } if *client_id == id && leases == &vec![lease])));
+}
+
+#[test]
+fn sleep_detected_redials() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (_lease, id) = w.lease(Purpose::Backfill);
+    let wall = UnixMillis(1_767_225_600_000);
+    w.pool.observe_clocks(w.now, SECS(100), wall);
+    w.advance(SECS(1));
+    w.pool
+        .observe_clocks(w.now, SECS(200), wall.plus(SECS(100)));
+    w.settle();
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::Disconnected { client_id, reason: ConnectionError::SleepDetected(_) } if *client_id == id)));
+    w.advance(SECS(1));
+    assert_eq!(w.pool.stats(w.now).established, 2);
+}
+
+#[test]
+fn pacing_delays_identical_requests_and_retries_after_a_violation() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, id) = w.lease(Purpose::Backfill);
+    let first = w.send(
+        lease,
+        Query::HistoricalData(small_bars("20251231-21:00:00")),
+    );
+    let second = w.send(
+        lease,
+        Query::HistoricalData(small_bars("20251231-21:00:00")),
+    );
+    let until = w.events.iter().find_map(|e| match e {
+        PoolEvent::RequestDelayed { ticket, until } if *ticket == second => Some(*until),
+        _ => None,
+    });
+    assert_eq!(
+        until,
+        Some(w.now + SECS(15)),
+        "identical request waits 15 s"
+    );
+    assert!(w
+        .events
+        .iter()
+        .all(|e| !matches!(e, PoolEvent::RequestDelayed { ticket, .. } if *ticket == first)));
+    // IB answers the first with a pacing violation: the pacer pauses and the request is retried.
+    let req_id = match w.peers.values().next().unwrap().got.last() {
+        Some(Request::ReqHistoricalData(r)) => r.req_id,
+        other => panic!("{other:?}"),
+    };
+    w.push(
+        id,
+        err(
+            req_id,
+            162,
+            "Historical Market Data Service error message:Historical data request pacing violation",
+        ),
+    );
+    assert!(w.completed(first).is_none());
+    let stats = w.pool.stats(w.now);
+    assert_eq!(
+        (stats.pacing_violations, stats.pacing_waits),
+        (1, 2),
+        "the retry waits out the pause"
+    );
+    assert_eq!(stats.errors_by_class.get("Pacing"), Some(&1));
+    w.advance(SECS(20));
+    let sent = w
+        .peers
+        .values()
+        .next()
+        .unwrap()
+        .got
+        .iter()
+        .filter(|r| matches!(r, Request::ReqHistoricalData(_)))
+        .count();
+    assert!(sent >= 2, "retried / delayed requests went out: {sent}");
+}
+
+#[test]
+fn idle_connections_expire_and_release_their_id() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, _) = w.lease(Purpose::Backfill);
+    w.pool.release(w.now, lease);
+    w.advance(SECS(301));
+    assert!(w.peers.is_empty());
+    assert!(w.registry.state().leases.is_empty());
+}
+
+#[test]
+fn shutdown_releases_every_lease_and_closes_every_socket() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (a, _) = w.lease(Purpose::Backfill);
+    let _ = w.lease(Purpose::Backfill);
+    let waiting = w.acquire(Purpose::Backfill);
+    w.mute.insert("gw1:4002".into());
+    let t = w.send(a, Query::CurrentTime);
+    w.pool.shutdown(w.now);
+    w.settle();
+    assert!(w.peers.is_empty() && w.closed.len() == 2);
+    assert!(w.registry.state().leases.is_empty());
+    assert!(matches!(w.completed(t), Some(Err(_))));
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::AcquireFailed { acquire, error: AcquireError::ShuttingDown } if *acquire == waiting)));
+    assert_eq!(w.events.last(), Some(&PoolEvent::ShutDown));
+    assert_eq!(w.pool.poll_timeout(), None);
+    let _ = BarTime::Epoch(0);
+}
