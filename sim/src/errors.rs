@@ -2,6 +2,8 @@
 //! protocol.md §5). Each constructor returns an [`IbError`]; the gateway wraps it in an
 //! `ErrorMessage` with the request id and the time.
 
+use crate::fault::{Farm, Locale};
+
 /// An IB error code with its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IbError {
@@ -108,6 +110,87 @@ pub fn no_query_found(req_id: i32) -> IbError {
         366,
         format!("No historical data query found for ticker id:{req_id}"),
     )
+}
+
+/// 1100: the gateway lost its link to IB (live text).
+pub fn link_lost() -> IbError {
+    IbError::new(
+        1100,
+        "Connectivity between IBKR and Trader Workstation has been lost.",
+    )
+}
+
+/// 1101 (`data_lost`) or 1102: the link is back (live texts).
+pub fn link_restored(data_lost: bool) -> IbError {
+    if data_lost {
+        IbError::new(
+            1101,
+            "Connectivity between IBKR and Trader Workstation has been restored - data lost.",
+        )
+    } else {
+        IbError::new(
+            1102,
+            "Connectivity between IBKR and Trader Workstation has been restored - data maintained.",
+        )
+    }
+}
+
+/// A farm's status notice: 2103/2104 (`usfarm`), 2105/2106 (`ushmds`), 2157/2158 (`secdefnj`).
+pub fn farm_status(farm: Farm, ok: bool) -> IbError {
+    let state = if ok { "OK" } else { "broken" };
+    match farm {
+        Farm::MarketData => IbError::new(
+            if ok { 2104 } else { 2103 },
+            format!("Market data farm connection is {state}:usfarm"),
+        ),
+        Farm::Historical => IbError::new(
+            if ok { 2106 } else { 2105 },
+            format!("HMDS data farm connection is {state}:ushmds"),
+        ),
+        Farm::SecDef => IbError::new(
+            if ok { 2158 } else { 2157 },
+            format!("Sec-def data farm connection is {state}:secdefnj"),
+        ),
+    }
+}
+
+/// Prefix of a Spanish gateway's 162 texts (attested in ib-ruby PR#50, peers.md §0).
+pub const HMDS_PREFIX_ES: &str =
+    "Mensaje de error de los servicios de datos de mercado históricos:";
+
+/// `err` as a gateway set to `locale` sends it. Only 162 texts are localised: the prefix is IB's
+/// attested Spanish one; the details are our translations of the English details.
+pub fn localize(err: IbError, locale: Locale) -> IbError {
+    if err.code != 162 || locale == Locale::English {
+        return err;
+    }
+    let Some(detail) = err.text.strip_prefix(HMDS_PREFIX) else {
+        return err;
+    };
+    const DETAILS: [(&str, &str); 5] = [
+        (
+            "Historical data request pacing violation",
+            "Infracción del ritmo de solicitudes de datos históricos",
+        ),
+        (
+            "HMDS query returned no data",
+            "La consulta HMDS no ha devuelto datos",
+        ),
+        (
+            "No market data permissions for",
+            "No hay permisos de datos de mercado para",
+        ),
+        ("Time length exceed max", "La duración supera el máximo"),
+        (
+            "API historical data query cancelled",
+            "Consulta de datos históricos de la API cancelada",
+        ),
+    ];
+    let detail = DETAILS
+        .iter()
+        .find_map(|(en, es)| detail.strip_prefix(en).map(|rest| format!("{es}{rest}")))
+        .unwrap_or_else(|| detail.to_owned());
+    IbError::new(162, format!("{HMDS_PREFIX_ES}{detail}"))
 }
 
 /// The request-less farm notices a gateway sends after START_API.

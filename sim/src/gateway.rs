@@ -29,19 +29,31 @@
 //!   `reply_latency` plus a seeded jitter; while they wait they count as open historical requests.
 //! - Limits: [`crate::rules`]. A second `reqCurrentTime` within `ignore_current_time_within` (1 s)
 //!   of the last answered one is never answered, as at IB.
+//! - A text client's (server version < 201) startup sync — reqPositions, reqOpenOrders,
+//!   reqCompletedOrders, reqAccountUpdates(Multi), reqExecutions — is answered with the matching
+//!   end message of an empty paper account, as ib_async and ib_insync wait for them.
+//!
+//! # Faults
+//!
+//! [`Gateway::inject`] applies a [`Fault`] now, [`Gateway::schedule_fault`] later, and
+//! [`GatewayConfig::chaos`] draws them at random from the seed. While the gateway restarts
+//! ([`Fault::Restart`], [`Fault::Crash`]) its port refuses: drivers ask [`Gateway::port`] (or
+//! [`Gateway::is_refusing`]) before accepting, and [`Gateway::poll_timeout`] includes the reopening
+//! instant.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ibconn_core::message::request::HistoricalDataRequest;
 use ibconn_core::message::{ErrorMessage, HeadTimestampRequest, Request, Response};
-use ibconn_core::wire::{negotiate, ClientHello, FrameDecoder, ServerHello, VersionRange};
+use ibconn_core::wire::{negotiate, ClientHello, Form, FrameDecoder, ServerHello, VersionRange};
 
 use crate::bars::{self, BarSpec, WhatToShow};
 use crate::calendar::{self, BarSpan, IbDuration, Zone, NEW_YORK};
 use crate::errors::{self, IbError};
+use crate::fault::{Chaos, Farm, Fault, Locale, Target};
 use crate::market::{Instrument, Lookup, Market};
 use crate::rng::SplitMix64;
 use crate::rules::{
@@ -81,6 +93,10 @@ pub struct GatewayConfig {
     pub farm_notices: bool,
     /// Instruments and calendar.
     pub market: Market,
+    /// Language of 162 texts (see [`Fault::Locale`]).
+    pub locale: Locale,
+    /// Random faults drawn from the seed (`None`: only injected or scheduled faults).
+    pub chaos: Option<Chaos>,
 }
 
 impl Default for GatewayConfig {
@@ -100,6 +116,8 @@ impl Default for GatewayConfig {
             update_interval: Duration::from_secs(5),
             farm_notices: true,
             market: Market::builtin(),
+            locale: Locale::English,
+            chaos: None,
         }
     }
 }
@@ -126,6 +144,26 @@ enum ReplyKind {
     Historical,
     HeadTimestamp,
     Other,
+}
+
+impl ReplyKind {
+    /// Served by the HMDS farm, so it waits while data is paused.
+    fn is_hmds(self) -> bool {
+        matches!(self, Self::Historical | Self::HeadTimestamp)
+    }
+}
+
+/// Whether the gateway's API port accepts connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// Accepting.
+    Open,
+    /// Restarting or crashed: connections are refused until `until` (`None`: until
+    /// [`Fault::Bounce`]).
+    Refusing {
+        /// When the port reopens, if known.
+        until: Option<Instant>,
+    },
 }
 
 /// The parameters of a keep-up-to-date subscription.
@@ -166,6 +204,15 @@ struct Conn {
     next_order_id: i32,
     scheduled: BTreeMap<(Instant, u64), Scheduled>,
     hist: BTreeMap<i32, HistState>,
+    /// Writes committed for sending, each with the instant it may go.
+    outbox: VecDeque<(Instant, Bytes)>,
+    last_due: Option<Instant>,
+    /// Fault state: half-open (input buffered in `inbox`), delayed, held, split.
+    paused: bool,
+    inbox: Vec<u8>,
+    delay: Duration,
+    held: bool,
+    split: bool,
 }
 
 impl Conn {
@@ -202,6 +249,12 @@ pub struct Gateway {
     conns: BTreeMap<ConnId, Conn>,
     held_ids: BTreeMap<i32, Instant>,
     pacer: HistoricalPacer,
+    now: Option<Instant>,
+    fault_rng: SplitMix64,
+    faults: BTreeMap<(Instant, u64), Fault>,
+    port: PortState,
+    data_paused_until: Option<Instant>,
+    next_chaos: Option<Instant>,
 }
 
 impl Gateway {
@@ -211,6 +264,7 @@ impl Gateway {
         let pacer = HistoricalPacer::new(config.historical.clone());
         Self {
             latency_rng: root.child("latency"),
+            fault_rng: root.child("faults"),
             market_salt: root.child("market").next_u64(),
             config,
             clock: None,
@@ -219,6 +273,11 @@ impl Gateway {
             conns: BTreeMap::new(),
             held_ids: BTreeMap::new(),
             pacer,
+            now: None,
+            faults: BTreeMap::new(),
+            port: PortState::Open,
+            data_paused_until: None,
+            next_chaos: None,
         }
     }
 
@@ -244,113 +303,190 @@ impl Gateway {
         }
     }
 
-    /// A new connection (a socket was accepted).
+    /// A new connection (a socket was accepted). While the port refuses ([`Gateway::port`]) the
+    /// connection is closed at once without a byte: [`Gateway::poll_close`] returns `true`.
     pub fn accept(&mut self, now: Instant) -> ConnId {
-        self.unix_ms(now);
+        self.touch(now);
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        let refusing = self.is_refusing(now);
         self.conns.insert(
             id,
             Conn {
                 phase: Phase::ExpectHello,
                 decoder: FrameDecoder::server(),
                 out: BytesMut::new(),
-                closing: false,
+                closing: refusing,
                 rate: MessageRate::new(self.config.rate.clone()),
                 last_current_time: None,
                 next_order_id: self.config.next_valid_id,
                 scheduled: BTreeMap::new(),
                 hist: BTreeMap::new(),
+                outbox: VecDeque::new(),
+                last_due: None,
+                paused: false,
+                inbox: Vec::new(),
+                delay: Duration::ZERO,
+                held: false,
+                split: false,
             },
         );
         id
     }
 
     /// Bytes received from the client of `conn`, in any chunking. Unknown or closed connections
-    /// are ignored.
+    /// are ignored; a paused connection ([`Fault::Pause`]) buffers them.
     pub fn handle_input(&mut self, conn: ConnId, now: Instant, data: &[u8]) {
+        self.touch(now);
         let Some(mut c) = self.conns.remove(&conn) else {
             return;
         };
-        if !c.closing {
-            c.decoder.push(data);
-            loop {
-                match c.decoder.next_frame() {
-                    Ok(Some(frame)) => self.handle_frame(&mut c, now, frame),
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::debug!(%conn, %err, "unframeable input; closing");
-                        c.closing = true;
-                    }
-                }
-                if c.closing {
-                    break;
-                }
+        if c.paused {
+            if !c.closing {
+                c.inbox.extend_from_slice(data);
             }
-            self.flush_due(&mut c, now);
+        } else {
+            self.process_input(&mut c, now, data);
         }
+        self.commit(&mut c, now);
         self.conns.insert(conn, c);
     }
 
+    fn process_input(&mut self, c: &mut Conn, now: Instant, data: &[u8]) {
+        if c.closing {
+            return;
+        }
+        c.decoder.push(data);
+        loop {
+            match c.decoder.next_frame() {
+                Ok(Some(frame)) => self.handle_frame(c, now, frame),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(%err, "unframeable input; closing");
+                    c.closing = true;
+                }
+            }
+            if c.closing {
+                break;
+            }
+        }
+        self.flush_due(c, now);
+    }
+
     /// The client closed its side cleanly: the session ends and its client id is free at once.
-    pub fn handle_eof(&mut self, conn: ConnId, _now: Instant) {
+    pub fn handle_eof(&mut self, conn: ConnId, now: Instant) {
+        self.touch(now);
         self.conns.remove(&conn);
     }
 
     /// The connection broke abruptly (reset, timeout): the session ends and its client id stays held
     /// for [`GatewayConfig::client_id_hold`], as a real gateway keeps a dead socket's id.
     pub fn handle_reset(&mut self, conn: ConnId, now: Instant) {
+        self.touch(now);
         if let Some(client_id) = self.conns.remove(&conn).and_then(|c| c.client_id()) {
             self.held_ids
                 .insert(client_id, now + self.config.client_id_hold);
         }
     }
 
-    /// Time passed: send due replies and keep-up-to-date updates.
+    /// Time passed: apply due faults, reopen the port, send due replies and keep-up-to-date
+    /// updates.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.touch(now);
+        if let PortState::Refusing { until: Some(t) } = self.port {
+            if t <= now {
+                tracing::debug!("gateway back: port open");
+                self.port = PortState::Open;
+            }
+        }
+        if self.data_paused_until.is_some_and(|t| t <= now) {
+            self.data_paused_until = None;
+        }
+        while let Some(entry) = self.faults.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let fault = entry.remove();
+            self.apply(now, fault);
+        }
+        if self.next_chaos.is_some_and(|t| t <= now) {
+            self.chaos(now);
+        }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             if let Some(mut c) = self.conns.remove(&id) {
-                if !c.closing {
+                if !c.closing && !c.paused {
                     self.flush_due(&mut c, now);
                 }
+                self.commit(&mut c, now);
                 self.conns.insert(id, c);
             }
         }
         self.held_ids.retain(|_, until| *until > now);
     }
 
-    /// The next instant [`Gateway::handle_timeout`] has work to do, if any.
+    /// The next instant [`Gateway::handle_timeout`] has work to do, if any. Poll after every
+    /// `handle_*`, `inject` and `schedule_fault` call.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
+        let hmds = |t: Instant| self.data_paused_until.map_or(t, |p| t.max(p));
+        let conns = self
+            .conns
             .values()
-            .filter(|c| !c.closing)
+            .filter(|c| !c.closing && !c.paused)
             .flat_map(|c| {
-                let reply = c.scheduled.keys().next().map(|(t, _)| *t);
+                let replies = c
+                    .scheduled
+                    .iter()
+                    .map(|((t, _), s)| if s.kind.is_hmds() { hmds(*t) } else { *t })
+                    .min();
                 let updates = c.hist.values().filter_map(|h| match h {
-                    HistState::Streaming { next_update, .. } => Some(*next_update),
+                    HistState::Streaming { next_update, .. } => Some(hmds(*next_update)),
                     HistState::Pending => None,
                 });
-                reply.into_iter().chain(updates)
-            })
+                // Bytes already due are the caller's to take with `poll_transmit`.
+                let send = (!c.held)
+                    .then(|| c.outbox.front().map(|(t, _)| *t))
+                    .flatten()
+                    .filter(|&t| self.now.is_none_or(|now| t > now));
+                replies.into_iter().chain(updates).chain(send)
+            });
+        let port = match self.port {
+            PortState::Refusing { until } => until,
+            PortState::Open => None,
+        };
+        conns
+            .chain(self.faults.keys().next().map(|(t, _)| *t))
+            .chain(port)
+            .chain(self.data_paused_until)
+            .chain(self.next_chaos)
             .min()
     }
 
-    /// Bytes to send on `conn`, if any. Poll after every `handle_*` call until `None`.
+    /// Bytes to send on `conn`, if any: one write per call (a [`Fault::Split`] write comes in
+    /// pieces). Poll after every `handle_*` and `inject` call until `None`.
     #[must_use]
     pub fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
+        let now = self.now?;
         let c = self.conns.get_mut(&conn)?;
-        (!c.out.is_empty()).then(|| c.out.split().freeze())
+        if c.held || c.paused {
+            return None;
+        }
+        match c.outbox.front() {
+            Some((due, _)) if *due <= now => c.outbox.pop_front().map(|(_, b)| b),
+            _ => None,
+        }
     }
 
-    /// Whether the gateway wants `conn` closed now (after all its bytes were taken). Returns `true`
-    /// once; the connection is then forgotten and its client id freed.
+    /// Whether the gateway wants `conn` closed now (after all its bytes were taken; a paused or
+    /// held connection drops what it buffered). Returns `true` once; the connection is then
+    /// forgotten and its client id freed.
     #[must_use]
     pub fn poll_close(&mut self, conn: ConnId) -> bool {
         let ready = self
             .conns
             .get(&conn)
-            .is_some_and(|c| c.closing && c.out.is_empty());
+            .is_some_and(|c| c.closing && (c.outbox.is_empty() || c.paused || c.held));
         if ready {
             self.conns.remove(&conn);
         }
@@ -369,6 +505,38 @@ impl Gateway {
         for c in self.conns.values_mut() {
             c.closing = true;
         }
+    }
+
+    /// Whether the API port accepts connections, and if not, until when.
+    pub fn port(&self) -> PortState {
+        self.port
+    }
+
+    /// Whether a connection arriving at `now` is refused.
+    pub fn is_refusing(&self, now: Instant) -> bool {
+        match self.port {
+            PortState::Open => false,
+            PortState::Refusing { until } => until.is_none_or(|t| now < t),
+        }
+    }
+
+    /// Whether historical (HMDS) replies are held back at `now` (link loss, HMDS farm down,
+    /// nightly reset).
+    pub fn is_data_paused(&self, now: Instant) -> bool {
+        self.data_paused_until.is_some_and(|t| now < t)
+    }
+
+    /// Apply `fault` now. See [`Fault`].
+    pub fn inject(&mut self, now: Instant, fault: Fault) {
+        self.touch(now);
+        self.apply(now, fault);
+    }
+
+    /// Apply `fault` at `at` (from [`Gateway::handle_timeout`]); faults due at the same instant
+    /// apply in the order they were scheduled.
+    pub fn schedule_fault(&mut self, at: Instant, fault: Fault) {
+        self.seq += 1;
+        self.faults.insert((at, self.seq), fault);
     }
 
     /// Open connections, in accept order.
@@ -544,11 +712,19 @@ impl Gateway {
             }
             // Accepted and ignored, as IB does once the data has been sent.
             Request::CancelContractData { .. } | Request::StartApi { .. } => {}
+            Request::Unknown {
+                id,
+                form: Form::Text,
+                payload,
+            } if c.sv() < ibconn_core::wire::version::PROTOBUF => {
+                self.startup_sync(c, id, &payload);
+            }
             other => tracing::debug!(msg = other.name(), "ignored request"),
         }
     }
 
     fn send_error(&mut self, c: &mut Conn, now: Instant, req_id: i32, err: IbError) {
+        let err = errors::localize(err, self.config.locale);
         let error_time_ms = Some(self.unix_ms(now));
         c.push(&Response::Error(ErrorMessage {
             req_id,
@@ -587,11 +763,18 @@ impl Gateway {
     }
 
     fn flush_due(&mut self, c: &mut Conn, now: Instant) {
-        while let Some(entry) = c.scheduled.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let s = entry.remove();
+        let hmds_paused = self.is_data_paused(now);
+        let due: Vec<(Instant, u64)> = c
+            .scheduled
+            .iter()
+            .take_while(|((t, _), _)| *t <= now)
+            .filter(|(_, s)| !(hmds_paused && s.kind.is_hmds()))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let Some(s) = c.scheduled.remove(&key) else {
+                continue;
+            };
             for r in &s.responses {
                 c.push(r);
             }
@@ -612,6 +795,9 @@ impl Gateway {
                     }
                 }
             }
+        }
+        if hmds_paused {
+            return;
         }
         let wall = self.unix_ms(now).div_euclid(1000);
         let interval = self.config.update_interval.max(Duration::from_millis(1));
@@ -858,5 +1044,208 @@ impl Gateway {
             vec![reply],
             None,
         );
+    }
+}
+
+/// Fault mechanics and the output path.
+impl Gateway {
+    /// Record `now` (monotonic) and start the chaos timer on first use.
+    fn touch(&mut self, now: Instant) {
+        self.unix_ms(now);
+        self.now = Some(self.now.map_or(now, |n| n.max(now)));
+        if self.next_chaos.is_none() {
+            if let Some(chaos) = self.config.chaos.as_ref().filter(|c| !c.kinds.is_empty()) {
+                self.next_chaos = Some(now + chaos.next_gap(&mut self.fault_rng));
+            }
+        }
+    }
+
+    /// Move what `c` encoded into its outbox, applying delay and splitting.
+    fn commit(&mut self, c: &mut Conn, now: Instant) {
+        if c.out.is_empty() {
+            return;
+        }
+        let mut bytes = c.out.split().freeze();
+        let due = c.last_due.map_or(now + c.delay, |d| d.max(now + c.delay));
+        c.last_due = Some(due);
+        if !c.split {
+            c.outbox.push_back((due, bytes));
+            return;
+        }
+        while bytes.len() > 1 {
+            let cap = u64::try_from(bytes.len().min(32) - 1).unwrap_or(0);
+            let n = 1 + usize::try_from(self.fault_rng.below_or_eq(cap)).unwrap_or(0);
+            c.outbox.push_back((due, bytes.split_to(n)));
+        }
+        if !bytes.is_empty() {
+            c.outbox.push_back((due, bytes));
+        }
+    }
+
+    /// Run `f` on every connection `target` hits (in accept order), then commit its output.
+    fn each(&mut self, now: Instant, target: Target, mut f: impl FnMut(&mut Self, &mut Conn)) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .keys()
+            .copied()
+            .filter(|&id| target.hits(id))
+            .collect();
+        for id in ids {
+            if let Some(mut c) = self.conns.remove(&id) {
+                f(self, &mut c);
+                self.commit(&mut c, now);
+                self.conns.insert(id, c);
+            }
+        }
+    }
+
+    /// Send a request-less error to the ready, unpaused sessions `target` hits.
+    fn emit(&mut self, now: Instant, target: Target, err: &IbError) {
+        self.each(now, target, |gw, c| {
+            if matches!(c.phase, Phase::Ready { .. }) && !c.closing && !c.paused {
+                gw.send_error(c, now, -1, err.clone());
+            }
+        });
+    }
+
+    /// Hold HMDS replies until `until` (extending any pause in force).
+    fn pause_data(&mut self, until: Instant) {
+        self.data_paused_until = Some(self.data_paused_until.map_or(until, |t| t.max(until)));
+    }
+
+    fn apply(&mut self, now: Instant, fault: Fault) {
+        tracing::debug!(?fault, "fault");
+        match fault {
+            Fault::Close(t) => self.each(now, t, |_, c| c.closing = true),
+            Fault::Pause(t) => self.each(now, t, |_, c| c.paused = true),
+            Fault::Resume(t) => self.each(now, t, |gw, c| {
+                if c.paused {
+                    c.paused = false;
+                    let inbox = std::mem::take(&mut c.inbox);
+                    gw.process_input(c, now, &inbox);
+                }
+            }),
+            Fault::Delay { target, by } => self.each(now, target, |_, c| c.delay = by),
+            Fault::Hold(t) => self.each(now, t, |_, c| c.held = true),
+            Fault::Release(t) => self.each(now, t, |_, c| c.held = false),
+            Fault::Split { target, on } => self.each(now, target, |_, c| c.split = on),
+            Fault::Garbage { target, len } => self.each(now, target, |gw, c| {
+                if c.closing {
+                    return;
+                }
+                let first = 1 + (gw.fault_rng.next_u64() % 255) as u8;
+                c.out.extend_from_slice(&[first]);
+                for _ in 1..len.max(4) {
+                    c.out.extend_from_slice(&[gw.fault_rng.next_u64() as u8]);
+                }
+            }),
+            Fault::EmitError { target, code, text } => {
+                self.emit(now, target, &IbError { code, text });
+            }
+            Fault::LinkLoss { outage, data_lost } => {
+                self.emit(now, Target::All, &errors::link_lost());
+                self.pause_data(now + outage);
+                let back = errors::link_restored(data_lost);
+                self.schedule_error(now + outage, back);
+            }
+            Fault::FarmFlap { farm, outage } => {
+                self.emit(now, Target::All, &errors::farm_status(farm, false));
+                if farm == Farm::Historical {
+                    self.pause_data(now + outage);
+                }
+                self.schedule_error(now + outage, errors::farm_status(farm, true));
+            }
+            Fault::NightlyReset { pause } => {
+                let pause = pause.unwrap_or_else(|| {
+                    Duration::from_millis(60_000 + self.fault_rng.below_or_eq(120_000))
+                });
+                for farm in [Farm::MarketData, Farm::Historical] {
+                    self.emit(now, Target::All, &errors::farm_status(farm, false));
+                }
+                self.pause_data(now + pause);
+                for farm in [Farm::MarketData, Farm::Historical] {
+                    self.schedule_error(now + pause, errors::farm_status(farm, true));
+                }
+            }
+            Fault::Restart { down_for } => self.crash(Some(now + down_for)),
+            Fault::Crash => self.crash(None),
+            Fault::Bounce => self.port = PortState::Open,
+            Fault::Locale(locale) => self.config.locale = locale,
+        }
+    }
+
+    fn schedule_error(&mut self, at: Instant, err: IbError) {
+        let fault = Fault::EmitError {
+            target: Target::All,
+            code: err.code,
+            text: err.text,
+        };
+        self.schedule_fault(at, fault);
+    }
+
+    /// The process dies: every socket closes now with nothing more sent, state is forgotten, and
+    /// the port refuses until `until` (`None`: until [`Fault::Bounce`]).
+    fn crash(&mut self, until: Option<Instant>) {
+        tracing::debug!(?until, "gateway crash");
+        for c in self.conns.values_mut() {
+            c.out.clear();
+            c.outbox.clear();
+            c.closing = true;
+            c.paused = false;
+            c.held = false;
+        }
+        self.port = PortState::Refusing { until };
+        self.held_ids.clear();
+        self.pacer = HistoricalPacer::new(self.config.historical.clone());
+        self.data_paused_until = None;
+    }
+
+    /// Draw and apply a random fault; schedule the next draw.
+    fn chaos(&mut self, now: Instant) {
+        let Some(chaos) = self.config.chaos.clone() else {
+            self.next_chaos = None;
+            return;
+        };
+        let ready: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Ready { .. }) && !c.closing)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some((fault, end)) = chaos.draw(&mut self.fault_rng, &ready) {
+            if let Some((after, end)) = end {
+                self.schedule_fault(now + after, end);
+            }
+            self.apply(now, fault);
+        }
+        self.next_chaos = Some(now + chaos.next_gap(&mut self.fault_rng));
+    }
+
+    /// Answer a text client's startup sync with the end message of an empty paper account.
+    fn startup_sync(&mut self, c: &mut Conn, id: i32, payload: &[u8]) {
+        let fields: Vec<&[u8]> = payload.split(|&b| b == 0).collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+        let reply: Option<(i32, Vec<&[u8]>)> = match id {
+            61 => Some((62, vec![b"1"])), // reqPositions → positionEnd
+            5 => Some((53, vec![b"1"])),  // reqOpenOrders → openOrderEnd
+            99 => Some((102, vec![])),    // reqCompletedOrders → completedOrdersEnd
+            6 if field(1) == b"1" => Some((54, vec![b"1", field(2)])), // → accountDownloadEnd
+            76 => Some((74, vec![b"1", field(1)])), // → accountUpdateMultiEnd
+            7 => Some((55, vec![b"1", field(1)])), // reqExecutions → execDetailsEnd
+            _ => None,
+        };
+        let Some((id, values)) = reply else {
+            return tracing::debug!(id, "ignored request");
+        };
+        let mut body = BytesMut::new();
+        for v in values {
+            body.extend_from_slice(v);
+            body.extend_from_slice(&[0]);
+        }
+        c.push(&Response::Unknown {
+            id,
+            form: Form::Text,
+            payload: body.freeze(),
+        });
     }
 }

@@ -8,22 +8,29 @@
 //! - [`gateway`]: the sans-IO state machine ([`Gateway`]), one per simulated gateway process.
 //! - [`market`] and [`bars`]: instruments, calendars and synthetic bars.
 //! - [`rules`]: the 50 msg/s rule and historical pacing.
+//! - [`fault`]: faults, injected, scheduled or drawn from the seed ([`Chaos`]).
 //! - [`calendar`]: US time zones with DST, NYSE holidays, IB date/duration/bar-size formats.
+//! - [`world`]: the in-memory [`World`]: core client connections wired to the gateway under
+//!   virtual time, with an event trace.
 //! - `server` (feature `tcp`, default): the wall-clock TCP server behind the `ibconn-sim` binary.
 #![forbid(unsafe_code)]
 
 pub mod bars;
 pub mod calendar;
 pub mod errors;
+pub mod fault;
 pub mod gateway;
 pub mod market;
 pub mod rng;
 pub mod rules;
 #[cfg(feature = "tcp")]
 pub mod server;
+pub mod world;
 
-pub use gateway::{ConnId, Gateway, GatewayConfig};
+pub use fault::{Chaos, ChaosKind, Farm, Fault, Locale, Target};
+pub use gateway::{ConnId, Gateway, GatewayConfig, PortState};
 pub use market::{Instrument, Market};
 pub use rules::{HistoricalRules, RateRules};
 #[cfg(feature = "tcp")]
 pub use server::{serve, ServerConfig, SimServer};
+pub use world::{ClientId, World, WorldConfig, WorldError};

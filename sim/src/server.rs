@@ -1,18 +1,24 @@
 //! The wall-clock TCP server: a thin adapter that moves bytes and timers into the sans-IO
 //! [`Gateway`]. One task owns the gateway (accepts, inputs, timers); one task per socket reads and
 //! writes. No protocol knowledge lives here.
+//!
+//! While the gateway refuses connections ([`Gateway::is_refusing`], after [`Fault::Restart`] or
+//! [`Fault::Crash`]) the server closes its listening socket, so dials fail with "connection
+//! refused" as at a restarting gateway; it binds the same address again when the port reopens.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::fault::Fault;
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 
 /// What [`serve`] and [`SimServer::start`] need.
@@ -30,6 +36,7 @@ enum Input {
     Eof(ConnId),
     Reset(ConnId),
     DropAll,
+    Inject(Fault, oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -65,6 +72,21 @@ impl SimServer {
         let _ = self.tx.send(Input::DropAll);
     }
 
+    /// Apply `fault` to the gateway now; returns once it is applied (and, for a restart, once the
+    /// port refuses).
+    pub async fn inject(&self, fault: Fault) {
+        let (done, applied) = oneshot::channel();
+        if self.tx.send(Input::Inject(fault, done)).is_ok() {
+            let _ = applied.await;
+        }
+    }
+
+    /// Restart the gateway: every socket closes and the port refuses connections for `down_for`
+    /// (then the same address accepts again).
+    pub async fn restart(&self, down_for: Duration) {
+        self.inject(Fault::Restart { down_for }).await;
+    }
+
     /// Stop accepting and close every socket.
     pub async fn shutdown(self) {
         let _ = self.tx.send(Input::Shutdown);
@@ -83,6 +105,18 @@ pub async fn serve(listener: TcpListener, config: ServerConfig) -> io::Result<()
 
 type Writers = BTreeMap<ConnId, UnboundedSender<Option<Bytes>>>;
 
+/// Bind `addr` again after a restart (`SO_REUSEADDR`, as the first bind had).
+fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 async fn run(
     mut gw: Gateway,
     listener: TcpListener,
@@ -90,16 +124,40 @@ async fn run(
     tx: UnboundedSender<Input>,
 ) {
     let mut writers = Writers::new();
+    let addr = listener.local_addr().ok();
+    let mut listener = Some(listener);
     loop {
-        let deadline = gw.poll_timeout();
+        // Honour the gateway's port state: no listener while it refuses.
+        let refusing = gw.is_refusing(Instant::now());
+        let mut retry = None;
+        if refusing && listener.is_some() {
+            tracing::debug!("gateway restarting: closing the listener");
+            listener = None;
+        } else if !refusing && listener.is_none() {
+            match addr.map(rebind) {
+                Some(Ok(l)) => listener = Some(l),
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "cannot listen again; retrying");
+                    retry = Some(Instant::now() + Duration::from_millis(100));
+                }
+                None => {}
+            }
+        }
+        let deadline = gw.poll_timeout().into_iter().chain(retry).min();
         let timer = async move {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
+        let accept = async {
+            match &listener {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept => match accepted {
                 Ok((stream, _)) => {
                     let id = gw.accept(Instant::now());
                     let (wtx, wrx) = unbounded_channel();
@@ -119,6 +177,14 @@ async fn run(
                     writers.remove(&id);
                 }
                 Some(Input::DropAll) => gw.drop_all(),
+                Some(Input::Inject(fault, done)) => {
+                    gw.inject(Instant::now(), fault);
+                    drain(&mut gw, &mut writers);
+                    if gw.is_refusing(Instant::now()) {
+                        listener = None;
+                    }
+                    let _ = done.send(());
+                }
                 Some(Input::Shutdown) | None => break,
             },
             () = timer => gw.handle_timeout(Instant::now()),

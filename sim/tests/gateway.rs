@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ibconn_core::message::request::HistoricalDataRequest;
 use ibconn_core::message::{BarTime, Contract, HeadTimestampRequest, Request, Response};
-use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
+use ibconn_core::wire::{ClientHello, Form, FrameDecoder, ServerHello, VersionRange};
 use ibconn_sim::calendar::utc;
-use ibconn_sim::{ConnId, Gateway, GatewayConfig};
+use ibconn_sim::{Chaos, ConnId, Fault, Gateway, GatewayConfig, Locale, PortState, Target};
 
 struct Client {
     conn: ConnId,
@@ -758,4 +758,231 @@ fn byte_by_byte_input_gives_the_same_output() {
     assert!(!whole.is_empty());
     assert_eq!(run(1), whole);
     assert_eq!(run(7), whole);
+}
+
+// ----- faults at the gateway level -----
+
+#[test]
+fn split_writes_come_in_pieces_that_reassemble() {
+    let mut whole = Sim::new(GatewayConfig::default(), 3);
+    let (mut a, _) = whole.connect(1);
+    let expected = whole.request(
+        &mut a,
+        &hist(1, Contract::stock("AAPL"), "", "1 hour", "2 D"),
+    );
+
+    let mut sim = Sim::new(GatewayConfig::default(), 3);
+    let (mut c, _) = sim.connect(1);
+    sim.gw.inject(
+        sim.now,
+        Fault::Split {
+            target: Target::All,
+            on: true,
+        },
+    );
+    sim.send(
+        &mut c,
+        &hist(1, Contract::stock("AAPL"), "", "1 hour", "2 D"),
+    );
+    let mut pieces = 0;
+    while let Some(b) = sim.gw.poll_transmit(c.conn) {
+        assert!(!b.is_empty() && b.len() <= 32);
+        pieces += 1;
+        c.dec.push(&b);
+    }
+    assert!(pieces > 10, "{pieces}");
+    let got: Vec<Response> = std::iter::from_fn(|| c.dec.next_frame().unwrap())
+        .map(|body| Response::decode_payload(body, c.sv).unwrap())
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn garbage_is_an_impossible_frame_length() {
+    let mut sim = Sim::new(GatewayConfig::default(), 4);
+    let (mut c, _) = sim.connect(1);
+    sim.gw.inject(
+        sim.now,
+        Fault::Garbage {
+            target: Target::Conn(c.conn),
+            len: 2,
+        },
+    );
+    let bytes = sim.gw.poll_transmit(c.conn).unwrap();
+    assert_eq!(bytes.len(), 4, "at least a length prefix");
+    assert_ne!(bytes[0], 0);
+    c.dec.push(&bytes);
+    assert!(c.dec.next_frame().is_err());
+}
+
+#[test]
+fn restart_closes_every_socket_and_the_port_refuses_until_it_reopens() {
+    let mut sim = Sim::new(GatewayConfig::default(), 5);
+    let (a, _) = sim.connect(1);
+    let (b, _) = sim.connect(2);
+    sim.gw.inject(
+        sim.now,
+        Fault::Restart {
+            down_for: Duration::from_secs(30),
+        },
+    );
+    let reopen = sim.now + Duration::from_secs(30);
+    assert!(sim.gw.poll_transmit(a.conn).is_none());
+    assert!(sim.gw.poll_close(a.conn) && sim.gw.poll_close(b.conn));
+    assert_eq!(
+        sim.gw.port(),
+        PortState::Refusing {
+            until: Some(reopen)
+        }
+    );
+    assert_eq!(sim.gw.poll_timeout(), Some(reopen));
+    // A connection accepted while refusing is closed at once, without a byte.
+    let late = sim.gw.accept(sim.now);
+    assert!(sim.gw.poll_transmit(late).is_none());
+    assert!(sim.gw.poll_close(late));
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.gw.port(), PortState::Open);
+    assert!(!sim.gw.is_refusing(sim.now));
+    // Client ids are free after the restart.
+    let (_, burst) = sim.connect(1);
+    assert!(burst
+        .iter()
+        .any(|r| matches!(r, Response::NextValidId { .. })));
+}
+
+#[test]
+fn pause_keeps_the_socket_and_answers_nothing_until_resume() {
+    let mut sim = Sim::new(GatewayConfig::default(), 6);
+    let (mut c, _) = sim.connect(1);
+    sim.gw.inject(sim.now, Fault::Pause(Target::All));
+    assert!(sim.request(&mut c, &Request::ReqCurrentTime).is_empty());
+    sim.advance(Duration::from_secs(60));
+    assert!(!sim.gw.poll_close(c.conn));
+    sim.gw.inject(sim.now, Fault::Resume(Target::All));
+    let replies = sim.recv(&mut c);
+    assert!(
+        matches!(replies[..], [Response::CurrentTime { .. }]),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn localized_162_texts() {
+    let config = GatewayConfig {
+        locale: Locale::Spanish,
+        ..GatewayConfig::default()
+    };
+    let mut sim = Sim::new(config, 7);
+    let (mut c, _) = sim.connect(1);
+    let replies = sim.request(
+        &mut c,
+        &hist(1, Contract::stock("AAPL"), "", "1 secs", "1 W"),
+    );
+    assert_eq!(
+        errors(&replies),
+        [(
+            1,
+            162,
+            "Mensaje de error de los servicios de datos de mercado históricos:La duración supera el máximo".into()
+        )]
+    );
+    // Other codes stay in English.
+    let replies = sim.request(
+        &mut c,
+        &hist(2, Contract::stock("NOPE"), "", "1 hour", "1 D"),
+    );
+    assert_eq!(errors(&replies)[0].1, 200);
+    assert!(errors(&replies)[0].2.starts_with("No security definition"));
+}
+
+#[test]
+fn text_client_startup_sync_gets_end_messages() {
+    let mut sim = Sim::new(GatewayConfig::default(), 8);
+    let mut c = sim.open(VersionRange::new(157, 178));
+    sim.request(
+        &mut c,
+        &Request::StartApi {
+            client_id: 3,
+            optional_capabilities: String::new(),
+        },
+    );
+    let unknown = |id: i32, payload: &'static [u8]| Request::Unknown {
+        id,
+        form: Form::Text,
+        payload: bytes::Bytes::from_static(payload),
+    };
+    let cases: [(Request, i32, &[u8]); 6] = [
+        (unknown(61, b"1\0"), 62, b"1\0"),
+        (unknown(5, b"1\0"), 53, b"1\0"),
+        (unknown(99, b"0\0"), 102, b""),
+        (unknown(6, b"2\x001\0DU1234567\0"), 54, b"1\0DU1234567\0"),
+        (unknown(76, b"1\x009\0DU1234567\0\x000\0"), 74, b"1\x009\0"),
+        (unknown(7, b"3\x0012\x000\0\0\0\0\0\0"), 55, b"1\x0012\0"),
+    ];
+    for (req, id, payload) in cases {
+        let replies = sim.request(&mut c, &req);
+        match &replies[..] {
+            [Response::Unknown {
+                id: got,
+                payload: p,
+                ..
+            }] => {
+                assert_eq!(*got, id);
+                assert_eq!(&p[..], payload, "reply to {req:?}");
+            }
+            other => panic!("{req:?} → {other:?}"),
+        }
+        sim.advance(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn link_loss_then_restore_reaches_every_session() {
+    let mut sim = Sim::new(GatewayConfig::default(), 9);
+    let (mut a, _) = sim.connect(1);
+    let (mut b, _) = sim.connect(2);
+    sim.gw.inject(
+        sim.now,
+        Fault::LinkLoss {
+            outage: Duration::from_secs(10),
+            data_lost: false,
+        },
+    );
+    for c in [&mut a, &mut b] {
+        let codes: Vec<i32> = errors(&sim.recv(c)).iter().map(|e| e.1).collect();
+        assert_eq!(codes, [1100]);
+    }
+    assert!(sim.gw.is_data_paused(sim.now));
+    sim.advance(Duration::from_secs(10));
+    for c in [&mut a, &mut b] {
+        let codes: Vec<i32> = errors(&sim.recv(c)).iter().map(|e| e.1).collect();
+        assert_eq!(codes, [1102]);
+    }
+    assert!(!sim.gw.is_data_paused(sim.now));
+}
+
+#[test]
+fn chaos_is_drawn_from_the_seed() {
+    let run = |seed: u64| {
+        let config = GatewayConfig {
+            chaos: Some(Chaos::every(Duration::from_secs(600))),
+            ..GatewayConfig::default()
+        };
+        let mut sim = Sim::new(config, seed);
+        let (mut c, _) = sim.connect(1);
+        let mut seen = Vec::new();
+        for _ in 0..(6 * 60) {
+            sim.advance(Duration::from_secs(60));
+            sim.pump(&mut c);
+            seen.append(&mut sim.trace);
+            if c.closed {
+                let (again, _) = sim.connect(1);
+                c = again;
+            }
+        }
+        seen
+    };
+    let a = run(1);
+    assert_eq!(a, run(1));
+    assert_ne!(a, run(2));
 }
