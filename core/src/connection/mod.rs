@@ -109,6 +109,8 @@ struct TimeChannel {
 pub struct Connection {
     cfg: Config,
     state: State,
+    /// START_API went out (with the hello when pipelined, else after the server's hello).
+    start_api_sent: bool,
     started: Instant,
     last_now: Instant,
     decoder: FrameDecoder,
@@ -139,7 +141,17 @@ impl Connection {
         hello.options.clone_from(&cfg.connect_options);
         hello.encode(&mut out);
         tracing::debug!(client_id = cfg.client_id, hello = %hello.version_string(), "connecting");
+        // When every version we offer carries START_API in the same (protobuf) form, it goes out
+        // right behind the hello instead of one round trip later.
+        let start_api_sent = cfg.versions.min >= version::PROTOBUF_REST_MESSAGES_3
+            && Request::StartApi {
+                client_id: cfg.client_id,
+                optional_capabilities: String::new(),
+            }
+            .encode(cfg.versions.min, &mut out)
+            .is_ok();
         Self {
+            start_api_sent,
             next_req_id: cfg.first_request_id,
             cfg,
             state: State::ExpectServerHello,
@@ -448,11 +460,14 @@ impl Connection {
             time = %hello.connection_time,
             "server hello; starting API"
         );
-        let start = Request::StartApi {
-            client_id: self.cfg.client_id,
-            optional_capabilities: String::new(),
-        };
-        self.write(now, &start);
+        if !self.start_api_sent {
+            self.start_api_sent = true;
+            let start = Request::StartApi {
+                client_id: self.cfg.client_id,
+                optional_capabilities: String::new(),
+            };
+            self.write(now, &start);
+        }
         self.state = State::ExpectStartup {
             next_valid_id: None,
             accounts: None,

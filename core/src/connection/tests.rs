@@ -635,3 +635,34 @@ fn contract_details_collects_every_match() {
         vec![1, 2]
     );
 }
+
+#[test]
+fn start_api_is_pipelined_when_every_offered_version_speaks_protobuf() {
+    let t0 = Instant::now();
+    let cfg = Config {
+        versions: crate::wire::VersionRange::new(213, 226),
+        ..Config::new(11)
+    };
+    let mut conn = Connection::new(cfg, t0);
+    let mut peer = Peer::new(226);
+    peer.read(&mut conn);
+    assert_eq!(
+        peer.take(),
+        vec![Request::StartApi {
+            client_id: 11,
+            optional_capabilities: String::new()
+        }],
+        "START_API travels with the hello"
+    );
+    peer.hello_reply(&mut conn, t0);
+    peer.read(&mut conn);
+    assert!(peer.take().is_empty(), "and is not sent twice");
+    peer.reply(&mut conn, t0, &startup());
+    assert!(matches!(
+        events(&mut conn)[0],
+        Event::Connected {
+            server_version: 226,
+            ..
+        }
+    ));
+}
