@@ -20,6 +20,7 @@ pub mod backfill;
 pub mod backoff;
 pub mod bar_size;
 pub mod breaker;
+pub mod civil;
 pub mod classify;
 pub mod client_id;
 pub mod connection;

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::{days_from_civil, DAY_SECS};
+use super::plan::DAY_SECS;
+use crate::civil::Date;
 use crate::message::{Bar, BarTime};
 
 /// The start of a bar in unix seconds: epoch times as they are, days at 00:00 UTC. `None` for
@@ -13,9 +14,8 @@ pub fn bar_start_unix(time: &BarTime) -> Option<i64> {
     match time {
         BarTime::Epoch(t) => Some(*t),
         BarTime::Day(d) => {
-            let (y, m, day) = (i64::from(d / 10_000), d / 100 % 100, d % 100);
-            ((1..=12).contains(&m) && (1..=31).contains(&day))
-                .then(|| days_from_civil(y, m, day) * DAY_SECS)
+            let date = Date::new(i32::try_from(d / 10_000).ok()?, d / 100 % 100, d % 100);
+            date.is_valid().then(|| date.days() * DAY_SECS)
         }
         BarTime::Text(_) => None,
     }

@@ -7,9 +7,10 @@
 //! longer ones in whole days (IB's `D` may reach further back — the merge trims to the range).
 
 use crate::bar_size::BarSize;
+pub use crate::civil::format_utc;
 
 /// Seconds per day.
-pub const DAY_SECS: i64 = 86_400;
+pub const DAY_SECS: i64 = crate::civil::SECS_PER_DAY;
 
 /// Refuse plans larger than this many requests (a 1-second backfill over years is a mistake:
 /// at IB's 60 requests per 10 minutes it would take weeks).
@@ -113,44 +114,6 @@ pub fn duration_string(secs: i64) -> String {
     }
 }
 
-/// Unix seconds as IB's zone-less UTC form `YYYYMMDD-HH:MM:SS`.
-pub fn format_utc(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(DAY_SECS), unix.rem_euclid(DAY_SECS));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    // d is 1..=31 and m 1..=12 by construction.
-    (y, m as u32, d as u32)
-}
-
-/// (year, month, day) → days since 1970-01-01 (inverse of [`civil_from_days`]).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Drop the chunks already covered by data up to `covered_until` (exclusive): what a resumed
 /// backfill still has to fetch. A chunk partly covered is kept whole (the merge de-duplicates).
 pub fn remaining(chunks: &[Chunk], covered_until_unix: i64) -> Vec<Chunk> {
@@ -205,17 +168,6 @@ mod tests {
                 ("19700101-02:00:00", "3600 S")
             ]
         );
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(format_utc(1_767_225_600), "20260101-00:00:00");
-        assert_eq!(format_utc(951_782_400), "20000229-00:00:00");
-        assert_eq!(format_utc(-1), "19691231-23:59:59");
-        for days in [-800_000, -1, 0, 11_016, 20_454, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
     #[test]
