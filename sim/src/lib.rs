@@ -19,6 +19,8 @@ pub mod bars;
 pub mod calendar;
 pub mod errors;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod market;
 pub mod rng;
