@@ -9,6 +9,11 @@
 //! With a [`FileRegistry`] the driver does short, locked file operations (lease allocate, release,
 //! heartbeat) inline; they are small and rare, but they block the driver while they run.
 //!
+//! Session changes (connected, disconnected, 1100/1101/1102, resubscribe after data loss) reach
+//! users as [`PoolNotice`]s through [`Pool::events`]: a bounded queue per subscriber that the driver
+//! never waits for (a full queue drops the newest notice and reports the count later as
+//! [`PoolNotice::Missed`]). Which events become notices is the core's decision.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ibconn_tokio::Error> {
 //! use ibconn_tokio::{MemoryRegistry, Pool, PoolConfig, Purpose};
@@ -28,42 +33,24 @@ use std::ops::Deref;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ibconn_core::client_id::{ClientId, IdRange, RegistryConfig, UnixMillis};
+use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
 use ibconn_core::connection::{Answer, Config, Query};
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::message::{HeadTimestampRequest, HistoricalDataRequest};
-use ibconn_core::pool::{AcquireId, Io, LeaseId, PoolEvent, SocketId, Ticket};
+use ibconn_core::pool::{AcquireId, Io, NoticeFanout, Offer, PoolEvent, SocketId, Ticket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 pub use ibconn_core::client_id::Purpose;
+/// Why a call failed (the core's [`PoolError`](ibconn_core::pool::PoolError)).
+pub use ibconn_core::pool::PoolError as Error;
 pub use ibconn_core::pool::{
-    AcquireError, Bars, CallError, FileRegistry, IdRegistry, MemoryRegistry, PoolConfig, PoolStats,
-    PurposeConfig, Sharing, SubmitError,
+    AcquireError, Bars, CallError, FileRegistry, IdRegistry, LeaseId, MemoryRegistry, PoolConfig,
+    PoolNotice, PoolStats, PurposeConfig, Sharing, SubmitError, NOTICE_BUFFER,
 };
-
-/// Why a call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// No connection could be leased (typed timeout, unknown purpose, no client id, shutdown).
-    #[error(transparent)]
-    Acquire(#[from] AcquireError),
-    /// The pool refused the request.
-    #[error(transparent)]
-    Submit(#[from] SubmitError),
-    /// The request ended without an answer (IB error, typed timeout, connection closed, …).
-    #[error(transparent)]
-    Call(#[from] CallError),
-    /// The answer had an unexpected shape.
-    #[error("unexpected answer")]
-    UnexpectedAnswer,
-    /// The pool's driver has stopped.
-    #[error("the pool has shut down")]
-    Closed,
-}
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -73,6 +60,7 @@ enum Cmd {
     Release(LeaseId),
     Call(LeaseId, Box<Query>, Option<Duration>, Reply<Answer>),
     Stats(oneshot::Sender<PoolStats>),
+    Subscribe(mpsc::Sender<PoolNotice>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -121,6 +109,23 @@ impl Pool {
         })
     }
 
+    /// Observe session notices (connected, disconnected, 1100/1101/1102, resubscribe) from now
+    /// on, through a queue of [`NOTICE_BUFFER`] notices. See [`Pool::events_with_capacity`].
+    pub fn events(&self) -> Events {
+        self.events_with_capacity(NOTICE_BUFFER)
+    }
+
+    /// Like [`Pool::events`] with a queue of `capacity` (at least 1) notices. The driver never
+    /// waits for a subscriber: when the queue is full the newest notice is dropped, and the next
+    /// one that fits is preceded by [`PoolNotice::Missed`] with the count. Notices caused by
+    /// commands sent after this call (e.g. an `acquire`) are never missed for lack of a
+    /// subscription. The stream ends when the pool shuts down.
+    pub fn events_with_capacity(&self, capacity: usize) -> Events {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let _ = self.cmd(Cmd::Subscribe(tx));
+        Events { rx }
+    }
+
     /// The pool's metrics.
     pub async fn stats(&self) -> Result<PoolStats, Error> {
         let (reply, rx) = oneshot::channel();
@@ -141,6 +146,19 @@ impl Pool {
     }
 }
 
+/// A stream of [`PoolNotice`]s ([`Pool::events`]).
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<PoolNotice>,
+}
+
+impl Events {
+    /// The next notice; `None` once the pool has shut down and every queued notice was read.
+    pub async fn recv(&mut self) -> Option<PoolNotice> {
+        self.rx.recv().await
+    }
+}
+
 /// A leased connection; the lease goes back to the pool on drop.
 #[derive(Debug)]
 pub struct PooledConnection {
@@ -153,6 +171,11 @@ impl PooledConnection {
     /// The session's client id.
     pub fn client_id(&self) -> ClientId {
         self.client_id
+    }
+
+    /// The lease (as named in [`PoolNotice::Resubscribe`]).
+    pub fn lease(&self) -> LeaseId {
+        self.lease
     }
 
     /// Any query; `timeout` defaults to the connection's request timeout.
@@ -234,10 +257,16 @@ impl Client {
         client_id: ClientId,
         connection: Config,
     ) -> Result<Self, Error> {
-        let (config, registry) = single(addr, client_id, connection);
+        let (config, ids) = PoolConfig::single_session(addr, client_id, connection);
+        let registry = MemoryRegistry::new(ids, Holder::from_pid(std::process::id()));
         let pool = Pool::start(config, Box::new(registry));
-        let conn = pool.acquire(client_purpose()).await?;
+        let conn = pool.acquire(PoolConfig::single_session_purpose()).await?;
         Ok(Self { conn, pool })
+    }
+
+    /// The session's notices ([`Pool::events`]).
+    pub fn events(&self) -> Events {
+        self.pool.events()
     }
 
     /// The session's metrics.
@@ -260,34 +289,8 @@ impl Deref for Client {
     }
 }
 
-fn client_purpose() -> Purpose {
-    Purpose::Custom("client".to_owned())
-}
-
-/// The pool configuration behind a [`Client`]: one gateway, one id, one shared connection.
-fn single(addr: &str, client_id: ClientId, connection: Config) -> (PoolConfig, MemoryRegistry) {
-    let mut config = PoolConfig {
-        gateways: vec![addr.to_owned()],
-        connection,
-        ..PoolConfig::default()
-    };
-    let shared = PurposeConfig {
-        max_connections: 1,
-        sharing: Sharing::Shared {
-            max_in_flight: usize::MAX,
-        },
-    };
-    config.purposes = [(client_purpose(), shared)].into_iter().collect();
-    let mut ids = RegistryConfig {
-        max_conflict_attempts: 1,
-        ..RegistryConfig::default()
-    };
-    ids.ranges = [(client_purpose(), IdRange::new(client_id, client_id))]
-        .into_iter()
-        .collect();
-    let holder = ibconn_core::client_id::Holder::from_pid(std::process::id());
-    (config, MemoryRegistry::new(ids, holder))
-}
+// The two clock readers below are the only code both runtimes repeat on purpose: the core must
+// not read clocks, and a shared crate for two small functions is not worth a workspace member.
 
 /// Wall clock for registry leases.
 fn wall() -> UnixMillis {
@@ -323,6 +326,7 @@ struct Driver {
     writers: HashMap<SocketId, mpsc::UnboundedSender<Option<Bytes>>>,
     tasks: JoinSet<()>,
     net: mpsc::UnboundedSender<Net>,
+    notices: NoticeFanout<mpsc::Sender<PoolNotice>>,
 }
 
 async fn run(pool: ibconn_core::pool::Pool, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
@@ -335,6 +339,7 @@ async fn run(pool: ibconn_core::pool::Pool, mut cmds: mpsc::UnboundedReceiver<Cm
         writers: HashMap::new(),
         tasks: JoinSet::new(),
         net,
+        notices: NoticeFanout::new(),
     };
     let mut done = None;
     while done.is_none() {
@@ -382,6 +387,7 @@ impl Driver {
                 }
             }
             Some(Cmd::Stats(reply)) => drop(reply.send(self.pool.stats(now))),
+            Some(Cmd::Subscribe(tx)) => self.notices.subscribe(tx),
             Some(Cmd::Shutdown(reply)) => {
                 self.pool.shutdown(now);
                 return Some(Some(reply));
@@ -443,6 +449,13 @@ impl Driver {
     }
 
     fn event(&mut self, event: PoolEvent) {
+        if let Some(notice) = PoolNotice::from_event(&event) {
+            self.notices.publish(&notice, |tx, n| match tx.try_send(n) {
+                Ok(()) => Offer::Sent,
+                Err(TrySendError::Full(_)) => Offer::Full,
+                Err(TrySendError::Closed(_)) => Offer::Closed,
+            });
+        }
         match event {
             PoolEvent::Acquired {
                 acquire,

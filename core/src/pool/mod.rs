@@ -16,20 +16,26 @@
 //! Inputs: `handle_dialed`, `handle_dial_failed`, `handle_input`, `handle_eof`, `handle_timeout`,
 //! `observe_clocks`. Commands: `acquire`, `release`, `send`, `cancel`, `shutdown`. `now` must never
 //! go backwards. Input for a socket the pool no longer knows is ignored.
+//!
+//! Of the events, the session-level ones are for the pool's users; [`PoolNotice::from_event`]
+//! picks them, and [`NoticeFanout`] is the runtime-agnostic bookkeeping a runtime uses to hand them
+//! to bounded subscriber queues.
 
+mod notice;
 mod registry;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use self::notice::{NoticeFanout, Offer, PoolNotice, NOTICE_BUFFER};
 #[cfg(feature = "file-store")]
 pub use self::registry::FileRegistry;
 pub use self::registry::{IdRegistry, IdRegistryError, MemoryRegistry};
 pub use self::types::{
     AcquireError, AcquireId, Bars, CallError, ConnectionStats, GatewayStats, Io, LatencyUs,
-    LeaseId, PoolConfig, PoolEvent, PoolStats, PurposeConfig, Sharing, SocketId, SubmitError,
-    Ticket,
+    LeaseId, PoolConfig, PoolError, PoolEvent, PoolStats, PurposeConfig, Sharing, SocketId,
+    SubmitError, Ticket,
 };
 use crate::backoff::{Backoff, SplitMix64};
 use crate::bar_size::BarSize;

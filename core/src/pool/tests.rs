@@ -105,9 +105,13 @@ fn config(gateways: &[&str]) -> PoolConfig {
 
 impl World {
     fn new(cfg: PoolConfig) -> Self {
+        Self::with_ids(cfg, RegistryConfig::default())
+    }
+
+    fn with_ids(cfg: PoolConfig, ids: RegistryConfig) -> Self {
         let now = Instant::now();
         let registry = Shared(Arc::new(Mutex::new(MemoryRegistry::new(
-            RegistryConfig::default(),
+            ids,
             Holder::from_pid(1),
         ))));
         Self {
@@ -394,6 +398,22 @@ fn shared_connections_admit_max_in_flight_leases() {
     let fourth = w.acquire(Purpose::Api);
     assert!(w.acquired(fourth).is_none());
     assert_eq!(w.peers.len(), 1);
+}
+
+#[test]
+fn single_session_shares_one_connection_with_its_fixed_id() {
+    let (cfg, ids) = PoolConfig::single_session("gw1:4002", 42, Config::new(0));
+    let purpose = PoolConfig::single_session_purpose();
+    let mut w = World::with_ids(cfg.clone(), ids.clone());
+    let got: Vec<i32> = (0..3).map(|_| w.lease(purpose.clone()).1).collect();
+    assert_eq!(got, [42, 42, 42]);
+    assert_eq!(w.peers.len(), 1);
+    // The id is the user's: a 326 fails the acquire instead of moving on.
+    let mut w = World::with_ids(cfg, ids);
+    w.taken.insert(42);
+    let acquire = w.acquire(purpose);
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::AcquireFailed { acquire: a, error: AcquireError::ClientId(_) } if *a == acquire)));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::backoff::BackoffConfig;
 use crate::breaker::{BreakerConfig, BreakerSnapshot};
 use crate::classify::Connectivity;
-use crate::client_id::{ClientId, Purpose};
+use crate::client_id::{ClientId, IdRange, Purpose, RegistryConfig};
 use crate::connection::{self, Answer, Config, ConnectionError, RequestError};
 use crate::message::{Bar, Contract, ContractDescription, ContractDetails};
 use crate::pacer::{PacerError, PacerSnapshot, PacingRules};
@@ -119,6 +119,44 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// The purpose of the single session built by [`PoolConfig::single_session`].
+    pub fn single_session_purpose() -> Purpose {
+        Purpose::Custom("client".to_owned())
+    }
+
+    /// One gateway, one fixed client id, one connection shared by every lease (no cap on requests
+    /// in flight): the pool behind a runtime's single-session `Client`. The registry config maps
+    /// [`PoolConfig::single_session_purpose`] to exactly `client_id` and gives up on the first 326.
+    pub fn single_session(
+        addr: &str,
+        client_id: ClientId,
+        connection: Config,
+    ) -> (Self, RegistryConfig) {
+        let purpose = Self::single_session_purpose();
+        let shared = PurposeConfig {
+            max_connections: 1,
+            sharing: Sharing::Shared {
+                max_in_flight: usize::MAX,
+            },
+        };
+        let config = Self {
+            gateways: vec![addr.to_owned()],
+            purposes: [(purpose.clone(), shared)].into_iter().collect(),
+            connection,
+            ..Self::default()
+        };
+        let ids = RegistryConfig {
+            ranges: [(purpose, IdRange::new(client_id, client_id))]
+                .into_iter()
+                .collect(),
+            max_conflict_attempts: 1,
+            ..RegistryConfig::default()
+        };
+        (config, ids)
+    }
+}
+
 /// One socket the runtime opened for the pool (a new id per dial; never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct SocketId(pub u64);
@@ -214,6 +252,27 @@ pub enum CallError {
     /// The pool shut down.
     #[error("the pool is shutting down")]
     ShuttingDown,
+}
+
+/// Why a call on a runtime's pool failed: the `Error` of `ibconn-tokio` and `ibconn-smol`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// No connection could be leased (typed timeout, unknown purpose, no client id, shutdown).
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// The pool refused the request.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// The request ended without an answer (IB error, typed timeout, connection closed, …).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The answer had an unexpected shape.
+    #[error("unexpected answer")]
+    UnexpectedAnswer,
+    /// The runtime's pool driver has stopped.
+    #[error("the pool has shut down")]
+    Closed,
 }
 
 /// What the pool reports, in order ([`Pool::poll_event`](super::Pool::poll_event)).
