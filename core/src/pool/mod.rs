@@ -35,7 +35,7 @@ pub use self::registry::{IdRegistry, IdRegistryError, MemoryRegistry};
 pub use self::types::{
     AcquireError, AcquireId, Bars, CallError, ConnectionStats, GatewayStats, Io, LatencyUs,
     LeaseId, PoolConfig, PoolError, PoolEvent, PoolStats, PurposeConfig, Sharing, SocketId,
-    SubmitError, Ticket,
+    SubmitError, Ticket, PACING_MARGIN,
 };
 use crate::backoff::{Backoff, SplitMix64};
 use crate::bar_size::BarSize;
