@@ -255,6 +255,7 @@ pub struct Gateway {
     port: PortState,
     data_paused_until: Option<Instant>,
     next_chaos: Option<Instant>,
+    pacing_violations: u64,
 }
 
 impl Gateway {
@@ -278,6 +279,7 @@ impl Gateway {
             port: PortState::Open,
             data_paused_until: None,
             next_chaos: None,
+            pacing_violations: 0,
         }
     }
 
@@ -549,6 +551,11 @@ impl Gateway {
         let mut ids: Vec<i32> = self.conns.values().filter_map(Conn::client_id).collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Historical requests refused with a 162 pacing violation so far (every connection).
+    pub fn pacing_violations(&self) -> u64 {
+        self.pacing_violations
     }
 
     /// The version negotiated on `conn` (after its hello).
@@ -928,6 +935,7 @@ impl Gateway {
         let open = self.open_historical(c);
         if let Err(rule) = self.pacer.check(now, &paced, open) {
             tracing::debug!(?rule, req_id, "historical pacing violation");
+            self.pacing_violations += 1;
             return self.send_error(c, now, req_id, errors::pacing_violation());
         }
         let Ok(duration) = IbDuration::parse(&r.duration) else {

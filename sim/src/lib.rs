@@ -12,17 +12,23 @@
 //! - [`calendar`]: US time zones with DST, NYSE holidays, IB date/duration/bar-size formats.
 //! - [`world`]: the in-memory [`World`]: core client connections wired to the gateway under
 //!   virtual time, with an event trace.
-//! - `server` (feature `tcp`, default): the wall-clock TCP server behind the `ibconn-sim` binary.
+//! - [`pool_world`]: the core `Pool` wired to the gateway under virtual time ([`PoolWorld`]), and
+//!   a driver that runs a backfill job on it.
+//! - `server` (feature `tcp`, default): the wall-clock TCP server behind the `ibconn-sim` binary;
+//!   `cli` (same feature): its arguments and run function, shared with `ibconn sim`.
 #![forbid(unsafe_code)]
 
 pub mod bars;
 pub mod calendar;
+#[cfg(feature = "tcp")]
+pub mod cli;
 pub mod errors;
 pub mod fault;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
 pub mod market;
+pub mod pool_world;
 pub mod rng;
 pub mod rules;
 #[cfg(feature = "tcp")]
@@ -32,6 +38,7 @@ pub mod world;
 pub use fault::{Chaos, ChaosKind, Farm, Fault, Locale, Target};
 pub use gateway::{ConnId, Gateway, GatewayConfig, PortState};
 pub use market::{Instrument, Market};
+pub use pool_world::{BackfillRun, PoolWorld, PoolWorldConfig, PoolWorldError, RunReport};
 pub use rules::{HistoricalRules, RateRules};
 #[cfg(feature = "tcp")]
 pub use server::{serve, ServerConfig, SimServer};

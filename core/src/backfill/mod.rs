@@ -2,11 +2,15 @@
 //! merge ([`merge`]), and how long IB's pacing will make them take ([`estimate`]) — decided here so
 //! `ibconn plan` and `ibconn fetch` agree, and so both are testable without a gateway.
 
+pub mod job;
 pub mod merge;
 pub mod plan;
 
 use std::time::{Duration, Instant};
 
+pub use self::job::{
+    BackfillJob, ChunkError, ChunkFailure, ChunkId, FailureSummary, JobConfig, Progress, Summary,
+};
 pub use self::merge::{bar_start_unix, BarSet, MergeOutcome};
 pub use self::plan::{aligned_range, plan_chunks, remaining, Chunk, PlanError};
 use crate::bar_size::BarSize;

@@ -1,0 +1,452 @@
+//! End-to-end tests of the `ibconn` binary on the embedded simulator (virtual time).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn ibconn() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("ibconn").unwrap()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ibconn-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The data rows of a CSV file (header checked and dropped).
+fn rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,open,high,low,close,volume,wap,count")
+    );
+    lines.map(str::to_owned).collect()
+}
+
+fn times(rows: &[String]) -> Vec<i64> {
+    rows.iter()
+        .map(|r| r.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn fetch(dir: &Path, args: &[&str]) -> (assert_cmd::assert::Assert, Value) {
+    let summary = dir.join("summary.json");
+    let a = ibconn()
+        .arg("fetch")
+        .args(args)
+        .arg("--summary-json")
+        .arg(&summary)
+        .assert();
+    let s = json(&summary);
+    (a, s)
+}
+
+#[test]
+fn fetch_writes_the_trading_calendars_bar_count() {
+    let dir = scratch("count");
+    let out = dir.join("d.csv");
+    let out_s = out.to_str().unwrap();
+    // December 2025: 23 weekdays, Christmas closed.
+    let (a, s) = fetch(
+        &dir,
+        &[
+            "AAPL",
+            "--bar",
+            "1d",
+            "--rth",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2026-01-01",
+            "--out",
+            out_s,
+        ],
+    );
+    a.success();
+    let days = rows(&out);
+    assert_eq!(days.len(), 22);
+    assert!(!days.iter().any(|r| r.starts_with("20251225,")));
+    assert_eq!(s["bars"], 22);
+    assert_eq!(s["time"], "virtual");
+
+    // One week of regular-hours hourly bars: 09:30, 10:00 … 15:00 → 7 a day, 5 days.
+    let out = dir.join("h.csv");
+    ibconn()
+        .args([
+            "fetch",
+            "AAPL",
+            "--bar",
+            "1h",
+            "--rth",
+            "--from",
+            "2025-12-01",
+        ])
+        .args([
+            "--to",
+            "2025-12-06T00:00:00Z",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("35 bars"));
+    assert_eq!(rows(&out).len(), 35);
+}
+
+#[test]
+fn a_pacing_bound_fetch_runs_in_virtual_time_and_resumes_without_duplicates() {
+    let dir = scratch("resume");
+    let full = dir.join("full.csv");
+    let range = ["--from", "2025-12-01", "--to", "2025-12-03"];
+    let (a, s) = fetch(
+        &dir,
+        &[
+            &["AAPL", "--bar", "5s"][..],
+            &range,
+            &["--out", full.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    a.success()
+        .stderr(predicate::str::contains("virtual").and(predicate::str::contains("0 violations")));
+    let all = rows(&full);
+    assert_eq!(s["requests"], 48);
+    assert_eq!(s["bars"], all.len());
+    assert_eq!(s["gateway_pacing_violations"], 0);
+    assert_eq!(s["pacing_violations"], 0);
+    assert!(s["pacing_waits"].as_u64().unwrap() > 0);
+    assert!(s["virtual_secs"].as_f64().unwrap() > 0.0);
+    assert!(s["wall_secs"].is_number());
+
+    // An interrupted run: the first third of the rows. Resuming fetches the rest only.
+    let part = dir.join("part.csv");
+    let keep = all.len() / 3;
+    let mut text = String::from("time,open,high,low,close,volume,wap,count\n");
+    for r in &all[..keep] {
+        text.push_str(r);
+        text.push('\n');
+    }
+    std::fs::write(&part, text).unwrap();
+    let part_s = part.to_str().unwrap();
+    let planned = ibconn()
+        .args(
+            [
+                &["plan", "AAPL", "--bar", "5s", "--json"][..],
+                &range,
+                &["--out", part_s],
+            ]
+            .concat(),
+        )
+        .assert()
+        .success();
+    let planned: Value = serde_json::from_slice(&planned.get_output().stdout).unwrap();
+    let (a, s) = fetch(
+        &dir,
+        &[&["AAPL", "--bar", "5s"][..], &range, &["--out", part_s]].concat(),
+    );
+    a.success();
+    assert_eq!(rows(&part), all, "a resumed file equals a fresh one");
+    assert_eq!(s["bars_added"], all.len() - keep);
+    assert_eq!(s["requests"], planned["requests"]);
+    assert!(s["requests"].as_u64().unwrap() < 48);
+
+    // The coverage recorded beside the file: a rerun asks for nothing, empty chunks included.
+    assert!(dir.join("part.csv.covered.json").exists());
+    let planned = ibconn()
+        .args(
+            [
+                &["plan", "AAPL", "--bar", "5s", "--json"][..],
+                &range,
+                &["--out", part_s],
+            ]
+            .concat(),
+        )
+        .assert()
+        .success();
+    let planned: Value = serde_json::from_slice(&planned.get_output().stdout).unwrap();
+    assert_eq!(planned["requests"], 0);
+
+    // Once more: nothing new, no duplicates, no requests.
+    let (a, s) = fetch(
+        &dir,
+        &[&["AAPL", "--bar", "5s"][..], &range, &["--out", part_s]].concat(),
+    );
+    a.success();
+    let again = rows(&part);
+    assert_eq!(again, all);
+    assert_eq!(s["bars_added"], 0);
+    assert_eq!(s["requests"], 0);
+    let t = times(&again);
+    assert!(t.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn plan_agrees_with_fetch_and_sends_nothing() {
+    let dir = scratch("plan");
+    let args = [
+        "AAPL",
+        "--bar",
+        "5m",
+        "--from",
+        "2025-11-01",
+        "--to",
+        "2025-12-20",
+    ];
+    let plan = ibconn()
+        .arg("plan")
+        .args(args)
+        .arg("--json")
+        .assert()
+        .success();
+    let plan: Value = serde_json::from_slice(&plan.get_output().stdout).unwrap();
+    let (a, s) = fetch(
+        &dir,
+        &[&args[..], &["--out", dir.join("p.csv").to_str().unwrap()]].concat(),
+    );
+    a.success();
+    assert_eq!(plan["requests"], s["requests"]);
+    assert_eq!(plan["requests"], 7);
+    ibconn()
+        .arg("plan")
+        .args([
+            "AAPL",
+            "--bar",
+            "1s",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2025-12-02",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("requests: 48")
+                .and(predicate::str::contains("IB pacing: about")),
+        );
+}
+
+fn explain(code: &str, message: &str) -> Value {
+    let out = ibconn()
+        .args(["explain", code, message, "--json"])
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+#[test]
+fn explain_classifies_real_ib_texts() {
+    let pacing = explain(
+        "162",
+        "Historical Market Data Service error message:Historical data request pacing violation",
+    );
+    assert_eq!(pacing["class"], "Pacing");
+    assert_eq!(pacing["advice"], "RetryWhenPacerAllows");
+    let no_data = explain(
+        "162",
+        "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades",
+    );
+    assert_eq!(no_data["class"], "NoData");
+    assert_eq!(no_data["advice"], "ReturnEmpty");
+    let spanish = explain(
+        "162",
+        "Mensaje de error de los servicios de datos de mercado históricos:Infracción del ritmo de solicitudes de datos históricos",
+    );
+    assert_eq!(
+        spanish["class"], "Unknown",
+        "a localized 162 is never pacing"
+    );
+    let farm = explain("2104", "Market data farm connection is OK:usfarm");
+    assert_eq!(farm["advice"], "Ignore");
+    assert!(farm["class"]["FarmStatus"].is_array());
+    let in_use = explain(
+        "326",
+        "Unable to connect as the client id is already in use. Retry with a unique client id.",
+    );
+    assert_eq!(in_use["class"], "ClientIdInUse");
+    ibconn()
+        .args([
+            "explain",
+            "162",
+            "Historical Market Data Service error message:Historical data request pacing violation",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("class:   Pacing"));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_clear_message() {
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "fetch",
+                "AAPL",
+                "--bar",
+                "1h",
+                "--from",
+                "2025-13-01",
+                "--to",
+                "2026-01-01",
+            ],
+            "invalid date",
+        ),
+        (
+            &[
+                "fetch",
+                "AAPL",
+                "--bar",
+                "7h",
+                "--from",
+                "2025-12-01",
+                "--to",
+                "2026-01-01",
+            ],
+            "unknown bar size",
+        ),
+        (
+            &[
+                "fetch",
+                "AAPL",
+                "--bar",
+                "1h",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2025-12-01",
+            ],
+            "empty range",
+        ),
+        (
+            &[
+                "plan",
+                "AAPL",
+                "--bar",
+                "1s",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2026-01-01",
+            ],
+            "requests needed",
+        ),
+        (&["fetch", "AAPL", "--from", "2025-12-01"], "required"),
+        (&["frobnicate"], "unrecognized subcommand"),
+        // A real gateway has no future: the range is cut at the current bar, here to nothing.
+        (
+            &[
+                "plan",
+                "AAPL",
+                "--bar",
+                "1d",
+                "--from",
+                "2099-01-01",
+                "--to",
+                "2099-02-01",
+                "--gateway",
+                "127.0.0.1:9",
+            ],
+            "empty range",
+        ),
+    ];
+    for (args, message) in cases {
+        ibconn()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
+    let dir = scratch("bad");
+    let out = dir.join("bad.csv");
+    std::fs::write(
+        &out,
+        "time,open,high,low,close,volume,wap,count\nnoon,1,1,1,1,1,1,1\n",
+    )
+    .unwrap();
+    ibconn()
+        .args([
+            "fetch",
+            "AAPL",
+            "--bar",
+            "1h",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2025-12-02",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad time"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [&[][..], &["fetch"], &["plan"], &["explain"], &["sim"]] {
+        ibconn()
+            .args(cmd)
+            .arg("--help")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage").and(predicate::str::contains("Exit codes")));
+    }
+}
+
+/// `ibconn sim` on a port, then `ibconn fetch --gateway` against it on wall time.
+#[test]
+fn fetch_over_tcp_from_ibconn_sim() {
+    let mut sim = Command::cargo_bin("ibconn")
+        .unwrap()
+        .args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let dir = scratch("tcp");
+    let result = std::panic::catch_unwind(|| {
+        let (a, s) = fetch(
+            &dir,
+            &[
+                "AAPL",
+                "--bar",
+                "1d",
+                "--rth",
+                "--from",
+                "2025-12-01",
+                "--to",
+                "2026-01-01",
+                "--gateway",
+                &addr,
+            ],
+        );
+        a.success();
+        assert_eq!(s["time"], "wall");
+        assert_eq!(s["bars"], 22);
+    });
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

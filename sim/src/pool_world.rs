@@ -1,0 +1,787 @@
+//! The core [`Pool`] wired to one simulated [`Gateway`] under virtual time — [`World`](crate::World)
+//! one level up: the pool dials, writes and closes sockets ([`Io`]), and this harness carries them
+//! over simulated links to the sans-IO gateway.
+//!
+//! Nothing here sleeps or reads a clock after [`PoolWorld::new`] captures its epoch: each step
+//! jumps to the earliest of the next delivery, [`Gateway::poll_timeout`] and
+//! [`Pool::poll_timeout`], so a backfill that IB's pacing stretches over an hour runs in
+//! wall-clock milliseconds to seconds.
+//!
+//! # Links
+//!
+//! Every delivery takes `latency` plus a seeded jitter in `0..=jitter`, in order per direction.
+//! [`Io::Dial`] reaches the gateway one trip later: if its port refuses
+//! ([`Gateway::is_refusing`]) the pool hears `handle_dial_failed` one trip after that; otherwise the
+//! gateway accepts and the pool hears `handle_dialed`. [`Io::Close`] travels as a FIN after the
+//! socket's bytes; a gateway close reaches the pool as `handle_eof`.
+//!
+//! [`PoolWorld::run_backfill`] drives a [`BackfillJob`] to completion on the world.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ibconn_core::backfill::{BackfillJob, ChunkId};
+use ibconn_core::client_id::{Holder, Purpose, RegistryConfig, UnixMillis};
+use ibconn_core::pool::{
+    AcquireError, LeaseId, MemoryRegistry, Pool, PoolConfig, PoolEvent, PoolStats, SocketId,
+    SubmitError, Ticket,
+};
+
+use ibconn_core::pacer::PacingRules;
+
+use crate::gateway::{ConnId, Gateway, GatewayConfig};
+use crate::rng::SplitMix64;
+use crate::rules::HistoricalRules;
+
+/// What shapes a [`PoolWorld`].
+#[derive(Debug, Clone)]
+pub struct PoolWorldConfig {
+    /// The one seed: gateway randomness and link jitter.
+    pub seed: u64,
+    /// The gateway.
+    pub gateway: GatewayConfig,
+    /// The pool (its gateway addresses are labels only: every dial reaches the one gateway).
+    pub pool: PoolConfig,
+    /// Wall time at the epoch, Unix milliseconds, for both the gateway and the pool.
+    pub wall_unix_ms: i64,
+    /// One-way link latency.
+    pub latency: Duration,
+    /// Extra one-way delay, uniform in `0..=jitter`, drawn from the seed.
+    pub jitter: Duration,
+    /// Bound on steps over the world's life.
+    pub max_steps: u64,
+}
+
+impl PoolWorldConfig {
+    /// Defaults with `seed`: the default gateway with IB's documented pacing scope (small bars
+    /// only, [`HistoricalRules::small_bars_only`]), the default pool with IB's pacing rules plus
+    /// a 50 ms margin (one-way jitter reorders arrivals at the gateway: without a margin a request
+    /// sent exactly one window after another can arrive a hair inside it), wall time = the
+    /// gateway's `start_unix_ms`, 1 ms latency, 1 ms jitter, 10 M steps.
+    pub fn new(seed: u64) -> Self {
+        let gateway = GatewayConfig {
+            historical: HistoricalRules::small_bars_only(),
+            ..GatewayConfig::default()
+        };
+        Self {
+            seed,
+            wall_unix_ms: gateway.start_unix_ms,
+            gateway,
+            pool: PoolConfig {
+                gateways: vec!["sim:4002".to_owned()],
+                rng_seed: seed,
+                pacing: PacingRules::default().with_margin(Duration::from_millis(50)),
+                ..PoolConfig::default()
+            },
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(1),
+            max_steps: 10_000_000,
+        }
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolWorldError {
+    /// The step bound was reached (a livelock, or a far too long run).
+    #[error("step limit of {0} reached")]
+    StepLimit(u64),
+    /// Nothing is scheduled any more, but the run is not finished.
+    #[error("deadlock at +{0:?}: nothing is scheduled")]
+    Deadlock(Duration),
+    /// The pool gave no connection.
+    #[error("no connection: {0}")]
+    Acquire(AcquireError),
+    /// The pool refused a request.
+    #[error("request refused: {0}")]
+    Submit(#[from] SubmitError),
+}
+
+/// How [`PoolWorld::run_backfill`] drives a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillRun {
+    /// Chunk requests in flight at once (at least 1).
+    pub concurrency: usize,
+    /// Bound on each request, pacing wait included (keep it above IB's 10-minute window).
+    pub request_timeout: Duration,
+    /// Call the progress callback at most this often (virtual time).
+    pub progress_every: Duration,
+}
+
+impl Default for BackfillRun {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            request_timeout: Duration::from_secs(20 * 60),
+            progress_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a finished run cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Virtual time the run took.
+    pub virtual_elapsed: Duration,
+    /// Steps the run took.
+    pub steps: u64,
+    /// The pool's counters at the end (pacing waits, violations, retries, …).
+    pub pool: PoolStats,
+    /// Pacing violations the gateway reported over the world's life.
+    pub gateway_pacing_violations: u64,
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Syn { socket: SocketId },
+    SynAck { socket: SocketId },
+    Refused { socket: SocketId },
+    ToGateway { conn: ConnId, bytes: Bytes },
+    ToPool { socket: SocketId, bytes: Bytes },
+    FinToGateway { conn: ConnId },
+    FinToPool { socket: SocketId },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    what: Delivery,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One socket between the pool and the gateway.
+#[derive(Debug)]
+struct Link {
+    /// The gateway side, while the gateway has it open.
+    gw: Option<ConnId>,
+    /// The pool still owns the socket (no `Io::Close`, no EOF delivered).
+    pool_open: bool,
+    last_up: Instant,
+    last_down: Instant,
+}
+
+/// The simulated pool-and-gateway world. See the [module docs](self).
+#[derive(Debug)]
+pub struct PoolWorld {
+    epoch: Instant,
+    now: Instant,
+    latency: Duration,
+    jitter: Duration,
+    max_steps: u64,
+    steps: u64,
+    rng: SplitMix64,
+    pool: Pool,
+    gateway: Gateway,
+    links: BTreeMap<SocketId, Link>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    events: VecDeque<PoolEvent>,
+}
+
+impl PoolWorld {
+    /// A world whose epoch (virtual `+0`) is captured here once.
+    #[allow(clippy::disallowed_methods)] // the one origin instant; everything after is virtual
+    pub fn new(config: PoolWorldConfig) -> Self {
+        let epoch = Instant::now();
+        let mut gateway = Gateway::new(config.gateway, config.seed);
+        gateway.set_clock(epoch, config.wall_unix_ms);
+        let registry = MemoryRegistry::new(RegistryConfig::default(), Holder::from_pid(1));
+        let wall = UnixMillis(u64::try_from(config.wall_unix_ms).unwrap_or(0));
+        let pool = Pool::new(config.pool, Box::new(registry), epoch, wall);
+        Self {
+            epoch,
+            now: epoch,
+            latency: config.latency,
+            jitter: config.jitter,
+            max_steps: config.max_steps,
+            steps: 0,
+            rng: SplitMix64::new(config.seed).child("pool-links"),
+            pool,
+            gateway,
+            links: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Virtual time since the epoch.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.epoch
+    }
+
+    /// The current virtual instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The gateway.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The gateway, to inject faults (call [`PoolWorld::step`] afterwards).
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The pool's counters now.
+    pub fn pool_stats(&mut self) -> PoolStats {
+        let now = self.now;
+        self.pool.stats(now)
+    }
+
+    /// Ask the pool for a lease (the outcome arrives as an event; see [`PoolWorld::poll_event`]).
+    pub fn acquire(&mut self, purpose: Purpose) -> ibconn_core::pool::AcquireId {
+        let now = self.now;
+        let id = self.pool.acquire(now, purpose, None);
+        self.drain_pool();
+        id
+    }
+
+    /// Submit a query on a lease.
+    pub fn send(
+        &mut self,
+        lease: LeaseId,
+        query: ibconn_core::connection::Query,
+        timeout: Option<Duration>,
+    ) -> Result<Ticket, SubmitError> {
+        let now = self.now;
+        let ticket = self.pool.send(now, lease, query, timeout);
+        self.drain_pool();
+        ticket
+    }
+
+    /// Give a lease back.
+    pub fn release(&mut self, lease: LeaseId) {
+        let now = self.now;
+        self.pool.release(now, lease);
+        self.drain_pool();
+    }
+
+    /// The next pool event not taken yet.
+    pub fn poll_event(&mut self) -> Option<PoolEvent> {
+        self.events.pop_front()
+    }
+
+    /// Advance to the next instant anything is scheduled and process it. `Ok(false)` when nothing
+    /// is scheduled at all.
+    pub fn step(&mut self) -> Result<bool, PoolWorldError> {
+        let Some(t) = self.next_instant() else {
+            return Ok(false);
+        };
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(PoolWorldError::StepLimit(self.max_steps));
+        }
+        self.now = self.now.max(t);
+        let now = self.now;
+        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= now) {
+            if let Some(Reverse(s)) = self.queue.pop() {
+                self.deliver(s.what);
+            }
+        }
+        if self.gateway.poll_timeout().is_some_and(|g| g <= now) {
+            self.gateway.handle_timeout(now);
+            self.drain_gateway();
+        }
+        if self.pool.poll_timeout().is_some_and(|p| p <= now) {
+            self.pool.handle_timeout(now);
+            self.drain_pool();
+        }
+        Ok(true)
+    }
+
+    /// Drive `job` to completion: one lease of purpose `Backfill`, up to `run.concurrency` chunk
+    /// requests in flight, every outcome fed back to the job. `progress` is called as the job
+    /// advances (at most every `run.progress_every` of virtual time, and once at the end) with the
+    /// job and the virtual time elapsed. On error the job keeps every bar fetched so far.
+    pub fn run_backfill(
+        &mut self,
+        job: &mut BackfillJob,
+        run: BackfillRun,
+        mut progress: impl FnMut(&BackfillJob, Duration),
+    ) -> Result<RunReport, PoolWorldError> {
+        let start = self.now;
+        let steps = self.steps;
+        if job.is_finished() {
+            progress(job, Duration::ZERO);
+            return Ok(RunReport {
+                virtual_elapsed: Duration::ZERO,
+                steps: 0,
+                pool: self.pool_stats(),
+                gateway_pacing_violations: self.gateway.pacing_violations(),
+            });
+        }
+        let acquire = self.acquire(Purpose::Backfill);
+        let mut lease = None;
+        let mut open: BTreeMap<Ticket, ChunkId> = BTreeMap::new();
+        let mut last_progress: Option<Instant> = None;
+        loop {
+            while let Some(event) = self.poll_event() {
+                match event {
+                    PoolEvent::Acquired {
+                        acquire: a,
+                        lease: l,
+                        ..
+                    } if a == acquire => {
+                        lease = Some(l);
+                    }
+                    PoolEvent::AcquireFailed { acquire: a, error } if a == acquire => {
+                        return Err(PoolWorldError::Acquire(error));
+                    }
+                    PoolEvent::Completed { ticket, result } => {
+                        if let Some(chunk) = open.remove(&ticket) {
+                            job.on_result(chunk, result);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(l) = lease {
+                while open.len() < run.concurrency.max(1) {
+                    let Some((chunk, query)) = job.poll_query() else {
+                        break;
+                    };
+                    let ticket = self.send(l, query, Some(run.request_timeout))?;
+                    open.insert(ticket, chunk);
+                }
+            }
+            if last_progress.is_none_or(|t| self.now >= t + run.progress_every) {
+                last_progress = Some(self.now);
+                progress(job, self.now - start);
+            }
+            if job.is_finished() {
+                break;
+            }
+            if !self.step()? {
+                return Err(PoolWorldError::Deadlock(self.elapsed()));
+            }
+        }
+        if let Some(l) = lease {
+            self.release(l);
+        }
+        progress(job, self.now - start);
+        Ok(RunReport {
+            virtual_elapsed: self.now - start,
+            steps: self.steps - steps,
+            pool: self.pool_stats(),
+            gateway_pacing_violations: self.gateway.pacing_violations(),
+        })
+    }
+
+    fn next_instant(&self) -> Option<Instant> {
+        let queue = self.queue.peek().map(|Reverse(s)| s.at);
+        queue
+            .into_iter()
+            .chain(self.gateway.poll_timeout())
+            .chain(self.pool.poll_timeout())
+            .min()
+            .map(|t| t.max(self.now))
+    }
+
+    fn push(&mut self, at: Instant, what: Delivery) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        }));
+    }
+
+    fn trip(&mut self) -> Duration {
+        let jitter_ns = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
+        self.latency + Duration::from_nanos(self.rng.below_or_eq(jitter_ns))
+    }
+
+    /// Arrival time of the next delivery on `socket`, in order per direction.
+    fn arrival(&mut self, socket: SocketId, up: bool) -> Instant {
+        let at = self.now + self.trip();
+        let Some(link) = self.links.get_mut(&socket) else {
+            return at;
+        };
+        let last = if up {
+            &mut link.last_up
+        } else {
+            &mut link.last_down
+        };
+        *last = (*last).max(at);
+        *last
+    }
+
+    fn forget_if_closed(&mut self, socket: SocketId) {
+        if self
+            .links
+            .get(&socket)
+            .is_some_and(|l| !l.pool_open && l.gw.is_none())
+        {
+            self.links.remove(&socket);
+        }
+    }
+
+    fn deliver(&mut self, what: Delivery) {
+        let now = self.now;
+        match what {
+            Delivery::Syn { socket } => {
+                if !self.links.get(&socket).is_some_and(|l| l.pool_open) {
+                    self.links.remove(&socket);
+                    return;
+                }
+                if self.gateway.is_refusing(now) {
+                    let at = self.arrival(socket, false);
+                    self.push(at, Delivery::Refused { socket });
+                    return;
+                }
+                let conn = self.gateway.accept(now);
+                if let Some(link) = self.links.get_mut(&socket) {
+                    link.gw = Some(conn);
+                }
+                let at = self.arrival(socket, false);
+                self.push(at, Delivery::SynAck { socket });
+                self.drain_gateway();
+            }
+            Delivery::SynAck { socket } => {
+                if self.links.get(&socket).is_some_and(|l| l.pool_open) {
+                    self.pool.handle_dialed(now, socket);
+                    self.drain_pool();
+                }
+            }
+            Delivery::Refused { socket } => {
+                if self.links.remove(&socket).is_some_and(|l| l.pool_open) {
+                    self.pool
+                        .handle_dial_failed(now, socket, "connection refused".to_owned());
+                    self.drain_pool();
+                }
+            }
+            Delivery::ToGateway { conn, bytes } => {
+                self.gateway.handle_input(conn, now, &bytes);
+                self.drain_gateway();
+            }
+            Delivery::ToPool { socket, bytes } => {
+                if self.links.get(&socket).is_some_and(|l| l.pool_open) {
+                    self.pool.handle_input(now, socket, &bytes);
+                    self.drain_pool();
+                }
+            }
+            Delivery::FinToGateway { conn } => {
+                self.gateway.handle_eof(conn, now);
+                self.drain_gateway();
+            }
+            Delivery::FinToPool { socket } => {
+                let open = self.links.get(&socket).is_some_and(|l| l.pool_open);
+                if let Some(link) = self.links.get_mut(&socket) {
+                    link.pool_open = false;
+                }
+                self.forget_if_closed(socket);
+                if open {
+                    self.pool.handle_eof(now, socket, None);
+                    self.drain_pool();
+                }
+            }
+        }
+    }
+
+    fn drain_pool(&mut self) {
+        while let Some(io) = self.pool.poll_io() {
+            match io {
+                ibconn_core::pool::Io::Dial { socket, .. } => {
+                    self.links.insert(
+                        socket,
+                        Link {
+                            gw: None,
+                            pool_open: true,
+                            last_up: self.now,
+                            last_down: self.now,
+                        },
+                    );
+                    let at = self.arrival(socket, true);
+                    self.push(at, Delivery::Syn { socket });
+                }
+                ibconn_core::pool::Io::Write { socket, bytes } => {
+                    if let Some(conn) = self.links.get(&socket).and_then(|l| l.gw) {
+                        let at = self.arrival(socket, true);
+                        self.push(at, Delivery::ToGateway { conn, bytes });
+                    }
+                }
+                ibconn_core::pool::Io::Close { socket } => {
+                    let gw = self.links.get_mut(&socket).and_then(|l| {
+                        l.pool_open = false;
+                        l.gw.take()
+                    });
+                    if let Some(conn) = gw {
+                        let at = self.arrival(socket, true);
+                        self.push(at, Delivery::FinToGateway { conn });
+                    }
+                    self.forget_if_closed(socket);
+                }
+            }
+        }
+        while let Some(event) = self.pool.poll_event() {
+            self.events.push_back(event);
+        }
+    }
+
+    fn drain_gateway(&mut self) {
+        let sockets: Vec<(SocketId, ConnId)> = self
+            .links
+            .iter()
+            .filter_map(|(s, l)| l.gw.map(|c| (*s, c)))
+            .collect();
+        for (socket, conn) in sockets {
+            while let Some(bytes) = self.gateway.poll_transmit(conn) {
+                let at = self.arrival(socket, false);
+                self.push(at, Delivery::ToPool { socket, bytes });
+            }
+            if self.gateway.poll_close(conn) {
+                if let Some(link) = self.links.get_mut(&socket) {
+                    link.gw = None;
+                }
+                let at = self.arrival(socket, false);
+                self.push(at, Delivery::FinToPool { socket });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar;
+    use ibconn_core::backfill::{plan_chunks, BackfillSpec, JobConfig};
+    use ibconn_core::bar_size::BarSize;
+    use ibconn_core::connection::Query;
+    use ibconn_core::message::Contract;
+
+    fn spec(bar_size: BarSize) -> BackfillSpec {
+        BackfillSpec {
+            contract: Contract::stock("AAPL"),
+            bar_size,
+            what_to_show: "TRADES".into(),
+            use_rth: false,
+        }
+    }
+
+    fn world(seed: u64) -> PoolWorld {
+        PoolWorld::new(PoolWorldConfig::new(seed))
+    }
+
+    /// One request per chunk on a fresh world, no pacer in the way of counting: the bars the
+    /// gateway has for `[from, to)`, fetched chunk by chunk, merged.
+    fn direct_count(bar: BarSize, from: i64, to: i64) -> usize {
+        let mut job =
+            BackfillJob::new(spec(bar), from, to, Vec::new(), JobConfig::default()).unwrap();
+        let mut w = world(7);
+        let acquire = w.acquire(Purpose::Backfill);
+        let lease = loop {
+            match w.poll_event() {
+                Some(PoolEvent::Acquired {
+                    acquire: a, lease, ..
+                }) if a == acquire => break lease,
+                Some(_) => {}
+                None => assert!(w.step().unwrap()),
+            }
+        };
+        while let Some((chunk, query)) = job.poll_query() {
+            let ticket = w.send(lease, query, None).unwrap();
+            let result = loop {
+                match w.poll_event() {
+                    Some(PoolEvent::Completed { ticket: t, result }) if t == ticket => {
+                        break result
+                    }
+                    Some(_) => {}
+                    None => assert!(w.step().unwrap()),
+                }
+            };
+            job.on_result(chunk, result);
+            // Keep this reference run clear of IB's 10-minute window.
+            let until = w.now() + Duration::from_secs(11);
+            while w.now() < until && w.step().unwrap() {}
+        }
+        assert!(job.is_complete(), "{:?}", job.failures());
+        job.progress().bars
+    }
+
+    #[test]
+    fn a_pacing_bound_backfill_completes_in_virtual_time_without_violations() {
+        // Five trading days of 5-second bars, all hours: 24 × 5 + 24 × 2 = 168 one-hour requests,
+        // at IB's 60 per 10 minutes more than 20 virtual minutes.
+        let from = calendar::utc(2025, 12, 1, 0, 0, 0);
+        let to = calendar::utc(2025, 12, 8, 0, 0, 0);
+        let chunks = plan_chunks(BarSize::Sec5, from, to).unwrap();
+        assert_eq!(chunks.len(), 168);
+        let mut job = BackfillJob::new(
+            spec(BarSize::Sec5),
+            from,
+            to,
+            Vec::new(),
+            JobConfig::default(),
+        )
+        .unwrap();
+        let mut w = world(7);
+        let mut calls = 0;
+        let report = w
+            .run_backfill(&mut job, BackfillRun::default(), |_, _| calls += 1)
+            .unwrap();
+        assert!(job.is_complete(), "{:?}", job.failures());
+        assert!(
+            report.virtual_elapsed > Duration::from_secs(20 * 60),
+            "{:?}",
+            report.virtual_elapsed
+        );
+        assert_eq!(report.gateway_pacing_violations, 0);
+        assert_eq!(report.pool.pacing_violations, 0);
+        assert!(report.pool.pacing_waits > 0);
+        assert!(calls > 1);
+        let p = job.progress();
+        assert_eq!(p.requests, 168);
+        assert!(p.chunks_empty > 0, "the weekend has no data");
+        assert_eq!(p.bars, direct_count(BarSize::Sec5, from, to));
+        let bars: Vec<i64> = job.bars().iter().map(|(t, _)| t).collect();
+        assert!(bars.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_backfill_matches_a_direct_fetch_and_a_resume_adds_no_duplicates() {
+        let from = calendar::utc(2025, 12, 4, 12, 0, 0);
+        let to = calendar::utc(2025, 12, 6, 0, 0, 0);
+        let expected = direct_count(BarSize::Sec30, from, to);
+        assert!(expected > 0);
+
+        let mut job = BackfillJob::new(
+            spec(BarSize::Sec30),
+            from,
+            to,
+            Vec::new(),
+            JobConfig::default(),
+        )
+        .unwrap();
+        let report = world(7)
+            .run_backfill(&mut job, BackfillRun::default(), |_, _| {})
+            .unwrap();
+        assert_eq!(report.gateway_pacing_violations, 0);
+        assert_eq!(job.progress().bars, expected);
+
+        // Interrupted after a third: resume from those bars.
+        let held: Vec<_> = job
+            .bars()
+            .iter()
+            .take(expected / 3)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let mut resumed =
+            BackfillJob::new(spec(BarSize::Sec30), from, to, held, JobConfig::default()).unwrap();
+        let skipped = resumed.progress().chunks_resumed;
+        assert!(skipped > 0);
+        world(7)
+            .run_backfill(&mut resumed, BackfillRun::default(), |_, _| {})
+            .unwrap();
+        let p = resumed.progress();
+        assert_eq!(p.bars, expected);
+        assert_eq!(p.bars_added, expected - expected / 3);
+        assert!(p.requests < job.progress().requests);
+        let times: Vec<i64> = resumed.bars().iter().map(|(t, _)| t).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_backfill_survives_a_gateway_restart_without_losing_or_duplicating_bars() {
+        let from = calendar::utc(2025, 12, 4, 12, 0, 0);
+        let to = calendar::utc(2025, 12, 5, 12, 0, 0);
+        let expected = direct_count(BarSize::Sec5, from, to);
+        let mut job = BackfillJob::new(
+            spec(BarSize::Sec5),
+            from,
+            to,
+            Vec::new(),
+            JobConfig::default(),
+        )
+        .unwrap();
+        let mut w = world(11);
+        let at = w.now() + Duration::from_secs(4);
+        w.gateway_mut().schedule_fault(
+            at,
+            crate::fault::Fault::Restart {
+                down_for: Duration::from_secs(5),
+            },
+        );
+        let report = w
+            .run_backfill(&mut job, BackfillRun::default(), |_, _| {})
+            .unwrap();
+        assert!(job.is_complete(), "{:?}", job.failures());
+        assert_eq!(job.progress().bars, expected);
+        assert_eq!(job.progress().duplicates, 0);
+        assert!(
+            report.virtual_elapsed > Duration::from_secs(9),
+            "{:?}",
+            report.virtual_elapsed
+        );
+        assert!(report.pool.disconnects > 0, "{:?}", report.pool);
+        assert_eq!(report.gateway_pacing_violations, 0);
+    }
+
+    #[test]
+    fn refused_dials_are_retried_until_the_port_opens() {
+        let mut w = world(3);
+        let now = w.now();
+        w.gateway_mut().inject(
+            now,
+            crate::fault::Fault::Restart {
+                down_for: Duration::from_secs(3),
+            },
+        );
+        let acquire = w.acquire(Purpose::Backfill);
+        let lease = loop {
+            match w.poll_event() {
+                Some(PoolEvent::Acquired {
+                    acquire: a, lease, ..
+                }) if a == acquire => break lease,
+                Some(PoolEvent::AcquireFailed { error, .. }) => panic!("{error}"),
+                Some(_) => {}
+                None => assert!(w.step().unwrap()),
+            }
+        };
+        assert!(w.elapsed() >= Duration::from_secs(3));
+        let ticket = w.send(lease, Query::CurrentTime, None).unwrap();
+        loop {
+            match w.poll_event() {
+                Some(PoolEvent::Completed { ticket: t, result }) if t == ticket => {
+                    assert!(result.is_ok());
+                    break;
+                }
+                Some(_) => {}
+                None => assert!(w.step().unwrap()),
+            }
+        }
+        assert!(w.pool_stats().failed > 0);
+    }
+}
