@@ -1,6 +1,7 @@
 //! Command-line arguments and their parsers (dates, bar sizes).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ibconn_core::bar_size::BarSize;
@@ -42,6 +43,66 @@ pub(crate) enum Command {
     /// Run the simulated IB Gateway on a TCP port (same as the `ibconn-sim` binary).
     #[command(after_help = EXIT_CODES)]
     Sim(SimArgs),
+    /// Check a gateway: handshake plus one reqCurrentTime round trip; exit 0 healthy, 1 not
+    /// (usable as a container healthcheck).
+    #[command(after_help = EXIT_CODES)]
+    Health(HealthArgs),
+    /// Serve the HTTP status API (pool, pacing, health, Prometheus /metrics) over a pool.
+    #[command(after_help = EXIT_CODES)]
+    Serve(ServeArgs),
+}
+
+/// `health`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct HealthArgs {
+    /// The TWS / IB Gateway (or `ibconn sim`) to check.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub(crate) gateway: String,
+    /// Overall deadline in seconds (connect, handshake and probe together).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub(crate) timeout: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// The TWS / IB Gateway (or `ibconn sim`) the pool connects to.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub(crate) gateway: String,
+    /// Address of the HTTP API (port 0: any free port; the bound address is printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8787")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Bearer token every request must carry (`Authorization: Bearer TOKEN`); default: the
+    /// IBCONN_HTTP_TOKEN environment variable; without either, no authentication.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// Deadline in seconds of the live probe behind /api/ib/pool/health.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub(crate) probe_timeout: Duration,
+}
+
+/// Parse `HOST:PORT` (a host name or IP, and a port 1–65535).
+pub(crate) fn parse_host_port(s: &str) -> Result<String, String> {
+    let bad = || format!("invalid gateway {s:?}: expected HOST:PORT, e.g. 127.0.0.1:4002");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !host.is_empty() => Ok(s.to_owned()),
+        _ => Err(bad()),
+    }
+}
+
+/// Parse a positive number of seconds (at most an hour).
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected seconds, > 0 and <= 3600");
+    let secs: f64 = s.parse().map_err(|_| bad())?;
+    if secs > 0.0 && secs <= 3_600.0 {
+        Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    } else {
+        Err(bad())
+    }
 }
 
 /// What to fetch (shared by `fetch` and `plan`).
@@ -211,6 +272,25 @@ mod tests {
         assert_eq!(parse_bar("5 mins"), Ok(BarSize::Min5));
         assert_eq!(parse_bar("1mo"), Ok(BarSize::Month1));
         assert!(parse_bar("7h").is_err());
+    }
+
+    #[test]
+    fn gateways_and_seconds_parse() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:4002"),
+            Ok("127.0.0.1:4002".to_owned())
+        );
+        assert_eq!(
+            parse_host_port("gw.local:7497"),
+            Ok("gw.local:7497".to_owned())
+        );
+        for bad in ["4002", ":4002", "host:", "host:0", "host:70000", "host:x"] {
+            assert!(parse_host_port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "nan", "inf", "3601", "soon"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

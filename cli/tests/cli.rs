@@ -395,7 +395,15 @@ fn bad_arguments_exit_2_with_a_clear_message() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [&[][..], &["fetch"], &["plan"], &["explain"], &["sim"]] {
+    for cmd in [
+        &[][..],
+        &["fetch"],
+        &["plan"],
+        &["explain"],
+        &["sim"],
+        &["health"],
+        &["serve"],
+    ] {
         ibconn()
             .args(cmd)
             .arg("--help")

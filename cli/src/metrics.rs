@@ -1,0 +1,368 @@
+//! Prometheus text exposition (format 0.0.4) of a [`PoolStats`] snapshot: the same counters the
+//! JSON endpoints serve, with `# HELP` and `# TYPE` for every family.
+
+use std::fmt::{Display, Write as _};
+
+use ibconn_core::pool::PoolStats;
+
+/// The content type of [`render`]'s output.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The last health probe, as `/metrics` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastProbe {
+    /// Whether it succeeded.
+    pub(crate) ok: bool,
+    /// Its round trip in microseconds (when it succeeded).
+    pub(crate) rtt_us: Option<u64>,
+}
+
+/// A text buffer that writes metric families.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// Start a family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Escape a label value (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Microseconds or milliseconds as seconds.
+#[allow(clippy::cast_precision_loss)] // counters far below 2^53
+fn secs(value: u64, per_sec: f64) -> f64 {
+    value as f64 / per_sec
+}
+
+/// Render `stats` (and the last probe, if any) as Prometheus text.
+pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String {
+    let mut e = Exposition { out: String::new() };
+    let counters: [(&str, &str, u64); 13] = [
+        (
+            "ibconn_pool_sessions_established_total",
+            "Sessions established (handshake finished).",
+            stats.established,
+        ),
+        (
+            "ibconn_pool_dial_failures_total",
+            "Dials or handshakes that failed.",
+            stats.failed,
+        ),
+        (
+            "ibconn_pool_disconnects_total",
+            "Established sessions that later dropped.",
+            stats.disconnects,
+        ),
+        (
+            "ibconn_pool_reconnects_total",
+            "Redials after a drop.",
+            stats.reconnects,
+        ),
+        (
+            "ibconn_pool_client_id_conflicts_total",
+            "Client id conflicts (IB error 326).",
+            stats.client_id_conflicts,
+        ),
+        (
+            "ibconn_pool_acquired_total",
+            "Acquires granted.",
+            stats.acquired,
+        ),
+        (
+            "ibconn_pool_acquire_timeouts_total",
+            "Acquires that timed out.",
+            stats.acquire_timeouts,
+        ),
+        (
+            "ibconn_pool_requests_total",
+            "Requests submitted.",
+            stats.requests,
+        ),
+        (
+            "ibconn_pool_requests_retried_total",
+            "Requests sent again after a drop or a pacing violation.",
+            stats.requests_retried,
+        ),
+        (
+            "ibconn_pacing_waits_total",
+            "Requests that waited for a pacing slot.",
+            stats.pacing_waits,
+        ),
+        (
+            "ibconn_pacing_violations_total",
+            "Pacing violations (IB error 162) reported to the pacer.",
+            stats.pacing_violations,
+        ),
+        (
+            "ibconn_pacing_rate_limited_total",
+            "Message rate limits (IB error 100) reported to the pacer.",
+            stats.rate_limited,
+        ),
+        (
+            "ibconn_pool_probes_total",
+            "Health-probe round trips observed.",
+            stats.probe_rtt.count,
+        ),
+    ];
+    for (name, help, value) in counters {
+        e.single(name, "counter", help, value);
+    }
+    e.single(
+        "ibconn_pacing_wait_seconds_total",
+        "counter",
+        "Total time requests waited for pacing slots.",
+        secs(stats.pacing_wait_ms, 1e3),
+    );
+    e.single(
+        "ibconn_pool_leases",
+        "gauge",
+        "Leases held now.",
+        stats.leases,
+    );
+    e.single(
+        "ibconn_pool_waiters",
+        "gauge",
+        "Acquires waiting now.",
+        stats.waiters,
+    );
+
+    for (name, help, lat) in [
+        (
+            "ibconn_pool_handshake_seconds",
+            "Dial to ready latency.",
+            stats.handshake_latency,
+        ),
+        (
+            "ibconn_pool_probe_rtt_seconds",
+            "Health-probe round trip.",
+            stats.probe_rtt,
+        ),
+    ] {
+        e.family(name, "summary", help);
+        e.sample(&format!("{name}_sum"), &[], secs(lat.total, 1e6));
+        e.sample(&format!("{name}_count"), &[], lat.count);
+    }
+
+    e.family(
+        "ibconn_ib_errors_total",
+        "counter",
+        "IB errors and notices by class.",
+    );
+    for (class, n) in &stats.errors_by_class {
+        e.sample("ibconn_ib_errors_total", &[("class", class)], n);
+    }
+
+    e.family(
+        "ibconn_pool_connections",
+        "gauge",
+        "Pooled connections by state.",
+    );
+    for state in ["dialing", "handshaking", "ready", "waiting"] {
+        let n = stats
+            .connections
+            .iter()
+            .filter(|c| c.state == state)
+            .count();
+        e.sample("ibconn_pool_connections", &[("state", state)], n);
+    }
+
+    gateways(&mut e, stats);
+
+    if let Some(p) = last_probe {
+        e.single(
+            "ibconn_health_probe_ok",
+            "gauge",
+            "1 if the last health probe of the HTTP API succeeded, else 0.",
+            u8::from(p.ok),
+        );
+        if let Some(rtt) = p.rtt_us {
+            e.single(
+                "ibconn_health_probe_rtt_seconds",
+                "gauge",
+                "Round trip of the last successful health probe.",
+                secs(rtt, 1e6),
+            );
+        }
+    }
+    e.out
+}
+
+/// Per-gateway families: counters, breaker state, pacer.
+fn gateways(e: &mut Exposition, stats: &PoolStats) {
+    type Pick = fn(&ibconn_core::pool::GatewayStats) -> f64;
+    #[allow(clippy::cast_precision_loss)]
+    let families: [(&str, &str, &str, Pick); 14] = [
+        (
+            "ibconn_gateway_sessions_established_total",
+            "counter",
+            "Sessions established per gateway.",
+            |g| g.established as f64,
+        ),
+        (
+            "ibconn_gateway_dial_failures_total",
+            "counter",
+            "Dials or handshakes that failed per gateway.",
+            |g| g.failed as f64,
+        ),
+        (
+            "ibconn_gateway_breaker_opened_total",
+            "counter",
+            "Times the gateway's circuit breaker opened.",
+            |g| g.breaker.times_opened as f64,
+        ),
+        (
+            "ibconn_gateway_breaker_consecutive_failures",
+            "gauge",
+            "Failures since the last success.",
+            |g| f64::from(g.breaker.consecutive_failures),
+        ),
+        (
+            "ibconn_pacer_open_requests",
+            "gauge",
+            "Open-request slots held.",
+            |g| f64::from(g.pacer.open_requests),
+        ),
+        (
+            "ibconn_pacer_open_requests_max",
+            "gauge",
+            "Configured maximum of open requests.",
+            |g| f64::from(g.pacer.open_max),
+        ),
+        (
+            "ibconn_pacer_historical_weight",
+            "gauge",
+            "Historical request weight sent in the current window.",
+            |g| f64::from(g.pacer.historical_weight_in_window),
+        ),
+        (
+            "ibconn_pacer_historical_weight_max",
+            "gauge",
+            "Historical window capacity.",
+            |g| f64::from(g.pacer.historical_weight_max),
+        ),
+        (
+            "ibconn_pacer_messages_in_window",
+            "gauge",
+            "Messages sent in the last message-rate window.",
+            |g| f64::from(g.pacer.messages_in_window),
+        ),
+        (
+            "ibconn_pacer_scheduled_ahead",
+            "gauge",
+            "Reservations whose slot is still in the future.",
+            |g| f64::from(g.pacer.scheduled_ahead),
+        ),
+        (
+            "ibconn_pacer_horizon_seconds",
+            "gauge",
+            "Time until the last reserved slot.",
+            |g| g.pacer.horizon_ms as f64 / 1e3,
+        ),
+        (
+            "ibconn_pacer_paused_seconds",
+            "gauge",
+            "Adaptive pause left after a pacing violation.",
+            |g| g.pacer.paused_for_ms as f64 / 1e3,
+        ),
+        (
+            "ibconn_pacer_violations_total",
+            "counter",
+            "Pacing violations reported to the gateway's pacer.",
+            |g| g.pacer.violations_total as f64,
+        ),
+        (
+            "ibconn_pacer_reservations_total",
+            "counter",
+            "Pacing reservations made.",
+            |g| g.pacer.reservations_total as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        e.family(name, kind, help);
+        for g in &stats.gateways {
+            e.sample(name, &[("gateway", &g.addr)], pick(g));
+        }
+    }
+    e.family(
+        "ibconn_gateway_breaker_state",
+        "gauge",
+        "1 for the gateway's current circuit-breaker state.",
+    );
+    for g in &stats.gateways {
+        for state in ["closed", "open", "half_open"] {
+            e.sample(
+                "ibconn_gateway_breaker_state",
+                &[("gateway", &g.addr), ("state", state)],
+                u8::from(g.breaker.state == state),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_belongs_to_a_typed_family() {
+        let text = render(
+            &PoolStats::default(),
+            Some(LastProbe {
+                ok: true,
+                rtt_us: Some(1_500),
+            }),
+        );
+        let mut typed = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.push(rest.split(' ').next().unwrap_or_default().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                assert!(
+                    typed.iter().any(|f| name == f
+                        || name
+                            .strip_prefix(f.as_str())
+                            .is_some_and(|s| s == "_sum" || s == "_count")),
+                    "{line}"
+                );
+            }
+        }
+        assert!(text.contains("ibconn_health_probe_rtt_seconds 0.0015\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,109 @@
+//! `ibconn health` against an in-process simulated gateway and against a closed port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use ibconn_sim::{ServerConfig, SimServer};
+use predicates::prelude::*;
+use serde_json::Value;
+
+/// A simulated gateway on a loopback port; it runs on the returned runtime's worker.
+fn sim() -> (tokio::runtime::Runtime, SimServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        SimServer::start(listener, ServerConfig::default()).unwrap()
+    });
+    (rt, server)
+}
+
+fn ibconn() -> Command {
+    Command::cargo_bin("ibconn").unwrap()
+}
+
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+    // `l` closes here: nothing listens on the port any more.
+}
+
+#[test]
+fn health_exits_0_against_the_sim_and_prints_latency() {
+    let (_rt, server) = sim();
+    let addr = server.local_addr().to_string();
+    ibconn()
+        .args(["health", "--gateway", &addr])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("healthy:").and(predicate::str::contains("round trip")));
+
+    let out = ibconn()
+        .args(["health", "--gateway", &addr, "--json", "--timeout", "3"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["gateway"], addr.as_str());
+    assert!(v["probe_rtt_ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["connect_ms"].as_f64().unwrap() >= 0.0);
+    assert!(v["server_time"].as_i64().unwrap() > 1_700_000_000);
+    assert!(v["error"].is_null());
+}
+
+#[test]
+fn health_exits_1_fast_against_a_closed_port() {
+    let addr = closed_port();
+    let started = Instant::now();
+    ibconn()
+        .args(["health", "--gateway", &addr])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unhealthy").and(predicate::str::contains(&addr)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    let out = ibconn()
+        .args(["health", "--gateway", &addr, "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["healthy"], false);
+    assert!(v["error"].as_str().unwrap().contains("cannot connect"));
+}
+
+#[test]
+fn health_is_bounded_by_its_timeout_when_nothing_answers() {
+    // A listener that accepts but never speaks: the handshake cannot finish.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = mute.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    ibconn()
+        .args(["health", "--gateway", &addr, "--timeout", "0.5"])
+        .assert()
+        .code(1);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    drop(mute);
+}
+
+#[test]
+fn health_rejects_a_bad_gateway_or_timeout_as_usage() {
+    for args in [
+        &["health"][..],
+        &["health", "--gateway", "nohostport"],
+        &["health", "--gateway", "127.0.0.1:1", "--timeout", "0"],
+    ] {
+        ibconn().args(args).assert().code(2);
+    }
+}
