@@ -151,7 +151,18 @@ fn slots(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Slot> {
                 for &(a, b) in spec.inst.hours.sessions(spec.use_rth) {
                     let (la, lb) = (base + i64::from(a) * 60, base + i64::from(b) * 60);
                     let mut g = base + ((la - base) / n) * n;
+                    // New York local time is UTC − 4 h or − 5 h: grid points whose local start is
+                    // before `from` − 5 h − n cannot start in `[from, to)`, and none from the first
+                    // whose local start is at or after `to` − 4 h on. Skip them (on the grid)
+                    // rather than convert every slot of three days.
+                    let early = from - 5 * 3600 - n;
+                    if g < early {
+                        g += ((early - g) / n) * n;
+                    }
                     while g < lb && out.len() < MAX_BARS {
+                        if g.max(la) >= to - 4 * 3600 {
+                            break;
+                        }
                         let (s, e) = (ny.to_utc(g.max(la)), ny.to_utc((g + n).min(lb)));
                         if e > s && s >= from && s < to {
                             out.push(Slot {

@@ -553,6 +553,18 @@ impl Gateway {
         ids
     }
 
+    /// Another session squats `client_id` until `until`: a START_API with it gets 326, as for an
+    /// id still held after an abrupt close (a restart forgets it).
+    pub fn occupy_client_id(&mut self, client_id: i32, until: Instant) {
+        let t = self.held_ids.entry(client_id).or_insert(until);
+        *t = (*t).max(until);
+    }
+
+    /// Client ids held without a live session (squatted or after an abrupt close), for leak checks.
+    pub fn held_client_id_count(&self) -> usize {
+        self.held_ids.len()
+    }
+
     /// Historical requests refused with a 162 pacing violation so far (every connection).
     pub fn pacing_violations(&self) -> u64 {
         self.pacing_violations

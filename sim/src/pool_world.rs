@@ -16,17 +16,26 @@
 //! socket's bytes; a gateway close reaches the pool as `handle_eof`.
 //!
 //! [`PoolWorld::run_backfill`] drives a [`BackfillJob`] to completion on the world.
+//!
+//! # Hooks for scenario tests
+//!
+//! [`PoolWorld::run_until`] advances to a fixed instant; [`PoolWorld::inject`] applies a gateway
+//! fault at once; [`PoolWorld::observe_clocks`] and [`PoolWorld::sleep`] feed the pool's sleep
+//! detection (boot time ahead of monotonic time); [`PoolWorld::shutdown`] shuts the pool down;
+//! [`PoolWorld::held_client_ids`], [`PoolWorld::links`] and [`PoolWorld::in_flight`] expose what
+//! leak checks count (the registry is the pool's own [`MemoryRegistry`], shared with the world).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ibconn_core::backfill::{BackfillJob, ChunkId};
-use ibconn_core::client_id::{Holder, Purpose, RegistryConfig, UnixMillis};
+use ibconn_core::client_id::{Grant, Holder, Purpose, RegistryConfig, UnixMillis};
 use ibconn_core::pool::{
-    AcquireError, LeaseId, MemoryRegistry, Pool, PoolConfig, PoolEvent, PoolStats, SocketId,
-    SubmitError, Ticket,
+    AcquireError, IdRegistry, IdRegistryError, Io, LeaseId, MemoryRegistry, Pool, PoolConfig,
+    PoolEvent, PoolStats, SocketId, SubmitError, Ticket,
 };
 
 use ibconn_core::pacer::PacingRules;
@@ -180,6 +189,40 @@ struct Link {
     last_down: Instant,
 }
 
+/// The pool's [`MemoryRegistry`], shared with the world so tests can see which client ids are
+/// leased ([`PoolWorld::held_client_ids`]); every call goes straight to the inner registry.
+#[derive(Debug, Clone)]
+struct SharedRegistry(Arc<Mutex<MemoryRegistry>>);
+
+impl SharedRegistry {
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryRegistry) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl IdRegistry for SharedRegistry {
+    fn allocate(&mut self, purpose: &Purpose, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        self.with(|r| r.allocate(purpose, now))
+    }
+
+    fn on_client_id_in_use(
+        &mut self,
+        grant: &Grant,
+        conflicts_so_far: u32,
+        now: UnixMillis,
+    ) -> Result<Grant, IdRegistryError> {
+        self.with(|r| r.on_client_id_in_use(grant, conflicts_so_far, now))
+    }
+
+    fn heartbeat(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
+        self.with(|r| r.heartbeat(grant, now))
+    }
+
+    fn release(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
+        self.with(|r| r.release(grant, now))
+    }
+}
+
 /// The simulated pool-and-gateway world. See the [module docs](self).
 #[derive(Debug)]
 pub struct PoolWorld {
@@ -191,6 +234,9 @@ pub struct PoolWorld {
     steps: u64,
     rng: SplitMix64,
     pool: Pool,
+    registry: SharedRegistry,
+    wall_unix_ms: i64,
+    slept: Duration,
     gateway: Gateway,
     links: BTreeMap<SocketId, Link>,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -205,9 +251,12 @@ impl PoolWorld {
         let epoch = Instant::now();
         let mut gateway = Gateway::new(config.gateway, config.seed);
         gateway.set_clock(epoch, config.wall_unix_ms);
-        let registry = MemoryRegistry::new(RegistryConfig::default(), Holder::from_pid(1));
+        let registry = SharedRegistry(Arc::new(Mutex::new(MemoryRegistry::new(
+            RegistryConfig::default(),
+            Holder::from_pid(1),
+        ))));
         let wall = UnixMillis(u64::try_from(config.wall_unix_ms).unwrap_or(0));
-        let pool = Pool::new(config.pool, Box::new(registry), epoch, wall);
+        let pool = Pool::new(config.pool, Box::new(registry.clone()), epoch, wall);
         Self {
             epoch,
             now: epoch,
@@ -217,6 +266,9 @@ impl PoolWorld {
             steps: 0,
             rng: SplitMix64::new(config.seed).child("pool-links"),
             pool,
+            registry,
+            wall_unix_ms: config.wall_unix_ms,
+            slept: Duration::ZERO,
             gateway,
             links: BTreeMap::new(),
             queue: BinaryHeap::new(),
@@ -248,6 +300,13 @@ impl PoolWorld {
     /// The gateway, to inject faults (call [`PoolWorld::step`] afterwards).
     pub fn gateway_mut(&mut self) -> &mut Gateway {
         &mut self.gateway
+    }
+
+    /// Apply `fault` at the gateway now and carry out what it caused at once (bytes, closes).
+    pub fn inject(&mut self, fault: crate::fault::Fault) {
+        let now = self.now;
+        self.gateway.inject(now, fault);
+        self.drain_gateway();
     }
 
     /// The pool.
@@ -294,6 +353,53 @@ impl PoolWorld {
         self.events.pop_front()
     }
 
+    /// Shut the pool down (see [`Pool::shutdown`]); keep stepping to let the closes reach the
+    /// gateway.
+    pub fn shutdown(&mut self) {
+        let now = self.now;
+        self.pool.shutdown(now);
+        self.drain_pool();
+    }
+
+    /// Report the host's clocks to the pool ([`Pool::observe_clocks`]) as a runtime does every
+    /// [`PoolConfig::clock_interval`]: boot time is virtual time plus everything
+    /// [`PoolWorld::sleep`] added, and so is the wall clock. The world never calls this itself.
+    pub fn observe_clocks(&mut self) {
+        let now = self.now;
+        let since = self.elapsed() + self.slept;
+        let wall = self
+            .wall_unix_ms
+            .saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        self.pool
+            .observe_clocks(now, since, UnixMillis(u64::try_from(wall).unwrap_or(0)));
+        self.drain_pool();
+    }
+
+    /// The host slept for `slept`: the boot-time and wall clocks jump ahead of the monotonic
+    /// clock (which stops during suspend) by that much, and the pool is told at once
+    /// ([`PoolWorld::observe_clocks`]). The gateway and the links are not affected: inject a
+    /// fault for what the gateway did meanwhile.
+    pub fn sleep(&mut self, slept: Duration) {
+        self.slept += slept;
+        self.observe_clocks();
+    }
+
+    /// Client ids the pool's registry holds a lease on, sorted.
+    pub fn held_client_ids(&self) -> Vec<i32> {
+        self.registry
+            .with(|r| r.state().leases.keys().copied().collect())
+    }
+
+    /// Sockets the world tracks (open on either side), for leak checks.
+    pub fn links(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Deliveries in flight, for leak checks.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Advance to the next instant anything is scheduled and process it. `Ok(false)` when nothing
     /// is scheduled at all.
     pub fn step(&mut self) -> Result<bool, PoolWorldError> {
@@ -320,6 +426,16 @@ impl PoolWorld {
             self.drain_pool();
         }
         Ok(true)
+    }
+
+    /// Process everything scheduled up to `until`, then move the clock to `until` (if it is
+    /// later), so a caller can act at fixed virtual instants even when nothing is scheduled.
+    pub fn run_until(&mut self, until: Instant) -> Result<(), PoolWorldError> {
+        while self.next_instant().is_some_and(|t| t <= until) {
+            self.step()?;
+        }
+        self.now = self.now.max(until);
+        Ok(())
     }
 
     /// Drive `job` to completion: one lease of purpose `Backfill`, up to `run.concurrency` chunk
@@ -514,7 +630,7 @@ impl PoolWorld {
     fn drain_pool(&mut self) {
         while let Some(io) = self.pool.poll_io() {
             match io {
-                ibconn_core::pool::Io::Dial { socket, .. } => {
+                Io::Dial { socket, .. } => {
                     self.links.insert(
                         socket,
                         Link {
@@ -527,13 +643,13 @@ impl PoolWorld {
                     let at = self.arrival(socket, true);
                     self.push(at, Delivery::Syn { socket });
                 }
-                ibconn_core::pool::Io::Write { socket, bytes } => {
+                Io::Write { socket, bytes } => {
                     if let Some(conn) = self.links.get(&socket).and_then(|l| l.gw) {
                         let at = self.arrival(socket, true);
                         self.push(at, Delivery::ToGateway { conn, bytes });
                     }
                 }
-                ibconn_core::pool::Io::Close { socket } => {
+                Io::Close { socket } => {
                     let gw = self.links.get_mut(&socket).and_then(|l| {
                         l.pool_open = false;
                         l.gw.take()
