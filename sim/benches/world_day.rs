@@ -38,4 +38,33 @@ fn main() {
         "  speed-up         {:>10.0} ×    (target >= 43200 ×)",
         86_400.0 / wall
     );
+
+    // RSS drift: simulate day after day in one process; a leak would grow RSS every day.
+    let days = if quick { 3 } else { 30 };
+    let mut rss = Vec::new();
+    for seed in 0..days {
+        let (_, _, world) = common::day(100 + seed);
+        drop(world);
+        rss.push(rss_kib());
+    }
+    let first = rss[0];
+    let last = rss[rss.len() - 1];
+    let peak = rss.iter().copied().max().unwrap_or(0);
+    println!("RSS over {days} consecutive simulated days (after each day)");
+    println!("  after day 1      {first:>10} KiB");
+    println!("  after day {days:<3}    {last:>10} KiB   (peak {peak} KiB)");
+    println!(
+        "  drift per day    {:>10.1} KiB",
+        (last as f64 - first as f64) / (days - 1) as f64
+    );
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
 }
