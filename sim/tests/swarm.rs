@@ -68,7 +68,7 @@ const PROBE_TIMEOUT: Duration = secs(30);
 const LIVENESS_BOUND: Duration = Duration::from_secs(40 * 60);
 
 /// The CI seed counts, summed: `IBCONN_SIM_SEEDS=N` gives each test `N × ci / CI_TOTAL` seeds.
-const CI_TOTAL: u64 = 301;
+const CI_TOTAL: u64 = 309;
 
 /// Stocks the sim's market knows.
 const SYMBOLS: [&str; 9] = [
@@ -689,6 +689,12 @@ impl Run {
             PoolEvent::RequestDelayed { ticket, .. } if !self.tickets.contains_key(&ticket) => {
                 return Err(self.fail(format!("{ticket:?} delayed but not open")));
             }
+            PoolEvent::LeaseLost { lease, .. } => {
+                // The pool ended the lease's requests; the caller acquires again.
+                if let Some(c) = self.callers.iter_mut().find(|c| c.lease == Some(lease)) {
+                    c.lease = None;
+                }
+            }
             PoolEvent::Connected { .. } => self.summary.established += 1,
             PoolEvent::Disconnected { .. } => self.summary.disconnects += 1,
             PoolEvent::ShutDown => return Err(self.fail("shut down before asked to")),
@@ -1163,15 +1169,13 @@ fn garbage_bytes() {
     sweep("garbage_bytes", 16, garbage_opts);
 }
 
-// ----- regressions: core bugs this suite found (ignored until the core is fixed) -----
+// ----- regressions: core bugs this suite found (ignored while the bug is open) -----
 
-/// Core bug: when a *leased* connection redials and hits `max_conflict_attempts` 326s in a row
-/// (`Pool::next_client_id`, error branch), the pool removes the slot together with its leases
-/// without telling anyone: no event for the lease holders, whose next `send` fails with
-/// `UnknownLease`. Expected: the holders learn (an event, or their requests end with a typed
-/// error and the lease stays until released). Here: ≥ 5 squatted ids after a restart.
+/// Was a core bug (found by this suite): when a *leased* connection redialed and hit
+/// `max_conflict_attempts` 326s in a row, the pool dropped the slot and its leases silently. Now
+/// the holders get `PoolEvent::LeaseLost` and their open requests end with
+/// `CallError::LeaseLost`; every invariant holds. Here: ≥ 5 squatted ids after a restart.
 #[test]
-#[ignore = "core bug: leases vanish silently after 326 exhaustion on a leased connection"]
 fn regression_lease_vanishes_when_326s_exhaust_a_leased_connection() {
     sweep(
         "regression_lease_vanishes_when_326s_exhaust_a_leased_connection",

@@ -945,6 +945,34 @@ impl Pool {
         req.state = ReqState::Queued;
     }
 
+    /// End every request of a lease whose connection is gone for good.
+    fn abandon_lease(&mut self, lease: LeaseId) {
+        let tickets: Vec<(Ticket, ReqState)> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.lease == lease)
+            .map(|(t, r)| (*t, r.state))
+            .collect();
+        for (ticket, state) in tickets {
+            match state {
+                ReqState::Sent { gateway, res } => {
+                    if let Some(g) = self.gateways.get_mut(gateway) {
+                        let _ = g.pacer.complete(res);
+                    }
+                    self.finish(ticket, Err(CallError::LeaseLost));
+                }
+                // A stream already completed once; it just stops.
+                ReqState::Streaming { .. } => {
+                    self.requests.remove(&ticket);
+                }
+                ReqState::Queued | ReqState::Paced { .. } => {
+                    self.unreserve(ticket);
+                    self.finish(ticket, Err(CallError::LeaseLost));
+                }
+            }
+        }
+    }
+
     fn finish(&mut self, ticket: Ticket, result: Result<Answer, CallError>) {
         if self.requests.remove(&ticket).is_some() {
             self.events
@@ -1190,9 +1218,17 @@ impl Pool {
             Err(error) => {
                 tracing::warn!(%error, "no client id left after 326");
                 let purpose = slot.purpose.clone();
+                let client_id = slot.grant.id;
                 if let Some(slot) = self.slots.remove(&slot_id) {
+                    // The leases on it are gone: end their requests and tell their holders.
                     for lease in slot.leases {
                         self.leases.remove(&lease);
+                        self.abandon_lease(lease);
+                        self.events.push_back(PoolEvent::LeaseLost {
+                            lease,
+                            client_id,
+                            error: AcquireError::ClientId(error.clone()),
+                        });
                     }
                 }
                 if !self.slots.values().any(|s| s.purpose == purpose) {

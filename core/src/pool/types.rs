@@ -258,6 +258,10 @@ pub enum CallError {
     /// The pool shut down.
     #[error("the pool is shutting down")]
     ShuttingDown,
+    /// The lease's connection could not be re-established with any client id (see
+    /// [`PoolEvent::LeaseLost`]); acquire a new lease.
+    #[error("lease lost: no client id left for its connection")]
+    LeaseLost,
 }
 
 /// Why a call on a runtime's pool failed: the `Error` of `ibconn-tokio` and `ibconn-smol`.
@@ -351,6 +355,16 @@ pub enum PoolEvent {
         client_id: ClientId,
         /// Leases on it.
         leases: Vec<LeaseId>,
+    },
+    /// A lease is gone: its connection hit 326 on every client id the registry could offer.
+    /// Its open requests ended with [`CallError::LeaseLost`]; the holder must acquire again.
+    LeaseLost {
+        /// The lease.
+        lease: LeaseId,
+        /// The last client id refused.
+        client_id: ClientId,
+        /// Why no id was left.
+        error: AcquireError,
     },
     /// Shutdown finished: every lease released and every socket closed.
     ShutDown,
