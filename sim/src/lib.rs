@@ -31,6 +31,7 @@ pub mod market;
 pub mod pool_world;
 pub mod rng;
 pub mod rules;
+mod schedule;
 #[cfg(feature = "tcp")]
 pub mod server;
 pub mod world;

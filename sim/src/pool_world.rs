@@ -25,8 +25,7 @@
 //! [`PoolWorld::held_client_ids`], [`PoolWorld::links`] and [`PoolWorld::in_flight`] expose what
 //! leak checks count (the registry is the pool's own [`MemoryRegistry`], shared with the world).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,6 +42,7 @@ use ibconn_core::pacer::PacingRules;
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
 use crate::rules::HistoricalRules;
+use crate::schedule::Schedule;
 
 /// What shapes a [`PoolWorld`].
 #[derive(Debug, Clone)]
@@ -154,30 +154,6 @@ enum Delivery {
     FinToPool { socket: SocketId },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    what: Delivery,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// One socket between the pool and the gateway.
 #[derive(Debug)]
 struct Link {
@@ -239,8 +215,7 @@ pub struct PoolWorld {
     slept: Duration,
     gateway: Gateway,
     links: BTreeMap<SocketId, Link>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    queue: Schedule<Delivery>,
     events: VecDeque<PoolEvent>,
 }
 
@@ -271,8 +246,7 @@ impl PoolWorld {
             slept: Duration::ZERO,
             gateway,
             links: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Schedule::new(),
             events: VecDeque::new(),
         }
     }
@@ -412,10 +386,8 @@ impl PoolWorld {
         }
         self.now = self.now.max(t);
         let now = self.now;
-        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= now) {
-            if let Some(Reverse(s)) = self.queue.pop() {
-                self.deliver(s.what);
-            }
+        while let Some(what) = self.queue.pop_due(now) {
+            self.deliver(what);
         }
         if self.gateway.poll_timeout().is_some_and(|g| g <= now) {
             self.gateway.handle_timeout(now);
@@ -517,7 +489,7 @@ impl PoolWorld {
     }
 
     fn next_instant(&self) -> Option<Instant> {
-        let queue = self.queue.peek().map(|Reverse(s)| s.at);
+        let queue = self.queue.next_at();
         queue
             .into_iter()
             .chain(self.gateway.poll_timeout())
@@ -527,12 +499,7 @@ impl PoolWorld {
     }
 
     fn push(&mut self, at: Instant, what: Delivery) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            what,
-        }));
+        self.queue.push(at, what);
     }
 
     fn trip(&mut self) -> Duration {

@@ -25,8 +25,6 @@
 //! `+12.345s C1→G ReqHistoricalData #3`; times are relative to the epoch. [`World::trace_hash`]
 //! digests the lines and every byte delivered, so two runs from one seed can be compared.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -40,6 +38,7 @@ use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 use crate::fault::Fault;
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
+use crate::schedule::Schedule;
 
 /// A finished request: when (since the epoch) and its outcome.
 pub type Completion = (Duration, Result<Answer, RequestError>);
@@ -138,30 +137,6 @@ enum Delivery {
     },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    what: Delivery,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Decodes one direction of a link for the trace.
 #[derive(Debug)]
 struct Tap {
@@ -210,8 +185,7 @@ pub struct World {
     link_rng: SplitMix64,
     gateway: Gateway,
     slots: Vec<Slot>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    queue: Schedule<Delivery>,
     trace: Vec<String>,
     hash: u64,
 }
@@ -242,8 +216,7 @@ impl World {
             link_rng: root.child("links"),
             gateway: Gateway::new(config.gateway, config.seed),
             slots: Vec::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Schedule::new(),
             trace: Vec::new(),
             hash: FNV_OFFSET,
         }
@@ -498,7 +471,7 @@ impl World {
     }
 
     fn next_instant(&self) -> Option<Instant> {
-        let queue = self.queue.peek().map(|Reverse(s)| s.at);
+        let queue = self.queue.next_at();
         let clients = self
             .slots
             .iter()
@@ -518,10 +491,8 @@ impl World {
         }
         self.now = self.now.max(t);
         let now = self.now;
-        while self.queue.peek().is_some_and(|Reverse(s)| s.at <= now) {
-            if let Some(Reverse(s)) = self.queue.pop() {
-                self.deliver(s.what);
-            }
+        while let Some(what) = self.queue.pop_due(now) {
+            self.deliver(what);
         }
         if self.gateway.poll_timeout().is_some_and(|g| g <= now) {
             self.gateway.handle_timeout(now);
@@ -544,12 +515,7 @@ impl World {
     }
 
     fn push(&mut self, at: Instant, what: Delivery) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            what,
-        }));
+        self.queue.push(at, what);
     }
 
     /// One trip's delay (latency plus seeded jitter).
