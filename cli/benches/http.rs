@@ -1,0 +1,303 @@
+//! Latency of `ibconn serve`'s HTTP API on loopback (issue 6 target: < 1 ms p99), against two
+//! baselines measured in the same run: a bare socket server that answers a fixed response (the
+//! loopback floor) and a one-route axum server returning fixed JSON (the framework floor).
+//!
+//! Run: `cargo bench -p ibconn-cli --bench http`. The real `ibconn` binary serves, on an
+//! in-process simulated gateway; the client is one keep-alive HTTP/1.1 connection per endpoint.
+// A bench measures wall time and aborts on broken set-up: all fine outside the core.
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ibconn_sim::{ServerConfig, SimServer};
+
+/// Requests per endpoint (after `WARMUP`), in `ROUNDS` interleaved rounds so that noise from the
+/// rest of the machine falls on every target alike.
+const REQUESTS: usize = 5_000;
+const ROUNDS: usize = 10;
+const WARMUP: usize = 200;
+const TARGET_P99: Duration = Duration::from_millis(1);
+
+/// A running `ibconn serve`, killed on drop.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_serve(gateway: &str) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ibconn"))
+        .args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"])
+        .env_remove("IBCONN_HTTP_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ibconn serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("serve prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Serve { child, addr }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    request: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: &str, path: &str) -> Self {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+        Self {
+            reader: BufReader::new(s),
+            request,
+            body: Vec::new(),
+        }
+    }
+
+    /// Send the request, read the whole response; returns the status.
+    fn get(&mut self) -> u16 {
+        self.reader
+            .get_mut()
+            .write_all(&self.request)
+            .expect("write");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut length = None;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let length = length.expect("content-length (no chunked bodies here)");
+        self.body.resize(length, 0);
+        self.reader.read_exact(&mut self.body).expect("body");
+        status
+    }
+}
+
+/// Latency percentiles of a set of request times.
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Percentiles {
+    fn of(mut times: Vec<Duration>) -> Self {
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+        Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: times[times.len() - 1],
+        }
+    }
+}
+
+/// `n` sequential GETs on `conn`, their times appended to `times`.
+fn measure(conn: &mut Conn, n: usize, times: &mut Vec<Duration>) {
+    for _ in 0..n {
+        let start = Instant::now();
+        let status = conn.get();
+        times.push(start.elapsed());
+        assert!(status == 200, "answered {status}");
+    }
+}
+
+/// The loopback floor: a thread that answers every request with the same small JSON response.
+fn bare_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                let body = br#"{"success":true,"data":{}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            let mut out = response.clone().into_bytes();
+                            out.extend_from_slice(body);
+                            if writer.write_all(&out).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The framework floor: axum on tokio, one route returning fixed JSON.
+fn axum_server(rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let app = axum::Router::new().route(
+            "/fixed",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"success": true, "data": {}}))
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    })
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("http: bench");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sim = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        SimServer::start(listener, ServerConfig::default()).expect("sim starts")
+    });
+    let gateway = sim.local_addr().to_string();
+    let serve = start_serve(&gateway);
+    // Wait for the pool's first session, so every endpoint measures the steady state.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Conn::open(&serve.addr, "/api/ib/pool/health").get() != 200 {
+        assert!(Instant::now() < deadline, "serve never became healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let bare = bare_server();
+    let framework = axum_server(&rt);
+    let mut targets: Vec<(&str, Conn, Vec<Duration>)> = vec![
+        (
+            "bare socket (floor)",
+            Conn::open(&bare, "/fixed"),
+            Vec::new(),
+        ),
+        (
+            "axum fixed JSON",
+            Conn::open(&framework, "/fixed"),
+            Vec::new(),
+        ),
+    ];
+    for path in [
+        "/api/ib/pool/status",
+        "/api/ib/pool/metrics",
+        "/api/ib/pool/health",
+        "/api/ib/pace/status",
+        "/api/ib/pace/stats",
+        "/metrics",
+    ] {
+        targets.push((path, Conn::open(&serve.addr, path), Vec::new()));
+    }
+    for (_, conn, _) in &mut targets {
+        let mut discard = Vec::new();
+        measure(conn, WARMUP, &mut discard);
+    }
+    for _ in 0..ROUNDS {
+        for (_, conn, times) in &mut targets {
+            measure(conn, REQUESTS / ROUNDS, times);
+        }
+    }
+    let results: Vec<(&str, Percentiles)> = targets
+        .into_iter()
+        .map(|(name, _, times)| (name, Percentiles::of(times)))
+        .collect();
+    let floor = results[0].1.p99;
+    let axum_floor = results[1].1.p99;
+
+    println!(
+        "{REQUESTS} sequential GETs per endpoint on one keep-alive connection each, \
+         {ROUNDS} interleaved rounds, after {WARMUP} warm-up"
+    );
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        "endpoint", "p50 µs", "p99 µs", "max µs", "p99÷bare", "p99÷axum"
+    );
+    let mut worst = Duration::ZERO;
+    for (i, (name, p)) in results.iter().enumerate() {
+        println!(
+            "{:<24} {:>9.1} {:>9.1} {:>9.1} {:>11.2} {:>11.2}",
+            name,
+            micros(p.p50),
+            micros(p.p99),
+            micros(p.max),
+            micros(p.p99) / micros(floor),
+            micros(p.p99) / micros(axum_floor),
+        );
+        if i >= 2 {
+            worst = worst.max(p.p99);
+        }
+    }
+    println!(
+        "worst p99 {:.1} µs: target < {} µs {}",
+        micros(worst),
+        TARGET_P99.as_micros(),
+        if worst < TARGET_P99 { "met" } else { "NOT met" }
+    );
+    drop(serve);
+    rt.block_on(sim.shutdown());
+}
