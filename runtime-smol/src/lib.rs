@@ -37,7 +37,7 @@ use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
 use ibconn_core::connection::{Answer, Config, Query};
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::message::{HeadTimestampRequest, HistoricalDataRequest};
-use ibconn_core::pool::{AcquireId, Io, NoticeFanout, Offer, PoolEvent, SocketId, Ticket};
+use ibconn_core::pool::{Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId};
 use smol::channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,17 +52,28 @@ pub use ibconn_core::pool::{
     PoolNotice, PoolStats, PurposeConfig, Sharing, SubmitError, NOTICE_BUFFER,
 };
 
-type Reply<T> = Sender<Result<T, Error>>;
-
+/// async-channel's channels for the core's [`Router`] (replies on bounded(1) channels).
 #[derive(Debug)]
-enum Cmd {
-    Acquire(Purpose, Option<Duration>, Reply<(LeaseId, ClientId)>),
-    Release(LeaseId),
-    Call(LeaseId, Box<Query>, Option<Duration>, Reply<Answer>),
-    Stats(Sender<PoolStats>),
-    Subscribe(Sender<PoolNotice>),
-    Shutdown(Sender<()>),
+struct Smol;
+
+impl Channels for Smol {
+    type Reply<T> = Sender<T>;
+    type Notices = Sender<PoolNotice>;
+
+    fn reply<T>(tx: Sender<T>, value: T) -> bool {
+        tx.try_send(value).is_ok()
+    }
+
+    fn offer(tx: &Sender<PoolNotice>, notice: PoolNotice) -> Offer {
+        match tx.try_send(notice) {
+            Ok(()) => Offer::Sent,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Closed(_)) => Offer::Closed,
+        }
+    }
 }
+
+type Cmd = Command<Smol>;
 
 #[derive(Debug)]
 enum Net {
@@ -321,12 +332,10 @@ fn boottime() -> Duration {
 /// The driver: owns the core pool and routes its outputs.
 struct Driver {
     pool: ibconn_core::pool::Pool,
-    acquires: HashMap<AcquireId, Reply<(LeaseId, ClientId)>>,
-    calls: HashMap<Ticket, Reply<Answer>>,
+    router: Router<Smol>,
     writers: HashMap<SocketId, Sender<Option<Bytes>>>,
     tasks: Vec<Task<()>>,
     net: Sender<Net>,
-    notices: NoticeFanout<Sender<PoolNotice>>,
 }
 
 /// What woke the driver.
@@ -342,12 +351,10 @@ async fn run(pool: ibconn_core::pool::Pool, cmds: Receiver<Cmd>) {
     let mut next_tick = Instant::now();
     let mut d = Driver {
         pool,
-        acquires: HashMap::new(),
-        calls: HashMap::new(),
+        router: Router::new(),
         writers: HashMap::new(),
         tasks: Vec::new(),
         net,
-        notices: NoticeFanout::new(),
     };
     let mut done = None;
     while done.is_none() {
@@ -397,31 +404,10 @@ async fn run(pool: ibconn_core::pool::Pool, cmds: Receiver<Cmd>) {
 impl Driver {
     /// Handle a command; `Some` ends the driver (shutdown, or every handle dropped).
     fn command(&mut self, cmd: Option<Cmd>) -> Option<Option<Sender<()>>> {
-        let now = Instant::now();
-        match cmd {
-            Some(Cmd::Acquire(purpose, timeout, reply)) => {
-                let id = self.pool.acquire(now, purpose, timeout);
-                self.acquires.insert(id, reply);
-            }
-            Some(Cmd::Release(lease)) => self.pool.release(now, lease),
-            Some(Cmd::Call(lease, query, timeout, reply)) => {
-                match self.pool.send(now, lease, *query, timeout) {
-                    Ok(ticket) => drop(self.calls.insert(ticket, reply)),
-                    Err(e) => drop(reply.try_send(Err(e.into()))),
-                }
-            }
-            Some(Cmd::Stats(reply)) => drop(reply.try_send(self.pool.stats(now))),
-            Some(Cmd::Subscribe(tx)) => self.notices.subscribe(tx),
-            Some(Cmd::Shutdown(reply)) => {
-                self.pool.shutdown(now);
-                return Some(Some(reply));
-            }
-            None => {
-                self.pool.shutdown(now);
-                return Some(None);
-            }
+        match self.router.command(&mut self.pool, Instant::now(), cmd) {
+            Flow::Running => None,
+            Flow::Stop(reply) => Some(reply),
         }
-        None
     }
 
     fn input(&mut self, net: Net) {
@@ -474,40 +460,7 @@ impl Driver {
     }
 
     fn event(&mut self, event: PoolEvent) {
-        if let Some(notice) = PoolNotice::from_event(&event) {
-            self.notices.publish(&notice, |tx, n| match tx.try_send(n) {
-                Ok(()) => Offer::Sent,
-                Err(TrySendError::Full(_)) => Offer::Full,
-                Err(TrySendError::Closed(_)) => Offer::Closed,
-            });
-        }
-        match event {
-            PoolEvent::Acquired {
-                acquire,
-                lease,
-                client_id,
-                ..
-            } => {
-                let delivered = self
-                    .acquires
-                    .remove(&acquire)
-                    .is_some_and(|r| r.try_send(Ok((lease, client_id))).is_ok());
-                if !delivered {
-                    self.pool.release(Instant::now(), lease);
-                }
-            }
-            PoolEvent::AcquireFailed { acquire, error } => {
-                if let Some(r) = self.acquires.remove(&acquire) {
-                    let _ = r.try_send(Err(error.into()));
-                }
-            }
-            PoolEvent::Completed { ticket, result } => {
-                if let Some(r) = self.calls.remove(&ticket) {
-                    let _ = r.try_send(result.map_err(Error::from));
-                }
-            }
-            other => tracing::trace!(?other, "pool event"),
-        }
+        self.router.event(&mut self.pool, Instant::now(), event);
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod notice;
 mod registry;
+mod router;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,6 +33,7 @@ pub use self::notice::{NoticeFanout, Offer, PoolNotice, NOTICE_BUFFER};
 #[cfg(feature = "file-store")]
 pub use self::registry::FileRegistry;
 pub use self::registry::{IdRegistry, IdRegistryError, MemoryRegistry};
+pub use self::router::{Channels, Command, Flow, Leased, Router};
 pub use self::types::{
     AcquireError, AcquireId, Bars, CallError, ConnectionStats, GatewayStats, Io, LatencyUs,
     LeaseId, PoolConfig, PoolError, PoolEvent, PoolStats, PurposeConfig, Sharing, SocketId,

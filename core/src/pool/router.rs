@@ -1,0 +1,307 @@
+//! The executor-independent half of a runtime's pool driver: applying users' [`Command`]s to the
+//! [`Pool`] and routing its [`PoolEvent`]s back to the reply channel each command came with.
+//!
+//! A runtime names its channel types once ([`Channels`]) and keeps only what really differs per
+//! executor: spawning socket tasks, timers, and the select loop. Without this, every runtime held
+//! its own copy of the same bookkeeping (acquire and call tables, notice fan-out, "a lease granted
+//! to a caller who left goes straight back").
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::client_id::{ClientId, Purpose};
+use crate::connection::{Answer, Query};
+
+use super::notice::{NoticeFanout, Offer, PoolNotice};
+use super::types::{AcquireId, LeaseId, PoolError, PoolEvent, PoolStats, Ticket};
+use super::Pool;
+
+/// A runtime's channel types: a one-shot reply of any `T`, and a bounded notice queue.
+pub trait Channels {
+    /// Sender half of a one-shot reply.
+    type Reply<T>;
+    /// Sender half of a bounded notice queue.
+    type Notices;
+
+    /// Deliver `value`; `false` if the receiver is gone.
+    fn reply<T>(tx: Self::Reply<T>, value: T) -> bool;
+
+    /// Queue `notice` without waiting.
+    fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer;
+}
+
+/// What an acquire answers: the lease and the client id of its session.
+pub type Leased = Result<(LeaseId, ClientId), PoolError>;
+
+/// A user's request to the driver, carrying the channel its answer goes back on.
+pub enum Command<C: Channels> {
+    /// Lease a connection of a purpose within an optional timeout.
+    Acquire(Purpose, Option<Duration>, C::Reply<Leased>),
+    /// Give a lease back.
+    Release(LeaseId),
+    /// Send a query on a lease within an optional timeout.
+    Call(
+        LeaseId,
+        Box<Query>,
+        Option<Duration>,
+        C::Reply<Result<Answer, PoolError>>,
+    ),
+    /// A metrics snapshot.
+    Stats(C::Reply<PoolStats>),
+    /// Subscribe to [`PoolNotice`]s.
+    Subscribe(C::Notices),
+    /// Shut the pool down; the reply is sent once the runtime's tasks are gone.
+    Shutdown(C::Reply<()>),
+}
+
+impl<C: Channels> fmt::Debug for Command<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Acquire(purpose, timeout, _) => f
+                .debug_tuple("Acquire")
+                .field(purpose)
+                .field(timeout)
+                .finish(),
+            Self::Release(lease) => f.debug_tuple("Release").field(lease).finish(),
+            Self::Call(lease, query, timeout, _) => f
+                .debug_tuple("Call")
+                .field(lease)
+                .field(query)
+                .field(timeout)
+                .finish(),
+            Self::Stats(_) => f.write_str("Stats"),
+            Self::Subscribe(_) => f.write_str("Subscribe"),
+            Self::Shutdown(_) => f.write_str("Shutdown"),
+        }
+    }
+}
+
+/// Whether the driver goes on after a command.
+#[must_use]
+pub enum Flow<C: Channels> {
+    /// Keep running.
+    Running,
+    /// The pool is shut down: stop the runtime's tasks, then answer the shutdown call (if any —
+    /// `None` when every handle was dropped).
+    Stop(Option<C::Reply<()>>),
+}
+
+/// Pending replies and notice subscribers of one driver.
+pub struct Router<C: Channels> {
+    acquires: HashMap<AcquireId, C::Reply<Leased>>,
+    calls: HashMap<Ticket, C::Reply<Result<Answer, PoolError>>>,
+    notices: NoticeFanout<C::Notices>,
+}
+
+impl<C: Channels> fmt::Debug for Router<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("acquires", &self.acquires.len())
+            .field("calls", &self.calls.len())
+            .field("subscribers", &self.notices.len())
+            .finish()
+    }
+}
+
+impl<C: Channels> Default for Router<C> {
+    fn default() -> Self {
+        Self {
+            acquires: HashMap::new(),
+            calls: HashMap::new(),
+            notices: NoticeFanout::new(),
+        }
+    }
+}
+
+impl<C: Channels> Router<C> {
+    /// Nothing pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Acquires and calls still waiting for their answer.
+    pub fn pending(&self) -> usize {
+        self.acquires.len() + self.calls.len()
+    }
+
+    /// Apply `cmd` (`None`: every user handle is gone, which shuts the pool down too).
+    pub fn command(&mut self, pool: &mut Pool, now: Instant, cmd: Option<Command<C>>) -> Flow<C> {
+        match cmd {
+            Some(Command::Acquire(purpose, timeout, reply)) => {
+                let id = pool.acquire(now, purpose, timeout);
+                self.acquires.insert(id, reply);
+            }
+            Some(Command::Release(lease)) => pool.release(now, lease),
+            Some(Command::Call(lease, query, timeout, reply)) => {
+                match pool.send(now, lease, *query, timeout) {
+                    Ok(ticket) => drop(self.calls.insert(ticket, reply)),
+                    Err(e) => drop(C::reply(reply, Err(e.into()))),
+                }
+            }
+            Some(Command::Stats(reply)) => drop(C::reply(reply, pool.stats(now))),
+            Some(Command::Subscribe(tx)) => self.notices.subscribe(tx),
+            Some(Command::Shutdown(reply)) => {
+                pool.shutdown(now);
+                return Flow::Stop(Some(reply));
+            }
+            None => {
+                pool.shutdown(now);
+                return Flow::Stop(None);
+            }
+        }
+        Flow::Running
+    }
+
+    /// Route one event from [`Pool::poll_event`]: notices to subscribers, answers to callers.
+    /// A lease granted to a caller who stopped waiting is released at once.
+    pub fn event(&mut self, pool: &mut Pool, now: Instant, event: PoolEvent) {
+        if let Some(notice) = PoolNotice::from_event(&event) {
+            self.notices.publish(&notice, C::offer);
+        }
+        match event {
+            PoolEvent::Acquired {
+                acquire,
+                lease,
+                client_id,
+                ..
+            } => {
+                let delivered = self
+                    .acquires
+                    .remove(&acquire)
+                    .is_some_and(|r| C::reply(r, Ok((lease, client_id))));
+                if !delivered {
+                    pool.release(now, lease);
+                }
+            }
+            PoolEvent::AcquireFailed { acquire, error } => {
+                if let Some(r) = self.acquires.remove(&acquire) {
+                    C::reply(r, Err(error.into()));
+                }
+            }
+            PoolEvent::Completed { ticket, result } => {
+                if let Some(r) = self.calls.remove(&ticket) {
+                    C::reply(r, result.map_err(PoolError::from));
+                }
+            }
+            other => tracing::trace!(?other, "pool event"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::client_id::{Holder, RegistryConfig, UnixMillis};
+    use crate::pool::{MemoryRegistry, PoolConfig};
+
+    /// std's channels as a runtime's: replies on `SyncSender`s of capacity 1.
+    struct Std;
+
+    impl Channels for Std {
+        type Reply<T> = mpsc::SyncSender<T>;
+        type Notices = mpsc::SyncSender<PoolNotice>;
+
+        fn reply<T>(tx: Self::Reply<T>, value: T) -> bool {
+            tx.try_send(value).is_ok()
+        }
+
+        fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer {
+            match tx.try_send(notice) {
+                Ok(()) => Offer::Sent,
+                Err(mpsc::TrySendError::Full(_)) => Offer::Full,
+                Err(mpsc::TrySendError::Disconnected(_)) => Offer::Closed,
+            }
+        }
+    }
+
+    fn pool(now: Instant) -> Pool {
+        let registry = MemoryRegistry::new(RegistryConfig::default(), Holder::from_pid(1));
+        Pool::new(
+            PoolConfig::default(),
+            Box::new(registry),
+            now,
+            UnixMillis(1_700_000_000_000),
+        )
+    }
+
+    /// Drain the pool's events through the router (socket commands are ignored: nothing dials).
+    fn drain(router: &mut Router<Std>, pool: &mut Pool, now: Instant) {
+        while pool.poll_io().is_some() {}
+        while let Some(e) = pool.poll_event() {
+            router.event(pool, now, e);
+        }
+    }
+
+    #[test]
+    fn an_acquire_that_times_out_gets_its_typed_error_on_its_own_channel() {
+        let t0 = Instant::now();
+        let mut pool = pool(t0);
+        let mut router = Router::<Std>::new();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let timeout = Duration::from_millis(50);
+        let flow = router.command(
+            &mut pool,
+            t0,
+            Some(Command::Acquire(Purpose::Backfill, Some(timeout), tx)),
+        );
+        assert!(matches!(flow, Flow::Running));
+        drain(&mut router, &mut pool, t0);
+        assert_eq!(router.pending(), 1);
+        assert!(rx.try_recv().is_err(), "no answer before the deadline");
+
+        let later = t0 + timeout;
+        pool.handle_timeout(later);
+        drain(&mut router, &mut pool, later);
+        let answer = rx.try_recv().expect("answered at the deadline");
+        assert!(
+            matches!(answer, Err(PoolError::Acquire(_))),
+            "got {answer:?}"
+        );
+        assert_eq!(router.pending(), 0);
+    }
+
+    #[test]
+    fn a_call_on_an_unknown_lease_is_refused_at_once() {
+        let t0 = Instant::now();
+        let mut pool = pool(t0);
+        let mut router = Router::<Std>::new();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Call(LeaseId(99), Box::new(Query::CurrentTime), None, tx);
+        assert!(matches!(
+            router.command(&mut pool, t0, Some(cmd)),
+            Flow::Running
+        ));
+        let answer = rx.try_recv().expect("refused synchronously");
+        assert!(
+            matches!(answer, Err(PoolError::Submit(_))),
+            "got {answer:?}"
+        );
+        assert_eq!(router.pending(), 0);
+    }
+
+    #[test]
+    fn shutdown_stops_with_the_reply_and_a_dropped_handle_stops_without() {
+        let t0 = Instant::now();
+        let mut pool = pool(t0);
+        let mut router = Router::<Std>::new();
+        let (tx, rx) = mpsc::sync_channel(1);
+        match router.command(&mut pool, t0, Some(Command::Shutdown(tx))) {
+            Flow::Stop(Some(reply)) => assert!(Std::reply(reply, ())),
+            Flow::Stop(None) | Flow::Running => panic!("shutdown must stop with its reply"),
+        }
+        assert!(rx.try_recv().is_ok());
+        assert!(pool.is_shut_down());
+
+        let mut other = self::pool(t0);
+        assert!(matches!(
+            router.command(&mut other, t0, None),
+            Flow::Stop(None)
+        ));
+        assert!(other.is_shut_down());
+    }
+}
