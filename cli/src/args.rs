@@ -12,9 +12,12 @@ use ibconn_sim::cli::SimArgs;
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  ok
-  1  runtime or gateway failure (connection, pacing that never clears, I/O)
-  2  usage or configuration error (bad arguments, unreadable input)
-  3  partial result: some chunks failed; everything fetched was written";
+  1  runtime or gateway failure (connection, pacing that never clears, I/O, a symbol that
+     could not be checked, a lease `ids release` refused)
+  2  usage or configuration error (bad arguments, bad ibconn.toml or IBCONN_* variable,
+     unreadable input)
+  3  partial result: some chunks failed; everything fetched was written
+  4  validate / head: a symbol does not exist (IB error 200, no security definition)";
 
 /// ibconn: Interactive Brokers historical data without the pacing headaches.
 ///
@@ -23,6 +26,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "ibconn", version, after_help = EXIT_CODES)]
 pub(crate) struct Cli {
+    /// Configuration file (default: $IBCONN_CONFIG, else ./ibconn.toml if present, else the
+    /// built-in defaults; IBCONN_* variables override it, flags override both).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -33,7 +40,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Backfill historical bars for a symbol into CSV (resumes from an existing --out file).
     #[command(after_help = EXIT_CODES)]
-    Fetch(FetchArgs),
+    Fetch(FetchCmdArgs),
     /// How many requests a fetch needs and how long IB's pacing makes it; sends nothing.
     #[command(after_help = EXIT_CODES)]
     Plan(PlanArgs),
@@ -50,17 +57,159 @@ pub(crate) enum Command {
     /// Serve the HTTP status API (pool, pacing, health, Prometheus /metrics) over a pool.
     #[command(after_help = EXIT_CODES)]
     Serve(ServeArgs),
+    /// Check symbols: contract details (and head timestamp) from the gateway, through a cache.
+    ///
+    /// A symbol IB answers with error 200 (no security definition) is invalid, and that answer
+    /// is cached; a failure that says nothing about the symbol (connection refused, timeout) is
+    /// reported as an error and never cached. Exit 0 all valid, 4 some invalid, 1 some could
+    /// not be checked.
+    #[command(after_help = EXIT_CODES)]
+    Validate(ValidateArgs),
+    /// The earliest data point IB has for a symbol (head timestamp).
+    #[command(after_help = EXIT_CODES)]
+    Head(HeadArgs),
+    /// List or release client-id leases in the shared registry file.
+    #[command(after_help = EXIT_CODES)]
+    Ids(IdsArgs),
+    /// Print the effective configuration (defaults < ibconn.toml < IBCONN_* variables).
+    #[command(after_help = EXIT_CODES)]
+    Config(ConfigArgs),
 }
+
+/// `fetch`: what to fetch plus an output format.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FetchCmdArgs {
+    /// What to fetch.
+    #[command(flatten)]
+    pub(crate) fetch: FetchArgs,
+    /// Print the final summary as JSON on stdout (instead of text on stderr); needs --out,
+    /// since without it the bars go to stdout.
+    #[arg(long, requires = "out")]
+    pub(crate) json: bool,
+}
+
+/// `validate`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ValidateArgs {
+    /// Symbols of US stocks on SMART, e.g. AAPL MSFT.
+    #[arg(required = true, value_name = "SYMBOL")]
+    pub(crate) symbols: Vec<String>,
+    /// A real TWS / IB Gateway (or an `ibconn sim`) at HOST:PORT; `embedded` for the embedded
+    /// simulator. Default: `gateway` from the config, else the embedded simulator.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_gateway)]
+    pub(crate) gateway: Option<String>,
+    /// The cache file (default: validate.cache_file from the config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cache: Option<PathBuf>,
+    /// Ask the gateway even for symbols with a fresh cache entry.
+    #[arg(long)]
+    pub(crate) refresh: bool,
+    /// Seed of the embedded simulator.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `head`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct HeadArgs {
+    /// Symbol of a US stock on SMART, e.g. AAPL.
+    pub(crate) symbol: String,
+    /// IB's whatToShow.
+    #[arg(long, default_value = "TRADES")]
+    pub(crate) what: String,
+    /// Regular trading hours only.
+    #[arg(long)]
+    pub(crate) rth: bool,
+    /// A real TWS / IB Gateway (or an `ibconn sim`) at HOST:PORT; `embedded` for the embedded
+    /// simulator. Default: `gateway` from the config, else the embedded simulator.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_gateway)]
+    pub(crate) gateway: Option<String>,
+    /// Seed of the embedded simulator.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ids`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct IdsArgs {
+    /// The registry file (default: client_ids.registry_file from the config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) registry: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub(crate) action: Option<IdsAction>,
+}
+
+/// `ids` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum IdsAction {
+    /// List leases (id, purpose, owner pid, liveness, expiry) and ids IB reported in use (326).
+    #[command(after_help = EXIT_CODES)]
+    List,
+    /// Release leases. A lease whose holder is alive (or cannot be checked) and whose TTL has
+    /// not run out is only released with --force: its process may still be connected with that
+    /// id, and another process taking it would be refused by IB (error 326).
+    #[command(after_help = EXIT_CODES)]
+    Release(ReleaseArgs),
+}
+
+/// `ids release`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReleaseArgs {
+    /// Client ids to release.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub(crate) ids: Vec<i32>,
+    /// Release every lease (stale ones; live ones too with --force) and forget 326 marks.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Also release leases held by a live process.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `config`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConfigArgs {
+    /// Print JSON instead of TOML.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The `--gateway` of `fetch`, `validate` and `head`: `HOST:PORT` or `embedded`.
+pub(crate) fn parse_gateway(s: &str) -> Result<String, String> {
+    if s == EMBEDDED {
+        Ok(s.to_owned())
+    } else {
+        parse_host_port(s)
+    }
+}
+
+/// The `--gateway` value selecting the embedded simulator.
+pub(crate) const EMBEDDED: &str = "embedded";
 
 /// `health`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct HealthArgs {
-    /// The TWS / IB Gateway (or `ibconn sim`) to check.
+    /// The TWS / IB Gateway (or `ibconn sim`) to check (default: `gateway` from the config).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
-    pub(crate) gateway: String,
-    /// Overall deadline in seconds (connect, handshake and probe together).
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
-    pub(crate) timeout: Duration,
+    pub(crate) gateway: Option<String>,
+    /// Overall deadline in seconds (connect, handshake and probe together; default:
+    /// health.timeout_secs from the config, 5).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) timeout: Option<Duration>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -69,19 +218,23 @@ pub(crate) struct HealthArgs {
 /// `serve`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServeArgs {
-    /// The TWS / IB Gateway (or `ibconn sim`) the pool connects to.
+    /// The TWS / IB Gateway (or `ibconn sim`) the pool connects to (default: `gateway` from
+    /// the config).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
-    pub(crate) gateway: String,
-    /// Address of the HTTP API (port 0: any free port; the bound address is printed).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8787")]
-    pub(crate) listen: std::net::SocketAddr,
+    pub(crate) gateway: Option<String>,
+    /// Address of the HTTP API (port 0: any free port; the bound address is printed; default:
+    /// http.listen from the config, 127.0.0.1:8787).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
     /// Bearer token every request must carry (`Authorization: Bearer TOKEN`); default: the
-    /// IBCONN_HTTP_TOKEN environment variable; without either, no authentication.
+    /// IBCONN_HTTP_TOKEN environment variable, else http.token from the config; without any,
+    /// no authentication.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) token: Option<String>,
-    /// Deadline in seconds of the live probe behind /api/ib/pool/health.
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
-    pub(crate) probe_timeout: Duration,
+    /// Deadline in seconds of the live probe behind /api/ib/pool/health (default:
+    /// health.probe_timeout_secs from the config, 2).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) probe_timeout: Option<Duration>,
 }
 
 /// Parse `HOST:PORT` (a host name or IP, and a port 1–65535).
@@ -136,13 +289,14 @@ pub(crate) struct FetchArgs {
     /// Seed of the embedded simulator (bar paths, latency jitter).
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// A real TWS / IB Gateway (or an `ibconn sim`) at HOST:PORT, on wall time. Default: the
-    /// embedded simulator in virtual time.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// A real TWS / IB Gateway (or an `ibconn sim`) at HOST:PORT, on wall time; `embedded` for
+    /// the embedded simulator. Default: `gateway` from the config, else the embedded simulator
+    /// in virtual time.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_gateway)]
     pub(crate) gateway: Option<String>,
-    /// Chunk requests in flight at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=50))]
-    pub(crate) concurrency: u16,
+    /// Chunk requests in flight at once (default: fetch.concurrency from the config, 4).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub(crate) concurrency: Option<u16>,
 }
 
 /// `plan`: the fetch arguments plus an output format.

@@ -11,16 +11,18 @@ use ibconn_core::backfill::{
     Summary,
 };
 use ibconn_core::civil::SECS_PER_DAY;
-use ibconn_core::client_id::{Holder, Purpose, RegistryConfig};
+use ibconn_core::client_id::Purpose;
 use ibconn_core::message::{Bar, Contract};
-use ibconn_core::pacer::PacingRules;
-use ibconn_core::pool::{CallError, MemoryRegistry, PoolConfig, PoolStats};
+use ibconn_core::pool::{CallError, PoolConfig, PoolStats};
 use ibconn_sim::{BackfillRun, PoolWorld, PoolWorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::args::FetchArgs;
+use crate::config::{secs, Settings};
 use crate::csvio::{self, CsvError};
+use crate::ids;
+use crate::probe;
 
 /// Exit code: partial result.
 pub(crate) const EXIT_PARTIAL: u8 = 3;
@@ -127,8 +129,9 @@ pub(crate) struct PlanReport {
     pub(crate) to_unix: i64,
 }
 
-/// `ibconn plan`: count and time the requests; nothing is sent.
-pub(crate) fn plan(args: &FetchArgs) -> Result<PlanReport, CliError> {
+/// `ibconn plan`: count and time the requests under the configured pacing rules; nothing is
+/// sent.
+pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, CliError> {
     let (job, _) = prepare(args)?;
     let pending: Vec<_> = job.pending_chunks().cloned().collect();
     // One origin instant for the virtual-time estimate; nothing is sent.
@@ -137,7 +140,7 @@ pub(crate) fn plan(args: &FetchArgs) -> Result<PlanReport, CliError> {
     let est = estimate(
         job.spec(),
         &pending,
-        PacingRules::default(),
+        settings.pacing_rules(),
         Duration::from_secs(1),
         origin,
     )
@@ -350,7 +353,7 @@ struct Ran {
 }
 
 /// `ibconn fetch`: run, write the CSV (also on failure: nothing fetched is lost), summarise.
-pub(crate) fn fetch(args: &FetchArgs) -> Result<FetchSummary, CliError> {
+pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummary, CliError> {
     let (mut job, outside) = prepare(args)?;
     let request = request_key(args);
     let earlier = args
@@ -371,8 +374,8 @@ pub(crate) fn fetch(args: &FetchArgs) -> Result<FetchSummary, CliError> {
     let started = Instant::now();
     let progress = Progress::new(job.progress().chunks_total, args.gateway.is_none());
     let ran = match &args.gateway {
-        None => run_embedded(args, &mut job, &progress),
-        Some(addr) => run_gateway(args, addr, &mut job, &progress, &output),
+        None => run_embedded(args, settings, &mut job, &progress),
+        Some(addr) => run_gateway(args, settings, addr, &mut job, &progress, &output),
     };
     progress.bar.finish_and_clear();
     let wall = started.elapsed();
@@ -436,8 +439,23 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
     std::fs::write(path, text + "\n").map_err(|e| CliError::Io(format!("{}: {e}", path.display())))
 }
 
-fn run_embedded(args: &FetchArgs, job: &mut BackfillJob, progress: &Progress) -> Ran {
+/// Chunk requests in flight: `--concurrency`, else the config's.
+fn concurrency(args: &FetchArgs, settings: &Settings) -> usize {
+    usize::from(args.concurrency.unwrap_or(settings.fetch.concurrency))
+}
+
+fn run_embedded(
+    args: &FetchArgs,
+    settings: &Settings,
+    job: &mut BackfillJob,
+    progress: &Progress,
+) -> Ran {
     let mut cfg = PoolWorldConfig::new(args.seed);
+    // The configured pool (purposes, pacing, timeouts); the simulator's gateway label and seed.
+    cfg.pool = PoolConfig {
+        rng_seed: cfg.pool.rng_seed,
+        ..settings.pool_config(cfg.pool.gateways.clone())
+    };
     // The simulated gateway's clock: its default, or a day past the range, whichever is later,
     // so the whole range lies in its past (the same for every run with these arguments).
     let (_, to) = job.range();
@@ -446,7 +464,8 @@ fn run_embedded(args: &FetchArgs, job: &mut BackfillJob, progress: &Progress) ->
     cfg.gateway.start_unix_ms = cfg.wall_unix_ms;
     let mut world = PoolWorld::new(cfg);
     let run = BackfillRun {
-        concurrency: usize::from(args.concurrency),
+        concurrency: concurrency(args, settings),
+        request_timeout: secs(settings.fetch.request_timeout_secs),
         ..BackfillRun::default()
     };
     let result = world.run_backfill(job, run, |job, elapsed| {
@@ -470,6 +489,7 @@ fn run_embedded(args: &FetchArgs, job: &mut BackfillJob, progress: &Progress) ->
 
 fn run_gateway(
     args: &FetchArgs,
+    settings: &Settings,
     addr: &str,
     job: &mut BackfillJob,
     progress: &Progress,
@@ -489,7 +509,7 @@ fn run_gateway(
             }
         }
     };
-    rt.block_on(drive_gateway(args, addr, job, progress, output))
+    rt.block_on(drive_gateway(args, settings, addr, job, progress, output))
 }
 
 /// Interval of `--out` checkpoints during a wall-time fetch.
@@ -500,6 +520,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// most of its work.
 async fn drive_gateway(
     args: &FetchArgs,
+    settings: &Settings,
     addr: &str,
     job: &mut BackfillJob,
     progress: &Progress,
@@ -513,26 +534,21 @@ async fn drive_gateway(
             error: None,
         };
     }
-    let cfg = PoolConfig {
-        gateways: vec![addr.to_owned()],
-        acquire_timeout: Duration::from_secs(15),
-        ..PoolConfig::default()
-    };
-    let registry = MemoryRegistry::new(
-        RegistryConfig::default(),
-        Holder::from_pid(std::process::id()),
-    );
-    let pool = ibconn_tokio::Pool::start(cfg, Box::new(registry));
+    let cfg = settings.pool_config(vec![addr.to_owned()]);
+    let acquire_timeout = cfg.acquire_timeout;
+    let registry = ids::registry(settings, "ibconn fetch");
+    let pool = ibconn_tokio::Pool::start(cfg, registry);
     let mut error = None;
-    match pool.acquire(Purpose::Backfill).await {
+    // A refused or failing dial ends the fetch at once (no waiting out the acquire timeout).
+    match probe::acquire_fast(&pool, Purpose::Backfill, addr, acquire_timeout).await {
         Ok(conn) => {
             let conn = Arc::new(conn);
-            let timeout = BackfillRun::default().request_timeout;
+            let timeout = secs(settings.fetch.request_timeout_secs);
             let mut set = tokio::task::JoinSet::new();
             #[allow(clippy::disallowed_methods)] // wall time between checkpoints
             let mut saved = Instant::now();
             loop {
-                while error.is_none() && set.len() < usize::from(args.concurrency) {
+                while error.is_none() && set.len() < concurrency(args, settings) {
                     let Some((id, query)) = job.poll_query() else {
                         break;
                     };
@@ -573,6 +589,7 @@ async fn drive_gateway(
                 }
             }
         }
+        Err(e @ probe::ProbeError::Unreachable { .. }) => error = Some(e.to_string()),
         Err(e) => error = Some(format!("cannot connect to {addr}: {e}")),
     }
     let stats = pool.stats().await.ok();

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use ibconn_core::client_id::{Holder, Purpose, RegistryConfig};
-use ibconn_core::pool::{MemoryRegistry, PoolConfig, PurposeConfig, Sharing};
+use ibconn_core::client_id::Purpose;
+use ibconn_core::pool::{PoolConfig, PurposeConfig, Sharing};
 use ibconn_tokio::Pool;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::args::HealthArgs;
+use crate::config::Settings;
+use crate::ids;
 use crate::probe::{self, ProbeError, ProbeOk};
 
 /// The longest a pool shutdown may delay the exit.
@@ -52,29 +53,32 @@ impl HealthReport {
     }
 }
 
-/// The pool behind one health check: one shared `Health` session to `gateway`.
-pub(crate) fn health_pool_config(gateway: &str, timeout: Duration) -> PoolConfig {
+/// The pool behind health checks: the configured pool with `Health` sessions (one shared
+/// session unless the config says otherwise) to `gateway`, dials bounded by `timeout`.
+pub(crate) fn health_pool_config(
+    settings: &Settings,
+    gateway: &str,
+    timeout: Duration,
+) -> PoolConfig {
     let mut cfg = PoolConfig {
-        gateways: vec![gateway.to_owned()],
         acquire_timeout: timeout,
         dial_timeout: timeout,
-        ..PoolConfig::default()
+        ..settings.pool_config(vec![gateway.to_owned()])
     };
-    cfg.purposes.insert(
-        Purpose::Health,
-        PurposeConfig {
+    cfg.purposes
+        .entry(Purpose::Health)
+        .or_insert(PurposeConfig {
             max_connections: 1,
             sharing: Sharing::Shared { max_in_flight: 4 },
-        },
-    );
+        });
     cfg
 }
 
-/// Run the check (builds its own runtime).
-pub(crate) fn health(args: &HealthArgs) -> HealthReport {
+/// Run the check against `gateway` within `timeout` (builds its own runtime).
+pub(crate) fn health(settings: &Settings, gateway: &str, timeout: Duration) -> HealthReport {
     let unhealthy = |error: String| HealthReport {
         healthy: false,
-        gateway: args.gateway.clone(),
+        gateway: gateway.to_owned(),
         connect_ms: None,
         probe_rtt_ms: None,
         server_time: None,
@@ -87,10 +91,10 @@ pub(crate) fn health(args: &HealthArgs) -> HealthReport {
         Ok(rt) => rt,
         Err(e) => return unhealthy(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(check(&args.gateway, args.timeout)) {
+    match rt.block_on(check(settings, gateway, timeout)) {
         Ok(ok) => HealthReport {
             healthy: true,
-            gateway: args.gateway.clone(),
+            gateway: gateway.to_owned(),
             connect_ms: Some(ms(ok.connect_us)),
             probe_rtt_ms: Some(ms(ok.rtt_us)),
             server_time: Some(ok.server_time),
@@ -101,13 +105,14 @@ pub(crate) fn health(args: &HealthArgs) -> HealthReport {
 }
 
 /// Connect, probe once and shut down, all within `timeout` (plus a short shutdown grace).
-async fn check(gateway: &str, timeout: Duration) -> Result<ProbeOk, ProbeError> {
+async fn check(
+    settings: &Settings,
+    gateway: &str,
+    timeout: Duration,
+) -> Result<ProbeOk, ProbeError> {
     let deadline = Instant::now() + timeout;
-    let registry = MemoryRegistry::new(
-        RegistryConfig::default(),
-        Holder::from_pid(std::process::id()),
-    );
-    let pool = Pool::start(health_pool_config(gateway, timeout), Box::new(registry));
+    let registry = ids::registry(settings, "ibconn health");
+    let pool = Pool::start(health_pool_config(settings, gateway, timeout), registry);
     let started = Instant::now();
     let result = async {
         let conn = probe::acquire_fast(&pool, Purpose::Health, gateway, timeout).await?;

@@ -1,9 +1,15 @@
 //! `ibconn`: the command line of ibconn.
 //!
-//! - `ibconn fetch SYMBOL --bar 1h --from DATE --to DATE [--out FILE.csv]`: a paced, resumable
-//!   backfill. Without `--gateway` it runs against an embedded simulated IB Gateway in virtual
-//!   time; with `--gateway HOST:PORT` against a real TWS / IB Gateway on wall time.
+//! - `ibconn fetch SYMBOL --bar 1h --from DATE --to DATE [--out FILE.csv] [--json]`: a paced,
+//!   resumable backfill. Without `--gateway` it runs against an embedded simulated IB Gateway in
+//!   virtual time; with `--gateway HOST:PORT` against a real TWS / IB Gateway on wall time.
 //! - `ibconn plan …` (same arguments): request count and IB-pacing time, nothing sent.
+//! - `ibconn validate SYMBOL…`: contract details and head timestamp through a persisted cache
+//!   (negative answers cached only for IB's error 200).
+//! - `ibconn head SYMBOL`: the earliest data point.
+//! - `ibconn ids [list | release ID… | release --all] [--force]`: client-id leases in the shared
+//!   registry file.
+//! - `ibconn config`: the effective configuration (`ibconn.toml` + `IBCONN_*` variables).
 //! - `ibconn explain CODE "MESSAGE" [--json]`: the error classifier's verdict.
 //! - `ibconn sim --listen ADDR`: the simulated gateway on a TCP port.
 //! - `ibconn health --gateway HOST:PORT [--timeout SECS] [--json]`: handshake plus one
@@ -12,81 +18,194 @@
 //!   API and Prometheus `/metrics` over a pool.
 //!
 //! Exit codes: 0 ok, 1 runtime or gateway failure, 2 usage or configuration error, 3 partial
-//! result (some chunks failed; everything fetched was written).
+//! result (some chunks failed; everything fetched was written), 4 a symbol does not exist
+//! (`validate`, `head`).
 
 mod args;
+mod config;
 mod csvio;
 mod explain;
 mod fetch;
 mod health;
+mod ids;
 mod metrics;
 mod probe;
 mod serve;
+mod session;
+mod util;
+mod validate;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Serialize;
 
 use crate::args::{Cli, Command};
+use crate::config::{secs, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that do not use the configuration run even when it is broken.
     match cli.command {
-        Command::Fetch(args) => match fetch::fetch(&args) {
-            Ok(summary) => {
-                eprint!("{}", summary.text());
-                ExitCode::from(summary.exit_code)
-            }
-            Err(e) => fail(&e.to_string(), e.exit_code()),
-        },
-        Command::Plan(args) => match fetch::plan(&args.fetch) {
-            Ok(report) => {
-                if args.json {
-                    match serde_json::to_string_pretty(&report) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => return fail(&e.to_string(), 1),
-                    }
-                } else {
-                    print!("{}", report.text());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(&e.to_string(), e.exit_code()),
-        },
         Command::Explain(args) => {
             let verdict = explain::explain(args.code, &args.message);
             if args.json {
-                match serde_json::to_string_pretty(&verdict) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => return fail(&e.to_string(), 1),
-                }
+                print_json(&verdict, ExitCode::SUCCESS)
             } else {
                 print!("{}", verdict.text());
+                ExitCode::SUCCESS
             }
-            ExitCode::SUCCESS
         }
         Command::Sim(args) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(ibconn_sim::cli::run(args, "ibconn sim")),
             Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
         },
-        Command::Health(args) => {
-            let report = health::health(&args);
-            if args.json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => return fail(&e.to_string(), 1),
+        command => {
+            let loaded = match config::load(cli.config.as_deref()) {
+                Ok(l) => l,
+                Err(e) => return fail(&e.to_string(), 2),
+            };
+            run(command, &loaded)
+        }
+    }
+}
+
+fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
+    let settings = &loaded.settings;
+    match command {
+        Command::Fetch(args) => {
+            let mut fetch_args = args.fetch.clone();
+            fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
+            match fetch::fetch(&fetch_args, settings) {
+                Ok(summary) => {
+                    let code = ExitCode::from(summary.exit_code);
+                    if args.json {
+                        print_json(&summary, code)
+                    } else {
+                        eprint!("{}", summary.text());
+                        code
+                    }
                 }
-            } else if report.healthy {
+                Err(e) => fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        Command::Plan(args) => {
+            let mut fetch_args = args.fetch.clone();
+            fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
+            match fetch::plan(&fetch_args, settings) {
+                Ok(report) => {
+                    if args.json {
+                        print_json(&report, ExitCode::SUCCESS)
+                    } else {
+                        print!("{}", report.text());
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        Command::Health(args) => {
+            let Some(gateway) = args.gateway.clone().or_else(|| settings.gateway.clone()) else {
+                return fail(
+                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml",
+                    2,
+                );
+            };
+            let timeout = args
+                .timeout
+                .unwrap_or_else(|| secs(settings.health.timeout_secs));
+            let report = health::health(settings, &gateway, timeout);
+            let code = ExitCode::from(report.exit_code());
+            if args.json {
+                return print_json(&report, code);
+            }
+            if report.healthy {
                 print!("{}", report.text());
             } else {
                 eprint!("{}", report.text());
             }
-            ExitCode::from(report.exit_code())
+            code
         }
-        Command::Serve(args) => match serve::serve(&args) {
+        Command::Serve(args) => match serve::serve(&args, settings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e.to_string(), e.exit_code()),
         },
+        Command::Validate(args) => match validate::validate(&args, settings) {
+            Ok(report) => {
+                if let Some(w) = &report.cache_warning {
+                    eprintln!("ibconn: warning: {w}");
+                }
+                let code = ExitCode::from(report.exit_code());
+                if args.json {
+                    print_json(&report, code)
+                } else {
+                    print!("{}", report.text());
+                    code
+                }
+            }
+            Err(e) => fail(&e.to_string(), e.exit_code()),
+        },
+        Command::Head(args) => match validate::head(&args, settings) {
+            Ok(report) => {
+                let code = ExitCode::from(report.exit_code);
+                if args.json {
+                    print_json(&report, code)
+                } else if report.exit_code == 0 {
+                    print!("{}", report.text());
+                    code
+                } else {
+                    eprint!("{}", report.text());
+                    code
+                }
+            }
+            Err(e) => fail(&e.to_string(), e.exit_code()),
+        },
+        Command::Ids(args) => match ids::ids(&args, settings) {
+            Ok((out, refused)) => {
+                let code = refused
+                    .as_ref()
+                    .map_or(ExitCode::SUCCESS, |e| ExitCode::from(e.exit_code()));
+                let code = if args.json {
+                    print_json(&out, code)
+                } else {
+                    print!("{}", out.text());
+                    code
+                };
+                match refused {
+                    Some(e) => fail(&e.to_string(), e.exit_code()),
+                    None => code,
+                }
+            }
+            Err(e) => fail(&e.to_string(), e.exit_code()),
+        },
+        Command::Config(args) => print_config(settings, &loaded.origin, args.json),
+        Command::Explain(_) | Command::Sim(_) => ExitCode::SUCCESS,
+    }
+}
+
+/// `ibconn config`: the effective settings, token redacted.
+fn print_config(settings: &Settings, origin: &config::Origin, json: bool) -> ExitCode {
+    let shown = settings.redacted();
+    if json {
+        return print_json(&shown, ExitCode::SUCCESS);
+    }
+    match toml::to_string_pretty(&shown) {
+        Ok(text) => {
+            print!("# effective configuration (defaults < file < IBCONN_* environment)\n{origin}\n{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), 1),
+    }
+}
+
+/// Pretty JSON on stdout, then `code` (1 if it cannot be serialized).
+fn print_json(value: &impl Serialize, code: ExitCode) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            code
+        }
+        Err(e) => fail(&e.to_string(), 1),
     }
 }
 

@@ -24,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ibconn_core::breaker::BreakerSnapshot;
-use ibconn_core::client_id::{Holder, Purpose, RegistryConfig};
+use ibconn_core::client_id::Purpose;
 use ibconn_core::pacer::PacerSnapshot;
-use ibconn_core::pool::{MemoryRegistry, PoolStats};
+use ibconn_core::pool::PoolStats;
 use ibconn_tokio::{Pool, PooledConnection};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -34,7 +34,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::args::ServeArgs;
+use crate::config::{secs, Settings};
 use crate::health::health_pool_config;
+use crate::ids;
 use crate::metrics::{self, LastProbe};
 use crate::probe::{self, ProbeError, ProbeOk};
 
@@ -475,28 +477,62 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The token: `--token`, else `IBCONN_HTTP_TOKEN`; an empty one is a configuration error.
-fn token(args: &ServeArgs) -> Result<Option<String>, ServeError> {
-    let token = args.token.clone().or_else(|| std::env::var(TOKEN_ENV).ok());
+/// The token: `--token`, else `IBCONN_HTTP_TOKEN` / `http.token` (the config already merged
+/// the variable over the file); an empty one is a configuration error.
+fn token(args: &ServeArgs, settings: &Settings) -> Result<Option<String>, ServeError> {
+    let token = args.token.clone().or_else(|| settings.http.token.clone());
     match token {
         Some(t) if t.trim().is_empty() => Err(ServeError::Config(format!(
-            "the bearer token (--token or {TOKEN_ENV}) is empty"
+            "the bearer token (--token, {TOKEN_ENV} or http.token) is empty"
         ))),
         t => Ok(t),
     }
 }
 
+/// What `serve` runs with: flags over the configuration.
+struct Resolved {
+    gateway: String,
+    listen: SocketAddr,
+    token: Option<String>,
+    probe_timeout: Duration,
+}
+
 /// Run the server until Ctrl-C or SIGTERM.
-pub(crate) fn serve(args: &ServeArgs) -> Result<(), ServeError> {
-    let token = token(args)?;
+pub(crate) fn serve(args: &ServeArgs, settings: &Settings) -> Result<(), ServeError> {
+    let resolved = Resolved {
+        gateway: args
+            .gateway
+            .clone()
+            .or_else(|| settings.gateway.clone())
+            .ok_or_else(|| {
+                ServeError::Config(
+                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml"
+                        .to_owned(),
+                )
+            })?,
+        listen: match args.listen.or_else(|| settings.http_listen()) {
+            Some(a) => a,
+            None => {
+                return Err(ServeError::Config(format!(
+                    "http.listen {:?} is not an ADDRESS:PORT",
+                    settings.http.listen
+                )))
+            }
+        },
+        token: token(args, settings)?,
+        probe_timeout: args
+            .probe_timeout
+            .unwrap_or_else(|| secs(settings.health.probe_timeout_secs)),
+    };
     let rt = tokio::runtime::Runtime::new().map_err(|source| ServeError::Io {
         context: "cannot start the runtime".to_owned(),
         source,
     })?;
-    rt.block_on(run(args, token))
+    rt.block_on(run(&resolved, settings))
 }
 
-async fn run(args: &ServeArgs, token: Option<String>) -> Result<(), ServeError> {
+async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
+    let token = args.token.clone();
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Io {
@@ -510,13 +546,10 @@ async fn run(args: &ServeArgs, token: Option<String>) -> Result<(), ServeError> 
     if !addr.ip().is_loopback() && token.is_none() {
         eprintln!("ibconn: warning: serving on {addr} without a bearer token");
     }
-    let registry = MemoryRegistry::new(
-        RegistryConfig::default(),
-        Holder::from_pid(std::process::id()),
-    );
+    let registry = ids::registry(settings, "ibconn serve");
     let pool = Pool::start(
-        health_pool_config(&args.gateway, args.probe_timeout),
-        Box::new(registry),
+        health_pool_config(settings, &args.gateway, args.probe_timeout),
+        registry,
     );
     let state = Arc::new(AppState {
         pool: pool.clone(),

@@ -10,7 +10,14 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 fn ibconn() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("ibconn").unwrap()
+    let mut cmd = assert_cmd::Command::cargo_bin("ibconn").unwrap();
+    // Client-id leases and caches go to a scratch state directory, not the user's.
+    let state = std::env::temp_dir().join(format!("ibconn-cli-state-{}", std::process::id()));
+    cmd.env("XDG_STATE_HOME", &state)
+        .env("XDG_CACHE_HOME", &state)
+        .env_remove("IBCONN_GATEWAY")
+        .env_remove("IBCONN_CONFIG");
+    cmd
 }
 
 /// A fresh scratch directory for one test.

@@ -23,7 +23,13 @@ fn sim() -> (tokio::runtime::Runtime, SimServer) {
 }
 
 fn ibconn() -> Command {
-    Command::cargo_bin("ibconn").unwrap()
+    let mut cmd = Command::cargo_bin("ibconn").unwrap();
+    // Client-id leases go to a scratch state directory, not the user's.
+    let state = std::env::temp_dir().join(format!("ibconn-health-state-{}", std::process::id()));
+    cmd.env("XDG_STATE_HOME", state)
+        .env_remove("IBCONN_GATEWAY")
+        .env_remove("IBCONN_CONFIG");
+    cmd
 }
 
 fn closed_port() -> String {

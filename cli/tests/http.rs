@@ -58,10 +58,17 @@ impl Drop for Serve {
     }
 }
 
+/// A scratch state directory for the client-id registry (not the user's).
+fn state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ibconn-http-state-{}", std::process::id()))
+}
+
 fn serve(gateway: &str, env_token: Option<&str>, extra: &[&str]) -> Serve {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibconn"));
     cmd.args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"])
         .args(extra)
+        .env("XDG_STATE_HOME", state_dir())
+        .env_remove("IBCONN_CONFIG")
         .env_remove("IBCONN_HTTP_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -234,6 +241,49 @@ fn a_missing_or_wrong_token_is_401_in_the_envelope() {
     let r = get(&srv.addr, "/api/ib/nope", Some(TOKEN));
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["code"], "not_found");
+}
+
+#[test]
+fn the_token_comes_from_the_config_file_and_the_environment_overrides_it() {
+    let sim = Sim::start();
+    let cfg = state_dir().join("token.toml");
+    std::fs::create_dir_all(state_dir()).unwrap();
+    std::fs::write(&cfg, "[http]\ntoken = \"from-file\"\n").unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+
+    let srv = serve(&sim.addr, None, &["--config", cfg_s]);
+    assert_eq!(get(&srv.addr, "/api/ib/pool/status", None).status, 401);
+    assert_eq!(
+        get(&srv.addr, "/api/ib/pool/status", Some("from-file")).status,
+        200
+    );
+    drop(srv);
+
+    let srv = serve(&sim.addr, Some("from-env"), &["--config", cfg_s]);
+    assert_eq!(
+        get(&srv.addr, "/api/ib/pool/status", Some("from-file")).status,
+        401
+    );
+    assert_eq!(
+        get(&srv.addr, "/api/ib/pool/status", Some("from-env")).status,
+        200
+    );
+    drop(srv);
+
+    // --token beats both.
+    let srv = serve(
+        &sim.addr,
+        Some("from-env"),
+        &["--config", cfg_s, "--token", "flag"],
+    );
+    assert_eq!(
+        get(&srv.addr, "/api/ib/pool/status", Some("flag")).status,
+        200
+    );
+    assert_eq!(
+        get(&srv.addr, "/api/ib/pool/status", Some("from-env")).status,
+        401
+    );
 }
 
 #[test]

@@ -5,6 +5,10 @@
 //! only for a definitive "no security definition" (IB error 200) — never for a timeout, a dropped
 //! connection or any other failure, which say nothing about the symbol. Positive results are keyed
 //! by the query and also indexed by conId. Times are unix seconds passed in (wall-clock data).
+//!
+//! Persistence stays sans-IO: with the `file-store` feature, [`SymbolCache::to_json`] and
+//! [`SymbolCache::from_json`] turn the cache into bytes and back (checking the schema version);
+//! reading and writing the file is the caller's job.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::ErrorClass;
 use crate::connection::RequestError;
+use crate::message::{Contract, ContractDetails};
 
 /// Schema version of the persisted cache.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -61,6 +66,24 @@ pub struct ValidSymbol {
     pub time_zone_id: String,
     /// Earliest data point (unix seconds), if looked up.
     pub head_timestamp: Option<i64>,
+}
+
+impl ValidSymbol {
+    /// The validated instrument from IB's contract-details answer (and the head timestamp, if
+    /// it was looked up).
+    pub fn from_details(
+        contract: &Contract,
+        details: &ContractDetails,
+        head_timestamp: Option<i64>,
+    ) -> Self {
+        Self {
+            con_id: contract.con_id,
+            long_name: details.long_name.clone(),
+            primary_exchange: contract.primary_exchange.clone(),
+            time_zone_id: details.time_zone_id.clone(),
+            head_timestamp,
+        }
+    }
 }
 
 /// A cache entry.
@@ -113,6 +136,24 @@ impl Default for CacheConfig {
     }
 }
 
+/// Why persisted cache bytes could not be read back (feature `file-store`).
+#[cfg(feature = "file-store")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheDecodeError {
+    /// Not a cache at all (not JSON, wrong shape).
+    #[error("not a symbol cache: {0}")]
+    Malformed(String),
+    /// Written by another schema version.
+    #[error("symbol cache schema version {found}, this build reads {supported}")]
+    UnsupportedSchema {
+        /// Version in the bytes.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        supported: u32,
+    },
+}
+
 /// The validator cache (serde: persist it as JSON between runs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SymbolCache {
@@ -140,6 +181,51 @@ impl SymbolCache {
     /// The schema version this cache was written with.
     pub fn schema_version(&self) -> u32 {
         self.schema_version
+    }
+
+    /// The TTLs in force.
+    pub fn config(&self) -> CacheConfig {
+        self.config
+    }
+
+    /// Replace the TTLs (e.g. from the caller's configuration; entries keep their fetch times).
+    pub fn set_config(&mut self, config: CacheConfig) {
+        self.config = config;
+    }
+
+    /// When the entry for `query` was fetched (unix seconds), fresh or not.
+    pub fn fetched_at(&self, query: &SymbolQuery) -> Option<i64> {
+        self.entries.get(&query.key()).map(|e| match e {
+            Entry::Valid { fetched_at, .. } | Entry::Unknown { fetched_at, .. } => *fetched_at,
+        })
+    }
+
+    /// The cache as JSON bytes (feature `file-store`).
+    #[cfg(feature = "file-store")]
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain data with string keys: serialization cannot fail.
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A cache from [`SymbolCache::to_json`]'s bytes; another schema version is an error (the
+    /// caller decides whether to start afresh).
+    #[cfg(feature = "file-store")]
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CacheDecodeError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| CacheDecodeError::Malformed(e.to_string()))?;
+        let found = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| CacheDecodeError::Malformed("missing schema_version".to_owned()))?;
+        if found != u64::from(SCHEMA_VERSION) {
+            return Err(CacheDecodeError::UnsupportedSchema {
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                supported: SCHEMA_VERSION,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| CacheDecodeError::Malformed(e.to_string()))
     }
 
     /// Fresh cached knowledge about `query` at `now_unix`.
@@ -300,5 +386,70 @@ mod tests {
         let mut purged = back;
         purged.purge_expired(5 + 86_400);
         assert!(purged.is_empty());
+    }
+
+    #[test]
+    #[cfg(feature = "file-store")]
+    fn json_bytes_round_trip_and_other_schemas_are_refused() {
+        let mut cache = SymbolCache::new(CacheConfig {
+            valid_ttl_secs: 10,
+            unknown_ttl_secs: 5,
+        });
+        let q = SymbolQuery::stock("AAPL");
+        cache.record_valid(&q, aapl(), 7);
+        let back = SymbolCache::from_json(&cache.to_json()).unwrap();
+        assert_eq!(back, cache);
+        assert_eq!(back.fetched_at(&q), Some(7));
+        assert_eq!(back.config().valid_ttl_secs, 10);
+
+        let newer = String::from_utf8(cache.to_json())
+            .unwrap()
+            .replace("\"schema_version\": 1", "\"schema_version\": 2");
+        assert_eq!(
+            SymbolCache::from_json(newer.as_bytes()),
+            Err(CacheDecodeError::UnsupportedSchema {
+                found: 2,
+                supported: SCHEMA_VERSION
+            })
+        );
+        assert!(matches!(
+            SymbolCache::from_json(b"{\"entries\": 3}"),
+            Err(CacheDecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            SymbolCache::from_json(b"not json"),
+            Err(CacheDecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn set_config_changes_the_ttls_of_existing_entries() {
+        let mut cache = SymbolCache::default();
+        let q = SymbolQuery::stock("AAPL");
+        cache.record_valid(&q, aapl(), 0);
+        assert_eq!(cache.lookup(&q, 100), Lookup::Valid(&aapl()));
+        cache.set_config(CacheConfig {
+            valid_ttl_secs: 50,
+            unknown_ttl_secs: 50,
+        });
+        assert_eq!(cache.lookup(&q, 100), Lookup::Miss);
+    }
+
+    #[test]
+    fn a_valid_symbol_comes_from_contract_details() {
+        let contract = Contract {
+            con_id: 265_598,
+            primary_exchange: "NASDAQ".into(),
+            ..Contract::stock("AAPL")
+        };
+        let details = ContractDetails {
+            long_name: "APPLE INC".into(),
+            time_zone_id: "US/Eastern".into(),
+            ..ContractDetails::default()
+        };
+        assert_eq!(
+            ValidSymbol::from_details(&contract, &details, Some(345_479_400)),
+            aapl()
+        );
     }
 }

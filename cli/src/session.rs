@@ -1,0 +1,96 @@
+//! A gateway session for one-shot commands (`validate`, `head`): a pool on the configured
+//! gateway, or on an embedded simulated gateway started in this process on a loopback port.
+
+use std::time::Duration;
+
+use ibconn_core::client_id::{Holder, Purpose};
+use ibconn_core::pool::MemoryRegistry;
+use ibconn_sim::{ServerConfig, SimServer};
+use ibconn_tokio::{Pool, PooledConnection};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::ids;
+use crate::probe::{self, ProbeError};
+
+/// The longest a shutdown may delay the exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// What `gateway` in reports says for the embedded simulator.
+pub(crate) const EMBEDDED_LABEL: &str = "embedded-sim";
+
+/// A pool on one gateway (and the embedded simulator behind it, if that is the gateway).
+#[derive(Debug)]
+pub(crate) struct Session {
+    pool: Pool,
+    sim: Option<SimServer>,
+    addr: String,
+    acquire_timeout: Duration,
+}
+
+impl Session {
+    /// Start a pool on `gateway`, or on an embedded simulator (seeded with `seed`) when it is
+    /// `None`. Nothing is dialed yet.
+    pub(crate) async fn open(
+        gateway: Option<&str>,
+        seed: u64,
+        settings: &Settings,
+        label: &str,
+    ) -> Result<Self, ProbeError> {
+        let (addr, sim, registry) = match gateway {
+            Some(addr) => (addr.to_owned(), None, ids::registry(settings, label)),
+            None => {
+                let started = async {
+                    let listener = TcpListener::bind("127.0.0.1:0").await?;
+                    SimServer::start(
+                        listener,
+                        ServerConfig {
+                            seed,
+                            ..ServerConfig::default()
+                        },
+                    )
+                }
+                .await
+                .map_err(|e| {
+                    ProbeError::Pool(format!("cannot start the embedded simulator: {e}"))
+                })?;
+                // The simulator is private to this process: its ids need no shared lease.
+                let registry: Box<dyn ibconn_tokio::IdRegistry + Send> =
+                    Box::new(MemoryRegistry::new(
+                        settings.registry_config(),
+                        Holder::from_pid(std::process::id()),
+                    ));
+                (started.local_addr().to_string(), Some(started), registry)
+            }
+        };
+        let config = settings.pool_config(vec![addr.clone()]);
+        let acquire_timeout = config.acquire_timeout;
+        Ok(Self {
+            pool: Pool::start(config, registry),
+            sim,
+            addr,
+            acquire_timeout,
+        })
+    }
+
+    /// Lease a `purpose` connection; a refused or failing dial fails at once.
+    pub(crate) async fn acquire(&self, purpose: Purpose) -> Result<PooledConnection, ProbeError> {
+        probe::acquire_fast(&self.pool, purpose, &self.addr, self.acquire_timeout).await
+    }
+
+    /// Close the pool (and stop the embedded simulator).
+    pub(crate) async fn close(self) {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.pool.shutdown()).await;
+        if let Some(sim) = self.sim {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await;
+        }
+    }
+}
+
+/// A current-thread runtime, or the error text.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
