@@ -439,6 +439,45 @@ impl RegistryState {
         }
     }
 
+    /// Takes `grant`'s id again after its lease lapsed (TTL ran out, e.g. over a host sleep):
+    /// renews the lease if `grant` still holds it; otherwise, if the id is neither leased (after
+    /// reclaiming stale leases) nor foreign, leases it anew for `holder` with a fresh generation.
+    /// Fails with [`RegistryError::NotHeld`] when someone else holds the id now (then stop using it).
+    pub fn reacquire(
+        &mut self,
+        config: &RegistryConfig,
+        grant: &Grant,
+        holder: &Holder,
+        now: UnixMillis,
+        liveness: &dyn Fn(&Holder) -> Liveness,
+    ) -> Result<Grant, RegistryError> {
+        if self.heartbeat(grant, now).is_ok() {
+            return Ok(grant.clone());
+        }
+        self.reclaim_stale(now, liveness);
+        if self.leases.contains_key(&grant.id) || self.foreign.contains_key(&grant.id) {
+            return Err(RegistryError::NotHeld { id: grant.id });
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.leases.insert(
+            grant.id,
+            Lease {
+                purpose: grant.purpose.clone(),
+                holder: holder.clone(),
+                acquired_at: now,
+                heartbeat_at: now,
+                ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+                generation,
+            },
+        );
+        Ok(Grant {
+            id: grant.id,
+            generation,
+            purpose: grant.purpose.clone(),
+        })
+    }
+
     /// Records a 326 for `grant`'s id: drops the lease (if still held) and marks the id foreign for
     /// [`RegistryConfig::foreign_cooldown`].
     pub fn mark_foreign(&mut self, config: &RegistryConfig, grant: &Grant, now: UnixMillis) {
@@ -499,6 +538,48 @@ mod tests {
         ] {
             assert_eq!(Purpose::from(p.to_string()), p);
         }
+    }
+
+    #[test]
+    fn reacquire_renews_retakes_a_lapsed_id_or_refuses_a_taken_one() {
+        let config = cfg_small();
+        let tiny = Purpose::Custom("tiny".to_owned());
+        let mut state = RegistryState::new();
+        let me = Holder::from_pid(1);
+        let other = Holder::from_pid(2);
+        let t0 = UnixMillis(1_000);
+        let grant = state.allocate(&config, &tiny, &me, t0, &ttl_only).unwrap();
+        // Still held: a plain renewal, same grant.
+        let t1 = t0.plus(Duration::from_secs(30));
+        assert_eq!(
+            state.reacquire(&config, &grant, &me, t1, &ttl_only),
+            Ok(grant.clone())
+        );
+        // Lapsed but free: the same id under a new generation; the old grant is dead.
+        let t2 = t1.plus(config.lease_ttl * 2);
+        assert!(state.heartbeat(&grant, t2).is_err());
+        let again = state
+            .reacquire(&config, &grant, &me, t2, &ttl_only)
+            .unwrap();
+        assert_eq!(again.id, grant.id);
+        assert_ne!(again.generation, grant.generation);
+        assert!(state.holds(&again) && !state.holds(&grant));
+        // Lapsed and taken by another holder: refused, the other lease untouched.
+        let t3 = t2.plus(config.lease_ttl * 2);
+        let theirs = state
+            .allocate(&config, &tiny, &other, t3, &ttl_only)
+            .unwrap();
+        assert_eq!(theirs.id, grant.id);
+        assert_eq!(
+            state.reacquire(&config, &again, &me, t3, &ttl_only),
+            Err(RegistryError::NotHeld { id: grant.id })
+        );
+        assert!(state.holds(&theirs));
+        // Foreign (326) ids are refused too.
+        state.mark_foreign(&config, &theirs, t3);
+        assert!(state
+            .reacquire(&config, &again, &me, t3, &ttl_only)
+            .is_err());
     }
 
     #[test]

@@ -24,18 +24,31 @@
 //! detection (boot time ahead of monotonic time); [`PoolWorld::shutdown`] shuts the pool down;
 //! [`PoolWorld::held_client_ids`], [`PoolWorld::links`] and [`PoolWorld::in_flight`] expose what
 //! leak checks count (the registry is the pool's own [`MemoryRegistry`], shared with the world).
+//!
+//! # Trace
+//!
+//! After [`PoolWorld::enable_trace`], every caller command (acquire, send, release, clocks,
+//! sleeps, faults), every socket command of the pool, every frame delivered (decoded, both ways)
+//! and every pool event is one line of [`PoolWorld::trace`], e.g. `+12.345s S7→G StartApi
+//! client_id=2000`; times are relative to the epoch, never absolute instants.
+//! [`PoolWorld::trace_hash`] digests the lines and every byte delivered, so two runs from one seed
+//! can be compared. Tracing is off by default (it formats every frame).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ibconn_core::backfill::{BackfillJob, ChunkId};
-use ibconn_core::client_id::{Grant, Holder, Purpose, RegistryConfig, UnixMillis};
+use ibconn_core::client_id::{ttl_only, Grant, Holder, Purpose, RegistryConfig, UnixMillis};
+use ibconn_core::connection::{Answer, Query};
+use ibconn_core::message::{Request, Response};
 use ibconn_core::pool::{
     AcquireError, IdRegistry, IdRegistryError, Io, LeaseId, MemoryRegistry, Pool, PoolConfig,
     PoolEvent, PoolStats, SocketId, SubmitError, Ticket,
 };
+use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 
 use ibconn_core::pacer::PacingRules;
 
@@ -43,6 +56,7 @@ use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
 use crate::rules::HistoricalRules;
 use crate::schedule::Schedule;
+use crate::world::{describe_request, describe_response};
 
 /// What shapes a [`PoolWorld`].
 #[derive(Debug, Clone)]
@@ -165,6 +179,12 @@ struct Link {
     last_down: Instant,
 }
 
+/// The registry holder the pool leases ids as.
+const POOL_PROCESS: Holder = Holder::from_pid(1);
+
+/// The registry holder of [`PoolWorld::take_client_id`]: another process on the host.
+const OTHER_PROCESS: Holder = Holder::from_pid(2);
+
 /// The pool's [`MemoryRegistry`], shared with the world so tests can see which client ids are
 /// leased ([`PoolWorld::held_client_ids`]); every call goes straight to the inner registry.
 #[derive(Debug, Clone)]
@@ -194,6 +214,10 @@ impl IdRegistry for SharedRegistry {
         self.with(|r| r.heartbeat(grant, now))
     }
 
+    fn reacquire(&mut self, grant: &Grant, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        self.with(|r| r.reacquire(grant, now))
+    }
+
     fn release(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
         self.with(|r| r.release(grant, now))
     }
@@ -217,6 +241,120 @@ pub struct PoolWorld {
     links: BTreeMap<SocketId, Link>,
     queue: Schedule<Delivery>,
     events: VecDeque<PoolEvent>,
+    trace: Option<Box<Trace>>,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// The trace of a [`PoolWorld`]: its lines, their digest, and a frame decoder per socket and
+/// direction.
+#[derive(Debug)]
+struct Trace {
+    lines: Vec<String>,
+    hash: u64,
+    taps: BTreeMap<SocketId, (Tap, Tap)>,
+}
+
+/// Decodes one direction of one socket for the trace.
+#[derive(Debug)]
+struct Tap {
+    decoder: FrameDecoder,
+    hello_seen: bool,
+    broken: bool,
+    server_version: i32,
+}
+
+impl Tap {
+    fn new(decoder: FrameDecoder) -> Self {
+        Self {
+            decoder,
+            hello_seen: false,
+            broken: false,
+            server_version: 0,
+        }
+    }
+
+    /// Frames completed by `bytes`, described; the server version when a server hello passes.
+    fn frames(&mut self, up: bool, bytes: &[u8], sv: i32) -> (Vec<String>, Option<i32>) {
+        let mut lines = Vec::new();
+        let mut new_sv = None;
+        if self.broken {
+            return (lines, new_sv);
+        }
+        self.decoder.push(bytes);
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(body)) => {
+                    let text = if !self.hello_seen {
+                        self.hello_seen = true;
+                        if up {
+                            ClientHello::decode(&body).map_or_else(
+                                |e| format!("bad hello: {e}"),
+                                |h| format!("API {}", h.version_string()),
+                            )
+                        } else {
+                            match ServerHello::decode(&body) {
+                                Ok(h) => {
+                                    new_sv = Some(h.server_version);
+                                    format!("v{} {}", h.server_version, h.connection_time)
+                                }
+                                Err(e) => format!("bad hello: {e}"),
+                            }
+                        }
+                    } else if up {
+                        Request::decode_payload(body, sv)
+                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_request(&r))
+                    } else {
+                        Response::decode_payload(body, sv)
+                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_response(&r))
+                    };
+                    lines.push(text);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.broken = true;
+                    lines.push(format!("unframeable: {e}"));
+                    break;
+                }
+            }
+        }
+        (lines, new_sv)
+    }
+}
+
+/// A query in a few words.
+fn describe_query(q: &Query) -> String {
+    match q {
+        Query::HistoricalData(r) => format!(
+            "historical {} {} {} {} {}",
+            r.contract.symbol, r.end_date_time, r.bar_size, r.duration, r.what_to_show
+        ),
+        other => other.name().to_owned(),
+    }
+}
+
+/// An answer in a few words (bars by count and ends).
+fn describe_answer(a: &Answer) -> String {
+    match a {
+        Answer::Bars { bars, start, end } => match (bars.first(), bars.last()) {
+            (Some(first), Some(last)) => format!(
+                "{} bars {start}..{end} first {:?} last {:?}",
+                bars.len(),
+                first.date,
+                last.date
+            ),
+            _ => format!("0 bars {start}..{end}"),
+        },
+        other => format!("{other:?}"),
+    }
 }
 
 impl PoolWorld {
@@ -228,7 +366,7 @@ impl PoolWorld {
         gateway.set_clock(epoch, config.wall_unix_ms);
         let registry = SharedRegistry(Arc::new(Mutex::new(MemoryRegistry::new(
             RegistryConfig::default(),
-            Holder::from_pid(1),
+            POOL_PROCESS,
         ))));
         let wall = UnixMillis(u64::try_from(config.wall_unix_ms).unwrap_or(0));
         let pool = Pool::new(config.pool, Box::new(registry.clone()), epoch, wall);
@@ -248,6 +386,71 @@ impl PoolWorld {
             links: BTreeMap::new(),
             queue: Schedule::new(),
             events: VecDeque::new(),
+            trace: None,
+        }
+    }
+
+    /// Record the [trace](self#trace) from now on (call it first thing for a whole run).
+    pub fn enable_trace(&mut self) {
+        if self.trace.is_none() {
+            self.trace = Some(Box::new(Trace {
+                lines: Vec::new(),
+                hash: FNV_OFFSET,
+                taps: BTreeMap::new(),
+            }));
+        }
+    }
+
+    /// Every trace line so far (none unless [`PoolWorld::enable_trace`] was called).
+    pub fn trace(&self) -> &[String] {
+        self.trace.as_ref().map_or(&[], |t| &t.lines)
+    }
+
+    /// A digest of every trace line and every byte delivered (a constant without a trace).
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.as_ref().map_or(FNV_OFFSET, |t| t.hash)
+    }
+
+    /// Add a trace line (built only when tracing).
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        let d = self.now - self.epoch;
+        if let Some(trace) = &mut self.trace {
+            let mut text = format!("+{}.{:03}s ", d.as_secs(), d.subsec_millis());
+            text.push_str(&line());
+            trace.hash = fnv(trace.hash, text.as_bytes());
+            trace.lines.push(text);
+        }
+    }
+
+    /// Trace the frames `bytes` completes on `socket` (`up`: pool → gateway).
+    fn tap(&mut self, socket: SocketId, up: bool, bytes: &[u8]) {
+        let Some(trace) = &mut self.trace else {
+            return;
+        };
+        trace.hash = fnv(trace.hash, bytes);
+        let (tx, rx) = trace.taps.entry(socket).or_insert_with(|| {
+            (
+                Tap::new(FrameDecoder::server()),
+                Tap::new(FrameDecoder::new()),
+            )
+        });
+        let sv = rx.server_version;
+        let (lines, new_sv) = if up {
+            tx.frames(true, bytes, sv)
+        } else {
+            rx.frames(false, bytes, sv)
+        };
+        if let Some(v) = new_sv {
+            rx.server_version = v;
+        }
+        for text in lines {
+            self.log(|| {
+                if up {
+                    format!("S{}→G {text}", socket.0)
+                } else {
+                    format!("G→S{} {text}", socket.0)
+                }
+            });
         }
     }
 
@@ -278,6 +481,7 @@ impl PoolWorld {
 
     /// Apply `fault` at the gateway now and carry out what it caused at once (bytes, closes).
     pub fn inject(&mut self, fault: crate::fault::Fault) {
+        self.log(|| format!("fault {fault:?}"));
         let now = self.now;
         self.gateway.inject(now, fault);
         self.drain_gateway();
@@ -297,7 +501,9 @@ impl PoolWorld {
     /// Ask the pool for a lease (the outcome arrives as an event; see [`PoolWorld::poll_event`]).
     pub fn acquire(&mut self, purpose: Purpose) -> ibconn_core::pool::AcquireId {
         let now = self.now;
+        let shown = purpose.to_string();
         let id = self.pool.acquire(now, purpose, None);
+        self.log(|| format!("acquire {} {shown}", id.0));
         self.drain_pool();
         id
     }
@@ -306,17 +512,30 @@ impl PoolWorld {
     pub fn send(
         &mut self,
         lease: LeaseId,
-        query: ibconn_core::connection::Query,
+        query: Query,
         timeout: Option<Duration>,
     ) -> Result<Ticket, SubmitError> {
         let now = self.now;
+        let shown = self.trace.is_some().then(|| describe_query(&query));
         let ticket = self.pool.send(now, lease, query, timeout);
+        self.log(|| {
+            let outcome = match &ticket {
+                Ok(t) => format!("T{}", t.0),
+                Err(e) => format!("refused ({e})"),
+            };
+            format!(
+                "send on L{} {} timeout {timeout:?}: {outcome}",
+                lease.0,
+                shown.unwrap_or_default()
+            )
+        });
         self.drain_pool();
         ticket
     }
 
     /// Give a lease back.
     pub fn release(&mut self, lease: LeaseId) {
+        self.log(|| format!("release L{}", lease.0));
         let now = self.now;
         self.pool.release(now, lease);
         self.drain_pool();
@@ -330,6 +549,7 @@ impl PoolWorld {
     /// Shut the pool down (see [`Pool::shutdown`]); keep stepping to let the closes reach the
     /// gateway.
     pub fn shutdown(&mut self) {
+        self.log(|| "shutdown".to_owned());
         let now = self.now;
         self.pool.shutdown(now);
         self.drain_pool();
@@ -341,11 +561,9 @@ impl PoolWorld {
     pub fn observe_clocks(&mut self) {
         let now = self.now;
         let since = self.elapsed() + self.slept;
-        let wall = self
-            .wall_unix_ms
-            .saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
-        self.pool
-            .observe_clocks(now, since, UnixMillis(u64::try_from(wall).unwrap_or(0)));
+        let wall = self.wall();
+        self.log(|| format!("clocks boot +{since:?} wall {}", wall.0));
+        self.pool.observe_clocks(now, since, wall);
         self.drain_pool();
     }
 
@@ -354,14 +572,88 @@ impl PoolWorld {
     /// ([`PoolWorld::observe_clocks`]). The gateway and the links are not affected: inject a
     /// fault for what the gateway did meanwhile.
     pub fn sleep(&mut self, slept: Duration) {
-        self.slept += slept;
+        self.doze(slept);
         self.observe_clocks();
     }
 
-    /// Client ids the pool's registry holds a lease on, sorted.
+    /// [`PoolWorld::sleep`] without telling the pool yet: the clocks jump, and the pool hears of
+    /// it at the next [`PoolWorld::observe_clocks`]. In between, other processes on the host may
+    /// act on the registry ([`PoolWorld::take_client_id`]), as they do while a laptop sleeps.
+    pub fn doze(&mut self, slept: Duration) {
+        self.log(|| format!("host sleeps {slept:?}"));
+        self.slept += slept;
+    }
+
+    /// Wall time now, as the host sees it (sleeps included).
+    fn wall(&self) -> UnixMillis {
+        let since = self.elapsed() + self.slept;
+        let wall = self
+            .wall_unix_ms
+            .saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        UnixMillis(u64::try_from(wall).unwrap_or(0))
+    }
+
+    /// Another process on the host (pid 2) leases the lowest free id of `purpose` from the
+    /// pool's registry — an id whose lease lapsed counts as free — and holds it until
+    /// [`PoolWorld::give_back_client_id`] (its lease never lapses). The id, or `None` when the
+    /// range is full.
+    pub fn take_client_id(&mut self, purpose: &Purpose) -> Option<i32> {
+        let now = self.wall();
+        let id = self.registry.with(|r| {
+            let config = r.config().clone();
+            let state = r.state_mut();
+            let grant = state
+                .allocate(&config, purpose, &OTHER_PROCESS, now, &ttl_only)
+                .ok()?;
+            if let Some(lease) = state.leases.get_mut(&grant.id) {
+                lease.ttl_ms = u64::MAX;
+            }
+            Some(grant.id)
+        });
+        self.log(|| format!("another process leases {purpose} id {id:?}"));
+        id
+    }
+
+    /// The other process of [`PoolWorld::take_client_id`] gives `id` back (if it holds it).
+    pub fn give_back_client_id(&mut self, id: i32) {
+        self.log(|| format!("another process releases id {id}"));
+        self.registry.with(|r| {
+            let state = r.state_mut();
+            if state
+                .leases
+                .get(&id)
+                .is_some_and(|l| l.holder == OTHER_PROCESS)
+            {
+                state.leases.remove(&id);
+            }
+        });
+    }
+
+    /// Client ids the pool holds a registry lease on, sorted (lapsed leases not yet reclaimed
+    /// included; other processes' leases excluded).
     pub fn held_client_ids(&self) -> Vec<i32> {
-        self.registry
-            .with(|r| r.state().leases.keys().copied().collect())
+        self.registry.with(|r| {
+            r.state()
+                .leases
+                .iter()
+                .filter(|(_, l)| l.holder == POOL_PROCESS)
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
+    /// Client ids other processes hold a live registry lease on ([`PoolWorld::take_client_id`]),
+    /// sorted.
+    pub fn others_client_ids(&self) -> Vec<i32> {
+        let now = self.wall();
+        self.registry.with(|r| {
+            r.state()
+                .leases
+                .iter()
+                .filter(|(_, l)| l.holder != POOL_PROCESS && !l.is_expired(now))
+                .map(|(id, _)| *id)
+                .collect()
+        })
     }
 
     /// Sockets the world tracks (open on either side), for leak checks.
@@ -541,11 +833,13 @@ impl PoolWorld {
                     return;
                 }
                 if self.gateway.is_refusing(now) {
+                    self.log(|| format!("S{} refused", socket.0));
                     let at = self.arrival(socket, false);
                     self.push(at, Delivery::Refused { socket });
                     return;
                 }
                 let conn = self.gateway.accept(now);
+                self.log(|| format!("S{} accepted as {conn:?}", socket.0));
                 if let Some(link) = self.links.get_mut(&socket) {
                     link.gw = Some(conn);
                 }
@@ -555,28 +849,35 @@ impl PoolWorld {
             }
             Delivery::SynAck { socket } => {
                 if self.links.get(&socket).is_some_and(|l| l.pool_open) {
+                    self.log(|| format!("S{} connected", socket.0));
                     self.pool.handle_dialed(now, socket);
                     self.drain_pool();
                 }
             }
             Delivery::Refused { socket } => {
                 if self.links.remove(&socket).is_some_and(|l| l.pool_open) {
+                    self.log(|| format!("S{} connection refused", socket.0));
                     self.pool
                         .handle_dial_failed(now, socket, "connection refused".to_owned());
                     self.drain_pool();
                 }
             }
             Delivery::ToGateway { conn, bytes } => {
+                if let Some(socket) = self.socket_of(conn) {
+                    self.tap(socket, true, &bytes);
+                }
                 self.gateway.handle_input(conn, now, &bytes);
                 self.drain_gateway();
             }
             Delivery::ToPool { socket, bytes } => {
                 if self.links.get(&socket).is_some_and(|l| l.pool_open) {
+                    self.tap(socket, false, &bytes);
                     self.pool.handle_input(now, socket, &bytes);
                     self.drain_pool();
                 }
             }
             Delivery::FinToGateway { conn } => {
+                self.log(|| format!("FIN→G {conn:?}"));
                 self.gateway.handle_eof(conn, now);
                 self.drain_gateway();
             }
@@ -587,6 +888,7 @@ impl PoolWorld {
                 }
                 self.forget_if_closed(socket);
                 if open {
+                    self.log(|| format!("G FIN→S{}", socket.0));
                     self.pool.handle_eof(now, socket, None);
                     self.drain_pool();
                 }
@@ -597,7 +899,12 @@ impl PoolWorld {
     fn drain_pool(&mut self) {
         while let Some(io) = self.pool.poll_io() {
             match io {
-                Io::Dial { socket, .. } => {
+                Io::Dial {
+                    socket,
+                    addr,
+                    client_id,
+                } => {
+                    self.log(|| format!("S{} dial {addr} client_id={client_id}", socket.0));
                     self.links.insert(
                         socket,
                         Link {
@@ -617,6 +924,10 @@ impl PoolWorld {
                     }
                 }
                 Io::Close { socket } => {
+                    self.log(|| format!("S{} close", socket.0));
+                    if let Some(trace) = &mut self.trace {
+                        trace.taps.remove(&socket);
+                    }
                     let gw = self.links.get_mut(&socket).and_then(|l| {
                         l.pool_open = false;
                         l.gw.take()
@@ -630,8 +941,48 @@ impl PoolWorld {
             }
         }
         while let Some(event) = self.pool.poll_event() {
+            if self.trace.is_some() {
+                let line = self.describe_event(&event);
+                self.log(|| line);
+            }
             self.events.push_back(event);
         }
+    }
+
+    /// A pool event for the trace: instants as offsets from the epoch, answers in a few words.
+    fn describe_event(&self, event: &PoolEvent) -> String {
+        let mut line = String::from("event ");
+        let _ = match event {
+            PoolEvent::RequestDelayed { ticket, until } => write!(
+                line,
+                "RequestDelayed T{} until +{:?}",
+                ticket.0,
+                until.saturating_duration_since(self.epoch)
+            ),
+            PoolEvent::Completed {
+                ticket,
+                result: Ok(answer),
+            } => write!(
+                line,
+                "Completed T{} Ok {}",
+                ticket.0,
+                describe_answer(answer)
+            ),
+            PoolEvent::Completed {
+                ticket,
+                result: Err(e),
+            } => write!(line, "Completed T{} Err {e:?}", ticket.0),
+            other => write!(line, "{other:?}"),
+        };
+        line
+    }
+
+    /// The pool's socket whose gateway side is `conn`.
+    fn socket_of(&self, conn: ConnId) -> Option<SocketId> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.gw == Some(conn))
+            .map(|(s, _)| *s)
     }
 
     fn drain_gateway(&mut self) {

@@ -784,7 +784,7 @@ impl World {
     }
 }
 
-fn describe_request(r: &Request) -> String {
+pub(crate) fn describe_request(r: &Request) -> String {
     match r {
         Request::StartApi { client_id, .. } => format!("StartApi client_id={client_id}"),
         Request::ReqHistoricalData(h) => format!(
@@ -807,7 +807,7 @@ fn describe_request(r: &Request) -> String {
     }
 }
 
-fn describe_response(r: &Response) -> String {
+pub(crate) fn describe_response(r: &Response) -> String {
     match r {
         Response::Error(e) => format!("Error #{} {} {}", e.req_id, e.code, e.message),
         Response::HistoricalData { req_id, bars, .. } => {

@@ -136,6 +136,20 @@ impl FileStore {
         self.transact(now, |state| state.heartbeat(grant, now))
     }
 
+    /// [`RegistryState::reacquire`] as one transaction.
+    pub fn reacquire(
+        &self,
+        config: &RegistryConfig,
+        grant: &Grant,
+        holder: &Holder,
+        now: UnixMillis,
+        liveness: &dyn Fn(&Holder) -> Liveness,
+    ) -> Result<Grant, StoreError> {
+        self.transact(now, |state| {
+            state.reacquire(config, grant, holder, now, liveness)
+        })
+    }
+
     /// [`RegistryState::on_client_id_in_use`] as one transaction.
     pub fn on_client_id_in_use(
         &self,

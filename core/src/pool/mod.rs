@@ -510,9 +510,22 @@ impl Pool {
     }
 
     /// Report both clocks (see [`Connection::observe_clocks`]) and the wall clock for leases.
+    ///
+    /// A wall clock ahead of the last report by more than the sleep threshold (the host slept:
+    /// the monotonic clock stopped, the wall clock did not) renews every registry lease at once,
+    /// before anything can allocate an id: the leases may have lapsed meanwhile.
     pub fn observe_clocks(&mut self, now: Instant, boottime: Duration, wall: UnixMillis) {
         self.advance(now);
+        let expected = self.wall_at(now);
         self.wall = (now, wall);
+        let jump = Duration::from_millis(wall.0.saturating_sub(expected.0));
+        if jump > self.cfg.connection.sleep_threshold && !self.shutting_down {
+            tracing::debug!(
+                ?jump,
+                "wall clock jumped ahead; renewing client-id leases now"
+            );
+            self.renew_leases(now);
+        }
         let ids: Vec<SlotId> = self.slots.keys().copied().collect();
         for slot_id in ids {
             if let Some(Link::Open { conn, .. }) = self.slots.get_mut(&slot_id).map(|s| &mut s.link)
@@ -535,15 +548,6 @@ impl Pool {
             self.slot_timeout(now, slot_id);
         }
         self.expire(now);
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.cfg.heartbeat_interval;
-            let wall = self.wall_at(now);
-            for slot in self.slots.values() {
-                if let Err(e) = self.registry.heartbeat(&slot.grant, wall) {
-                    tracing::warn!(client_id = slot.grant.id, error = %e, "lease heartbeat failed");
-                }
-            }
-        }
         self.update(now);
     }
 
@@ -625,6 +629,11 @@ impl Pool {
     fn update(&mut self, now: Instant) {
         if self.shutting_down {
             return;
+        }
+        // Before granting: an overdue heartbeat may find lapsed leases, and nothing may allocate
+        // an id while this pool's own lapsed leases look free.
+        if now >= self.next_heartbeat {
+            self.renew_leases(now);
         }
         self.grant_waiters(now);
         self.pump(now);
@@ -1057,7 +1066,13 @@ impl Pool {
                     g.pacer.on_rate_exceeded(now);
                 }
             }
-            Event::Disconnected { reason } => self.link_failed(now, slot_id, reason),
+            Event::Disconnected { reason } => {
+                if matches!(reason, ConnectionError::SleepDetected(_)) {
+                    // The leases may have lapsed while the host slept: renew them now.
+                    self.next_heartbeat = self.next_heartbeat.min(now);
+                }
+                self.link_failed(now, slot_id, reason);
+            }
         }
     }
 
@@ -1219,23 +1234,123 @@ impl Pool {
             }
             Err(error) => {
                 tracing::warn!(%error, "no client id left after 326");
-                let purpose = slot.purpose.clone();
-                let client_id = slot.grant.id;
-                if let Some(slot) = self.slots.remove(&slot_id) {
-                    // The leases on it are gone: end their requests and tell their holders.
-                    for lease in slot.leases {
-                        self.leases.remove(&lease);
-                        self.abandon_lease(lease);
-                        self.events.push_back(PoolEvent::LeaseLost {
-                            lease,
-                            client_id,
-                            error: AcquireError::ClientId(error.clone()),
-                        });
-                    }
+                self.lose_slot(slot_id, error);
+            }
+        }
+    }
+
+    /// Remove a slot that has no client id left: its leases are gone (their requests end with
+    /// [`CallError::LeaseLost`] and their holders get [`PoolEvent::LeaseLost`]), and so are the
+    /// purpose's waiters if no connection of the purpose remains. The id is not released: the
+    /// slot no longer holds it.
+    fn lose_slot(&mut self, slot_id: SlotId, error: IdRegistryError) {
+        let Some(slot) = self.slots.remove(&slot_id) else {
+            return;
+        };
+        if let Some(socket) = slot.socket() {
+            self.sockets.remove(&socket);
+            self.io.push_back(Io::Close { socket });
+        }
+        let purpose = slot.purpose.clone();
+        let client_id = slot.grant.id;
+        for lease in slot.leases {
+            self.leases.remove(&lease);
+            self.abandon_lease(lease);
+            self.events.push_back(PoolEvent::LeaseLost {
+                lease,
+                client_id,
+                error: AcquireError::ClientId(error.clone()),
+            });
+        }
+        if !self.slots.values().any(|s| s.purpose == purpose) {
+            self.fail_waiters(&purpose, &AcquireError::ClientId(error));
+        }
+    }
+
+    /// Heartbeat every connection's registry lease. A lease that lapsed (no heartbeat within the
+    /// TTL: the host slept, or the process stalled) is taken again if its id is still free, and
+    /// the session carries on. A connection whose id someone else holds now must not use it
+    /// another moment: its session closes and it moves to a fresh id ([`Pool::move_to_fresh_id`]).
+    /// Store failures (I/O) are only logged; the next heartbeat tries again.
+    fn renew_leases(&mut self, now: Instant) {
+        self.next_heartbeat = now + self.cfg.heartbeat_interval;
+        let wall = self.wall_at(now);
+        let mut taken = Vec::new();
+        // First renew everything, so that no id this pool still uses looks free when the
+        // connections that lost theirs allocate new ones.
+        for (&slot_id, slot) in &mut self.slots {
+            let client_id = slot.grant.id;
+            match self.registry.heartbeat(&slot.grant, wall) {
+                Ok(()) => continue,
+                Err(error @ IdRegistryError::Store(_)) => {
+                    tracing::warn!(client_id, %error, "lease heartbeat failed; retrying at the next");
+                    continue;
                 }
-                if !self.slots.values().any(|s| s.purpose == purpose) {
-                    self.fail_waiters(&purpose, &AcquireError::ClientId(error));
+                Err(error) => {
+                    tracing::debug!(client_id, %error, "lease lapsed; taking the id again");
                 }
+            }
+            match self.registry.reacquire(&slot.grant, wall) {
+                Ok(grant) => {
+                    tracing::warn!(
+                        client_id,
+                        "client-id lease had lapsed; took the same id again"
+                    );
+                    slot.grant = grant;
+                }
+                Err(error @ IdRegistryError::Store(_)) => {
+                    tracing::warn!(client_id, %error, "lease renewal failed; retrying at the next");
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        client_id,
+                        %error,
+                        "client-id lease lapsed and the id is someone else's now; moving to a fresh id"
+                    );
+                    taken.push(slot_id);
+                }
+            }
+        }
+        for slot_id in taken {
+            self.move_to_fresh_id(now, slot_id);
+        }
+    }
+
+    /// The slot's id belongs to someone else now: end its session (its requests go back to the
+    /// queue, as after any drop; [`PoolEvent::Disconnected`] if it was ready), lease a fresh id
+    /// for the redial, or — none left — lose the slot ([`Pool::lose_slot`]).
+    fn move_to_fresh_id(&mut self, now: Instant, slot_id: SlotId) {
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return;
+        };
+        match &mut slot.link {
+            Link::Open { conn, .. } => {
+                conn.close(now);
+                self.drive(now, slot_id);
+            }
+            Link::Dialing { .. } => self.link_failed(now, slot_id, ConnectionError::LocallyClosed),
+            Link::Waiting { .. } => {}
+        }
+        // With no user left the slot was retired by the close.
+        let Some(purpose) = self.slots.get(&slot_id).map(|s| s.purpose.clone()) else {
+            return;
+        };
+        let wall = self.wall_at(now);
+        match self.registry.allocate(&purpose, wall) {
+            Ok(grant) => {
+                if let Some(slot) = self.slots.get_mut(&slot_id) {
+                    tracing::debug!(
+                        lost = slot.grant.id,
+                        next = grant.id,
+                        "redialing with a fresh client id"
+                    );
+                    slot.grant = grant;
+                    slot.conflicts = 0;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no client id left for a connection whose id was taken");
+                self.lose_slot(slot_id, error);
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::classify::Connectivity;
 use crate::client_id::ClientId;
 use crate::connection::ConnectionError;
 
-use super::types::{LeaseId, PoolEvent};
+use super::types::{AcquireError, LeaseId, PoolEvent};
 
 /// Default queue length of one notice subscriber.
 pub const NOTICE_BUFFER: usize = 64;
@@ -45,6 +45,17 @@ pub enum PoolNotice {
         /// Leases on it.
         leases: Vec<LeaseId>,
     },
+    /// A lease is gone: its connection had no client id left (see
+    /// [`PoolEvent::LeaseLost`]). Its open requests ended with
+    /// [`CallError::LeaseLost`](super::CallError::LeaseLost); acquire a new lease.
+    LeaseLost {
+        /// The lease.
+        lease: LeaseId,
+        /// The last client id its connection had.
+        client_id: ClientId,
+        /// Why no id was left.
+        error: AcquireError,
+    },
     /// This subscriber's queue was full and `count` notices were dropped (the newest ones, at the
     /// time). Delivered before the next notice that fits.
     Missed {
@@ -72,6 +83,15 @@ impl PoolNotice {
             PoolEvent::Resubscribe { client_id, leases } => Self::Resubscribe {
                 client_id: *client_id,
                 leases: leases.clone(),
+            },
+            PoolEvent::LeaseLost {
+                lease,
+                client_id,
+                error,
+            } => Self::LeaseLost {
+                lease: *lease,
+                client_id: *client_id,
+                error: error.clone(),
             },
             _ => return None,
         })
@@ -211,6 +231,19 @@ mod tests {
             })
         );
         assert_eq!(PoolNotice::from_event(&PoolEvent::ShutDown), None);
+        let lost = PoolEvent::LeaseLost {
+            lease: LeaseId(4),
+            client_id: 2000,
+            error: AcquireError::ShuttingDown,
+        };
+        assert!(matches!(
+            PoolNotice::from_event(&lost),
+            Some(PoolNotice::LeaseLost {
+                lease: LeaseId(4),
+                client_id: 2000,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub trait IdRegistry: fmt::Debug {
     ) -> Result<Grant, IdRegistryError>;
     /// Renew `grant`'s lease.
     fn heartbeat(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError>;
+    /// A heartbeat said `grant`'s lease is lost (it lapsed, e.g. over a host sleep): take the
+    /// same id again if nobody else holds it now, with a new grant
+    /// ([`RegistryState::reacquire`]). The default cannot, and says so with
+    /// [`RegistryError::NotHeld`]: the pool then moves the connection to a fresh id.
+    fn reacquire(&mut self, grant: &Grant, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        let _ = now;
+        Err(RegistryError::NotHeld { id: grant.id }.into())
+    }
     /// Give `grant`'s id back.
     fn release(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError>;
 }
@@ -62,6 +70,16 @@ impl MemoryRegistry {
     /// The current leases and foreign marks.
     pub fn state(&self) -> &RegistryState {
         &self.state
+    }
+
+    /// The leases and foreign marks, to edit (tests and simulations: another process's leases).
+    pub fn state_mut(&mut self) -> &mut RegistryState {
+        &mut self.state
+    }
+
+    /// The registry's policy.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
     }
 }
 
@@ -90,6 +108,12 @@ impl IdRegistry for MemoryRegistry {
 
     fn heartbeat(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
         Ok(self.state.heartbeat(grant, now)?)
+    }
+
+    fn reacquire(&mut self, grant: &Grant, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        Ok(self
+            .state
+            .reacquire(&self.config, grant, &self.holder, now, &ttl_only)?)
     }
 
     fn release(&mut self, grant: &Grant, _now: UnixMillis) -> Result<(), IdRegistryError> {
@@ -166,6 +190,18 @@ impl IdRegistry for FileRegistry {
 
     fn heartbeat(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
         self.store.heartbeat(grant, now).map_err(store_err)
+    }
+
+    fn reacquire(&mut self, grant: &Grant, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        self.store
+            .reacquire(
+                &self.config,
+                grant,
+                &self.holder,
+                now,
+                &liveness::linux_liveness,
+            )
+            .map_err(store_err)
     }
 
     fn release(&mut self, grant: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {

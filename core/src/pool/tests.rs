@@ -24,7 +24,33 @@ impl Shared {
     fn state(&self) -> RegistryState {
         self.0.lock().unwrap().state().clone()
     }
+
+    /// Another process (pid 2) leases the lowest free id of `purpose` at `now` (an id whose
+    /// lease lapsed counts as free).
+    fn take(&self, purpose: &Purpose, now: UnixMillis) -> Option<i32> {
+        let mut r = self.0.lock().unwrap();
+        let config = r.config().clone();
+        let grant = r
+            .state_mut()
+            .allocate(&config, purpose, &OTHER, now, &crate::client_id::ttl_only)
+            .ok()?;
+        Some(grant.id)
+    }
+
+    /// Who holds `id`'s lease, and whether it is live at `now`.
+    fn holder(&self, id: i32, now: UnixMillis) -> Option<(u32, bool)> {
+        let state = self.state();
+        let lease = state.leases.get(&id)?;
+        Some((lease.holder.pid, !lease.is_expired(now)))
+    }
 }
+
+/// The pool's registry holder in these tests.
+const ME: Holder = Holder::from_pid(1);
+/// Another process on the host.
+const OTHER: Holder = Holder::from_pid(2);
+/// Wall time at the tests' origin.
+const WALL0: UnixMillis = UnixMillis(1_767_225_600_000);
 
 impl IdRegistry for Shared {
     fn allocate(&mut self, p: &Purpose, now: UnixMillis) -> Result<Grant, IdRegistryError> {
@@ -40,6 +66,9 @@ impl IdRegistry for Shared {
     }
     fn heartbeat(&mut self, g: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
         self.0.lock().unwrap().heartbeat(g, now)
+    }
+    fn reacquire(&mut self, g: &Grant, now: UnixMillis) -> Result<Grant, IdRegistryError> {
+        self.0.lock().unwrap().reacquire(g, now)
     }
     fn release(&mut self, g: &Grant, now: UnixMillis) -> Result<(), IdRegistryError> {
         self.0.lock().unwrap().release(g, now)
@@ -59,9 +88,12 @@ struct Peer {
 struct World {
     pool: Pool,
     registry: Shared,
+    origin: Instant,
     now: Instant,
     peers: BTreeMap<SocketId, Peer>,
     dials: Vec<(SocketId, String, i32)>,
+    /// Every client id dialed, in order.
+    dialed: Vec<i32>,
     closed: BTreeSet<SocketId>,
     events: Vec<PoolEvent>,
     /// Ids a foreign session holds (326).
@@ -110,21 +142,15 @@ impl World {
 
     fn with_ids(cfg: PoolConfig, ids: RegistryConfig) -> Self {
         let now = Instant::now();
-        let registry = Shared(Arc::new(Mutex::new(MemoryRegistry::new(
-            ids,
-            Holder::from_pid(1),
-        ))));
+        let registry = Shared(Arc::new(Mutex::new(MemoryRegistry::new(ids, ME))));
         Self {
-            pool: Pool::new(
-                cfg,
-                Box::new(registry.clone()),
-                now,
-                UnixMillis(1_767_225_600_000),
-            ),
+            pool: Pool::new(cfg, Box::new(registry.clone()), now, WALL0),
             registry,
+            origin: now,
             now,
             peers: BTreeMap::new(),
             dials: Vec::new(),
+            dialed: Vec::new(),
             closed: BTreeSet::new(),
             events: Vec::new(),
             taken: BTreeSet::new(),
@@ -144,7 +170,10 @@ impl World {
                         socket,
                         addr,
                         client_id,
-                    } => self.dials.push((socket, addr, client_id)),
+                    } => {
+                        self.dialed.push(client_id);
+                        self.dials.push((socket, addr, client_id));
+                    }
                     Io::Write { socket, bytes } => {
                         if let Some(p) = self.peers.get_mut(&socket) {
                             p.decoder.push(&bytes);
@@ -308,6 +337,31 @@ impl World {
         self.settle();
     }
 
+    /// The host oversleeps the registry's lease TTL (60 s) by `how`, `during` runs meanwhile
+    /// (other processes act), then the pool notices.
+    fn oversleep(&mut self, how: Oversleep, during: impl FnOnce(&mut Self, UnixMillis)) {
+        let gap = SECS(120);
+        match how {
+            Oversleep::Stall => {
+                // The process stood still (SIGSTOP, a stalled runtime): every clock moved on and
+                // no timer fired; the pool hears of it at its next timeout.
+                let wall = WALL0.plus(self.now + gap - self.origin);
+                during(self, wall);
+                self.now += gap;
+                self.pool.handle_timeout(self.now);
+            }
+            Oversleep::Suspend => {
+                // The host suspended: the monotonic clock stopped, boot time and wall time did not.
+                let since = self.now - self.origin;
+                self.pool.observe_clocks(self.now, since, WALL0.plus(since));
+                let wall = WALL0.plus(since + gap);
+                during(self, wall);
+                self.pool.observe_clocks(self.now, since + gap, wall);
+            }
+        }
+        self.settle();
+    }
+
     /// Gateway pushes a message to one session.
     fn push(&mut self, client_id: i32, msg: Response) {
         let s = self.socket_of(client_id);
@@ -316,6 +370,13 @@ impl World {
         self.pool.handle_input(self.now, s, &out);
         self.settle();
     }
+}
+
+/// How the host outlives its registry leases in [`World::oversleep`].
+#[derive(Debug, Clone, Copy)]
+enum Oversleep {
+    Stall,
+    Suspend,
 }
 
 fn err(req_id: i32, code: i32, message: &str) -> Response {
@@ -623,4 +684,182 @@ fn shutdown_releases_every_lease_and_closes_every_socket() {
     assert_eq!(w.events.last(), Some(&PoolEvent::ShutDown));
     assert_eq!(w.pool.poll_timeout(), None);
     let _ = BarTime::Epoch(0);
+}
+
+#[test]
+fn a_lapsed_lease_is_taken_again_and_the_session_kept() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, id) = w.lease(Purpose::Backfill);
+    let socket = w.socket_of(id);
+    let before = w.registry.state().leases[&id].generation;
+    w.oversleep(Oversleep::Stall, |_, _| {});
+    let wall = WALL0.plus(w.now - w.origin);
+    assert_eq!(
+        w.registry.holder(id, wall),
+        Some((1, true)),
+        "the lapsed lease is live again"
+    );
+    assert_ne!(w.registry.state().leases[&id].generation, before);
+    assert_eq!(w.pool.lease_client_id(lease), Some(id));
+    assert_eq!(w.socket_of(id), socket, "the same session carries on");
+    assert!(!w.closed.contains(&socket));
+    let t = w.send(lease, Query::CurrentTime);
+    // (The connection's own probe just asked for the time: IB allows one a second.)
+    w.advance(SECS(2));
+    assert_eq!(
+        w.completed(t),
+        Some(&Ok(Answer::CurrentTime(1_767_225_600)))
+    );
+    assert_eq!(w.pool.stats(w.now).established, 1);
+    assert!(!w.events.iter().any(|e| matches!(
+        e,
+        PoolEvent::Disconnected { .. } | PoolEvent::LeaseLost { .. }
+    )));
+    // And it stays renewed: the regular heartbeats hold it from here on.
+    w.advance(SECS(200));
+    let wall = WALL0.plus(w.now - w.origin);
+    assert_eq!(w.registry.holder(id, wall), Some((1, true)));
+}
+
+#[test]
+fn a_suspend_past_the_lease_ttl_renews_before_the_redial() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, id) = w.lease(Purpose::Backfill);
+    w.oversleep(Oversleep::Suspend, |_, _| {});
+    assert!(w.events.iter().any(|e| matches!(e,
+        PoolEvent::Disconnected { client_id, reason: ConnectionError::SleepDetected(_) } if *client_id == id)));
+    // A second connection wanted right after waking must not get the first one's id.
+    let other = w.acquire(Purpose::Backfill);
+    w.advance(SECS(6));
+    let (_, second, _) = w.acquired(other).expect("a second connection");
+    assert_ne!(second, id);
+    assert_eq!(
+        w.pool.lease_client_id(lease),
+        Some(id),
+        "redialed with its own id"
+    );
+    let wall = WALL0.plus(w.now - w.origin);
+    assert_eq!(w.registry.holder(id, wall), Some((1, true)));
+    assert_eq!(w.registry.holder(second, wall), Some((1, true)));
+    assert_eq!(w.pool.stats(w.now).client_id_conflicts, 0);
+}
+
+#[test]
+fn a_lapsed_id_taken_by_another_process_moves_the_connection_to_a_fresh_id() {
+    for how in [Oversleep::Stall, Oversleep::Suspend] {
+        let mut w = World::new(config(&["gw1:4002"]));
+        let (lease, id) = w.lease(Purpose::Backfill);
+        assert_eq!(id, 2000);
+        let socket = w.socket_of(id);
+        // A request in flight when the host stops (the gateway has it, no answer yet).
+        w.mute.insert("gw1:4002".into());
+        let t = w
+            .pool
+            .send(w.now, lease, Query::CurrentTime, Some(SECS(600)))
+            .unwrap();
+        w.settle();
+        w.mute.clear();
+        w.oversleep(how, |w, wall| {
+            // Meanwhile another process leases the lapsed id and connects with it.
+            assert_eq!(w.registry.take(&Purpose::Backfill, wall), Some(id));
+            w.taken.insert(id);
+        });
+        // The pool let go of the id at once: its session on it is closed, and no session of the
+        // pool uses an id another process holds.
+        assert!(w.closed.contains(&socket), "{how:?}");
+        assert!(
+            w.peers.values().all(|p| p.client_id != id),
+            "{how:?}: still a session on {id}"
+        );
+        assert!(w.events.iter().any(|e| matches!(e,
+            PoolEvent::Disconnected { client_id, .. } if *client_id == id)));
+        let wall = WALL0.plus(w.now - w.origin);
+        assert_eq!(w.registry.holder(id, wall), Some((2, true)), "{how:?}");
+        let fresh = w.pool.lease_client_id(lease).unwrap();
+        assert_eq!(fresh, 2001, "{how:?}");
+        assert_eq!(w.registry.holder(fresh, wall), Some((1, true)), "{how:?}");
+        assert!(
+            w.completed(t).is_none(),
+            "{how:?}: the request waits for the redial"
+        );
+        // The redial uses the fresh id; the request is sent again and answered there.
+        w.advance(SECS(6));
+        assert_eq!(
+            w.completed(t),
+            Some(&Ok(Answer::CurrentTime(1_767_225_600))),
+            "{how:?}"
+        );
+        let _ = w.socket_of(fresh);
+        assert_eq!(
+            w.dialed.iter().filter(|d| **d == id).count(),
+            1,
+            "{how:?}: {id} dialed again: {:?}",
+            w.dialed
+        );
+        let stats = w.pool.stats(w.now);
+        assert_eq!(
+            stats.client_id_conflicts, 0,
+            "{how:?}: a 326 means an id used twice"
+        );
+        assert_eq!(stats.leases, 1);
+        assert!(!w
+            .events
+            .iter()
+            .any(|e| matches!(e, PoolEvent::LeaseLost { .. })));
+        let held: Vec<i32> = w
+            .registry
+            .state()
+            .leases
+            .iter()
+            .filter(|(_, l)| l.holder == ME)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(
+            held,
+            [fresh],
+            "{how:?}: the registry holds exactly the pool's ids"
+        );
+    }
+}
+
+#[test]
+fn a_fixed_id_taken_by_another_process_loses_the_lease_with_typed_errors() {
+    let (cfg, ids) = PoolConfig::single_session("gw1:4002", 42, Config::new(0));
+    let purpose = PoolConfig::single_session_purpose();
+    let mut w = World::with_ids(cfg, ids);
+    let (lease, id) = w.lease(purpose.clone());
+    assert_eq!(id, 42);
+    w.mute.insert("gw1:4002".into());
+    let t = w
+        .pool
+        .send(w.now, lease, Query::CurrentTime, Some(SECS(600)))
+        .unwrap();
+    w.settle();
+    w.mute.clear();
+    w.oversleep(Oversleep::Stall, |w, wall| {
+        assert_eq!(w.registry.take(&purpose, wall), Some(42));
+    });
+    let lost = w.events.iter().find_map(|e| match e {
+        PoolEvent::LeaseLost {
+            lease: l,
+            client_id,
+            error: AcquireError::ClientId(_),
+        } => Some((*l, *client_id)),
+        _ => None,
+    });
+    assert_eq!(lost, Some((lease, 42)));
+    assert_eq!(w.completed(t), Some(&Err(CallError::LeaseLost)));
+    assert!(w.peers.is_empty(), "the session on 42 is closed");
+    assert_eq!(w.pool.lease_client_id(lease), None);
+    assert!(matches!(
+        w.pool.send(w.now, lease, Query::CurrentTime, None),
+        Err(SubmitError::UnknownLease(_))
+    ));
+    assert!(w.events.iter().any(|e| matches!(
+        PoolNotice::from_event(e),
+        Some(PoolNotice::LeaseLost { client_id: 42, .. })
+    )));
+    let wall = WALL0.plus(w.now - w.origin);
+    assert_eq!(w.registry.holder(42, wall), Some((2, true)));
+    assert_eq!(w.pool.stats(w.now).connections.len(), 0);
 }

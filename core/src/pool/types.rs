@@ -356,12 +356,14 @@ pub enum PoolEvent {
         /// Leases on it.
         leases: Vec<LeaseId>,
     },
-    /// A lease is gone: its connection hit 326 on every client id the registry could offer.
+    /// A lease is gone: its connection needed a new client id and the registry had none to
+    /// offer — it hit 326 on every id offered, or its registry lease lapsed (host sleep) and the
+    /// id was taken by someone else meanwhile with no other id free.
     /// Its open requests ended with [`CallError::LeaseLost`]; the holder must acquire again.
     LeaseLost {
         /// The lease.
         lease: LeaseId,
-        /// The last client id refused.
+        /// The last client id the connection had (refused, or taken by someone else).
         client_id: ClientId,
         /// Why no id was left.
         error: AcquireError,
