@@ -34,6 +34,7 @@ pub mod rules;
 mod schedule;
 #[cfg(feature = "tcp")]
 pub mod server;
+mod tap;
 pub mod world;
 
 pub use fault::{Chaos, ChaosKind, Farm, Fault, Locale, Target};

@@ -43,12 +43,10 @@ use bytes::Bytes;
 use ibconn_core::backfill::{BackfillJob, ChunkId};
 use ibconn_core::client_id::{ttl_only, Grant, Holder, Purpose, RegistryConfig, UnixMillis};
 use ibconn_core::connection::{Answer, Query};
-use ibconn_core::message::{Request, Response};
 use ibconn_core::pool::{
     AcquireError, IdRegistry, IdRegistryError, Io, LeaseId, MemoryRegistry, Pool, PoolConfig,
     PoolEvent, PoolStats, SocketId, SubmitError, Ticket,
 };
-use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 
 use ibconn_core::pacer::PacingRules;
 
@@ -56,7 +54,7 @@ use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
 use crate::rules::HistoricalRules;
 use crate::schedule::Schedule;
-use crate::world::{describe_request, describe_response};
+use crate::tap::Tap;
 
 /// What shapes a [`PoolWorld`].
 #[derive(Debug, Clone)]
@@ -254,80 +252,21 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
+/// Both directions of one socket, and the server version its hello announced.
+#[derive(Debug)]
+struct Taps {
+    up: Tap,
+    down: Tap,
+    server_version: i32,
+}
+
 /// The trace of a [`PoolWorld`]: its lines, their digest, and a frame decoder per socket and
 /// direction.
 #[derive(Debug)]
 struct Trace {
     lines: Vec<String>,
     hash: u64,
-    taps: BTreeMap<SocketId, (Tap, Tap)>,
-}
-
-/// Decodes one direction of one socket for the trace.
-#[derive(Debug)]
-struct Tap {
-    decoder: FrameDecoder,
-    hello_seen: bool,
-    broken: bool,
-    server_version: i32,
-}
-
-impl Tap {
-    fn new(decoder: FrameDecoder) -> Self {
-        Self {
-            decoder,
-            hello_seen: false,
-            broken: false,
-            server_version: 0,
-        }
-    }
-
-    /// Frames completed by `bytes`, described; the server version when a server hello passes.
-    fn frames(&mut self, up: bool, bytes: &[u8], sv: i32) -> (Vec<String>, Option<i32>) {
-        let mut lines = Vec::new();
-        let mut new_sv = None;
-        if self.broken {
-            return (lines, new_sv);
-        }
-        self.decoder.push(bytes);
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(body)) => {
-                    let text = if !self.hello_seen {
-                        self.hello_seen = true;
-                        if up {
-                            ClientHello::decode(&body).map_or_else(
-                                |e| format!("bad hello: {e}"),
-                                |h| format!("API {}", h.version_string()),
-                            )
-                        } else {
-                            match ServerHello::decode(&body) {
-                                Ok(h) => {
-                                    new_sv = Some(h.server_version);
-                                    format!("v{} {}", h.server_version, h.connection_time)
-                                }
-                                Err(e) => format!("bad hello: {e}"),
-                            }
-                        }
-                    } else if up {
-                        Request::decode_payload(body, sv)
-                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_request(&r))
-                    } else {
-                        Response::decode_payload(body, sv)
-                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_response(&r))
-                    };
-                    lines.push(text);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.broken = true;
-                    lines.push(format!("unframeable: {e}"));
-                    break;
-                }
-            }
-        }
-        (lines, new_sv)
-    }
+    taps: BTreeMap<SocketId, Taps>,
 }
 
 /// A query in a few words.
@@ -428,20 +367,16 @@ impl PoolWorld {
             return;
         };
         trace.hash = fnv(trace.hash, bytes);
-        let (tx, rx) = trace.taps.entry(socket).or_insert_with(|| {
-            (
-                Tap::new(FrameDecoder::server()),
-                Tap::new(FrameDecoder::new()),
-            )
+        let taps = trace.taps.entry(socket).or_insert_with(|| Taps {
+            up: Tap::up(),
+            down: Tap::down(),
+            server_version: 0,
         });
-        let sv = rx.server_version;
-        let (lines, new_sv) = if up {
-            tx.frames(true, bytes, sv)
-        } else {
-            rx.frames(false, bytes, sv)
-        };
+        let sv = taps.server_version;
+        let tap = if up { &mut taps.up } else { &mut taps.down };
+        let (lines, new_sv) = tap.frames(up, bytes, sv);
         if let Some(v) = new_sv {
-            rx.server_version = v;
+            taps.server_version = v;
         }
         for text in lines {
             self.log(|| {

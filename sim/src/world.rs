@@ -32,13 +32,12 @@ use bytes::Bytes;
 use ibconn_core::connection::{
     Answer, Config, Connection, Event, Query, RequestError, RequestId, SendError,
 };
-use ibconn_core::message::{Request, Response};
-use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 
 use crate::fault::Fault;
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
 use crate::schedule::Schedule;
+use crate::tap::Tap;
 
 /// A finished request: when (since the epoch) and its outcome.
 pub type Completion = (Duration, Result<Answer, RequestError>);
@@ -135,24 +134,6 @@ enum Delivery {
         client: usize,
         generation: u64,
     },
-}
-
-/// Decodes one direction of a link for the trace.
-#[derive(Debug)]
-struct Tap {
-    decoder: FrameDecoder,
-    hello_seen: bool,
-    broken: bool,
-}
-
-impl Tap {
-    fn new(decoder: FrameDecoder) -> Self {
-        Self {
-            decoder,
-            hello_seen: false,
-            broken: false,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -294,8 +275,8 @@ impl World {
             established: false,
             last_up: self.now,
             last_down: self.now,
-            up: Tap::new(FrameDecoder::server()),
-            down: Tap::new(FrameDecoder::new()),
+            up: Tap::up(),
+            down: Tap::down(),
             server_version: 0,
             events: Vec::new(),
         });
@@ -551,8 +532,8 @@ impl World {
         slot.generation += 1;
         slot.established = false;
         slot.gw_conn = None;
-        slot.up = Tap::new(FrameDecoder::server());
-        slot.down = Tap::new(FrameDecoder::new());
+        slot.up = Tap::up();
+        slot.down = Tap::down();
         slot.server_version = 0;
         let generation = slot.generation;
         self.log(format_args!("{} dial", Self::name(i)));
@@ -726,51 +707,10 @@ impl World {
     /// Decode one direction for the trace.
     fn tap(&mut self, i: usize, up: bool, bytes: &[u8]) {
         let who = Self::name(i);
-        let mut lines = Vec::new();
         let slot = &mut self.slots[i];
         let sv = slot.server_version;
         let tap = if up { &mut slot.up } else { &mut slot.down };
-        if tap.broken {
-            return;
-        }
-        tap.decoder.push(bytes);
-        let mut new_sv = None;
-        loop {
-            match tap.decoder.next_frame() {
-                Ok(Some(body)) => {
-                    let text = if !tap.hello_seen {
-                        tap.hello_seen = true;
-                        if up {
-                            ClientHello::decode(&body).map_or_else(
-                                |e| format!("bad hello: {e}"),
-                                |h| format!("API {}", h.version_string()),
-                            )
-                        } else {
-                            match ServerHello::decode(&body) {
-                                Ok(h) => {
-                                    new_sv = Some(h.server_version);
-                                    format!("v{} {}", h.server_version, h.connection_time)
-                                }
-                                Err(e) => format!("bad hello: {e}"),
-                            }
-                        }
-                    } else if up {
-                        Request::decode_payload(body, sv)
-                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_request(&r))
-                    } else {
-                        Response::decode_payload(body, sv)
-                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_response(&r))
-                    };
-                    lines.push(text);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tap.broken = true;
-                    lines.push(format!("unframeable: {e}"));
-                    break;
-                }
-            }
-        }
+        let (lines, new_sv) = tap.frames(up, bytes, sv);
         if let Some(v) = new_sv {
             slot.server_version = v;
         }
@@ -781,44 +721,6 @@ impl World {
                 self.log(format_args!("G→{who} {text}"));
             }
         }
-    }
-}
-
-pub(crate) fn describe_request(r: &Request) -> String {
-    match r {
-        Request::StartApi { client_id, .. } => format!("StartApi client_id={client_id}"),
-        Request::ReqHistoricalData(h) => format!(
-            "ReqHistoricalData #{} {} {} {} {}",
-            h.req_id, h.contract.symbol, h.bar_size, h.duration, h.what_to_show
-        ),
-        Request::ReqHeadTimestamp(h) => {
-            format!("ReqHeadTimestamp #{} {}", h.req_id, h.contract.symbol)
-        }
-        Request::ReqContractDetails { req_id, contract } => {
-            format!("ReqContractDetails #{req_id} {}", contract.symbol)
-        }
-        Request::ReqMatchingSymbols { req_id, pattern } => {
-            format!("ReqMatchingSymbols #{req_id} {pattern}")
-        }
-        Request::CancelHistoricalData { req_id }
-        | Request::CancelHeadTimestamp { req_id }
-        | Request::CancelContractData { req_id } => format!("{} #{req_id}", r.name()),
-        other => other.name().to_owned(),
-    }
-}
-
-pub(crate) fn describe_response(r: &Response) -> String {
-    match r {
-        Response::Error(e) => format!("Error #{} {} {}", e.req_id, e.code, e.message),
-        Response::HistoricalData { req_id, bars, .. } => {
-            format!("HistoricalData #{req_id} {} bars", bars.len())
-        }
-        Response::NextValidId { order_id } => format!("NextValidId {order_id}"),
-        Response::CurrentTime { time } => format!("CurrentTime {time}"),
-        other => match other.req_id() {
-            Some(id) => format!("{} #{id}", other.name()),
-            None => other.name().to_owned(),
-        },
     }
 }
 

@@ -1,0 +1,121 @@
+//! Captured bytes as readable trace lines: a [`Tap`] per socket direction decodes frames with
+//! the core's codec, so the traces of [`World`](crate::World) and
+//! [`PoolWorld`](crate::PoolWorld) read alike and replay diffs name messages, not bytes.
+
+use ibconn_core::message::{Request, Response};
+use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
+
+/// Decodes one direction of one link for the trace.
+#[derive(Debug)]
+pub(crate) struct Tap {
+    decoder: FrameDecoder,
+    hello_seen: bool,
+    broken: bool,
+}
+
+impl Tap {
+    /// Client → gateway bytes (`up`).
+    pub(crate) fn up() -> Self {
+        Self::new(FrameDecoder::server())
+    }
+
+    /// Gateway → client bytes.
+    pub(crate) fn down() -> Self {
+        Self::new(FrameDecoder::new())
+    }
+
+    fn new(decoder: FrameDecoder) -> Self {
+        Self {
+            decoder,
+            hello_seen: false,
+            broken: false,
+        }
+    }
+
+    /// Frames completed by `bytes`, described; the server version when a server hello passes.
+    pub(crate) fn frames(&mut self, up: bool, bytes: &[u8], sv: i32) -> (Vec<String>, Option<i32>) {
+        let mut lines = Vec::new();
+        let mut new_sv = None;
+        if self.broken {
+            return (lines, new_sv);
+        }
+        self.decoder.push(bytes);
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(body)) => {
+                    let text = if !self.hello_seen {
+                        self.hello_seen = true;
+                        if up {
+                            ClientHello::decode(&body).map_or_else(
+                                |e| format!("bad hello: {e}"),
+                                |h| format!("API {}", h.version_string()),
+                            )
+                        } else {
+                            match ServerHello::decode(&body) {
+                                Ok(h) => {
+                                    new_sv = Some(h.server_version);
+                                    format!("v{} {}", h.server_version, h.connection_time)
+                                }
+                                Err(e) => format!("bad hello: {e}"),
+                            }
+                        }
+                    } else if up {
+                        Request::decode_payload(body, sv)
+                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_request(&r))
+                    } else {
+                        Response::decode_payload(body, sv)
+                            .map_or_else(|e| format!("undecodable: {e}"), |r| describe_response(&r))
+                    };
+                    lines.push(text);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.broken = true;
+                    lines.push(format!("unframeable: {e}"));
+                    break;
+                }
+            }
+        }
+        (lines, new_sv)
+    }
+}
+
+/// One line for a client request.
+pub(crate) fn describe_request(r: &Request) -> String {
+    match r {
+        Request::StartApi { client_id, .. } => format!("StartApi client_id={client_id}"),
+        Request::ReqHistoricalData(h) => format!(
+            "ReqHistoricalData #{} {} {} {} {}",
+            h.req_id, h.contract.symbol, h.bar_size, h.duration, h.what_to_show
+        ),
+        Request::ReqHeadTimestamp(h) => {
+            format!("ReqHeadTimestamp #{} {}", h.req_id, h.contract.symbol)
+        }
+        Request::ReqContractDetails { req_id, contract } => {
+            format!("ReqContractDetails #{req_id} {}", contract.symbol)
+        }
+        Request::ReqMatchingSymbols { req_id, pattern } => {
+            format!("ReqMatchingSymbols #{req_id} {pattern}")
+        }
+        Request::CancelHistoricalData { req_id }
+        | Request::CancelHeadTimestamp { req_id }
+        | Request::CancelContractData { req_id } => format!("{} #{req_id}", r.name()),
+        other => other.name().to_owned(),
+    }
+}
+
+/// One line for a gateway message.
+pub(crate) fn describe_response(r: &Response) -> String {
+    match r {
+        Response::Error(e) => format!("Error #{} {} {}", e.req_id, e.code, e.message),
+        Response::HistoricalData { req_id, bars, .. } => {
+            format!("HistoricalData #{req_id} {} bars", bars.len())
+        }
+        Response::NextValidId { order_id } => format!("NextValidId {order_id}"),
+        Response::CurrentTime { time } => format!("CurrentTime {time}"),
+        other => match other.req_id() {
+            Some(id) => format!("{} #{id}", other.name()),
+            None => other.name().to_owned(),
+        },
+    }
+}
