@@ -15,10 +15,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ibconn_sim::{ServerConfig, SimServer};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{ibconn_std, Serve, Sim};
 
 /// Requests per endpoint (after `WARMUP`), in `ROUNDS` interleaved rounds so that noise from the
 /// rest of the machine falls on every target alike.
@@ -27,37 +29,12 @@ const ROUNDS: usize = 10;
 const WARMUP: usize = 200;
 const TARGET_P99: Duration = Duration::from_millis(1);
 
-/// A running `ibconn serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `ibconn serve` on a loopback port against `gateway`, without a token, its state in a scratch
+/// directory.
 fn start_serve(gateway: &str) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ibconn"))
-        .args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"])
-        .env_remove("IBCONN_HTTP_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ibconn serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout"))
-        .read_line(&mut line)
-        .expect("serve prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Serve { child, addr }
+    let mut cmd = ibconn_std();
+    cmd.args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"]);
+    Serve::spawn(cmd)
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -209,19 +186,9 @@ fn main() {
         println!("http: bench");
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let sim = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        SimServer::start(listener, ServerConfig::default()).expect("sim starts")
-    });
-    let gateway = sim.local_addr().to_string();
-    let serve = start_serve(&gateway);
+    // The simulated gateway and the axum baseline share the sim's one-worker runtime.
+    let mut sim = Sim::start();
+    let serve = start_serve(&sim.addr);
     // Wait for the pool's first session, so every endpoint measures the steady state.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Conn::open(&serve.addr, "/api/ib/pool/health").get() != 200 {
@@ -230,7 +197,7 @@ fn main() {
     }
 
     let bare = bare_server();
-    let framework = axum_server(&rt);
+    let framework = axum_server(sim.runtime());
     let mut targets: Vec<(&str, Conn, Vec<Duration>)> = vec![
         (
             "bare socket (floor)",
@@ -299,5 +266,5 @@ fn main() {
         if worst < TARGET_P99 { "met" } else { "NOT met" }
     );
     drop(serve);
-    rt.block_on(sim.shutdown());
+    sim.shutdown();
 }

@@ -1,32 +1,13 @@
 //! End-to-end tests of the `ibconn` binary on the embedded simulator (virtual time).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use assert_cmd::cargo::CommandCargoExt;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn ibconn() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("ibconn").unwrap();
-    // Client-id leases and caches go to a scratch state directory, not the user's.
-    let state = std::env::temp_dir().join(format!("ibconn-cli-state-{}", std::process::id()));
-    cmd.env("XDG_STATE_HOME", &state)
-        .env("XDG_CACHE_HOME", &state)
-        .env_remove("IBCONN_GATEWAY")
-        .env_remove("IBCONN_CONFIG");
-    cmd
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ibconn-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{ibconn, ibconn_std, scratch, Serve};
 
 /// The data rows of a CSV file (header checked and dropped).
 fn rows(path: &Path) -> Vec<String> {
@@ -423,45 +404,27 @@ fn every_command_has_help() {
 /// `ibconn sim` on a port, then `ibconn fetch --gateway` against it on wall time.
 #[test]
 fn fetch_over_tcp_from_ibconn_sim() {
-    let mut sim = Command::cargo_bin("ibconn")
-        .unwrap()
-        .args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let mut cmd = ibconn_std();
+    cmd.args(["sim", "--listen", "127.0.0.1:0", "--seed", "1"]);
+    // Killed on drop, also when an assertion below fails.
+    let sim = Serve::spawn(cmd);
     let dir = scratch("tcp");
-    let result = std::panic::catch_unwind(|| {
-        let (a, s) = fetch(
-            &dir,
-            &[
-                "AAPL",
-                "--bar",
-                "1d",
-                "--rth",
-                "--from",
-                "2025-12-01",
-                "--to",
-                "2026-01-01",
-                "--gateway",
-                &addr,
-            ],
-        );
-        a.success();
-        assert_eq!(s["time"], "wall");
-        assert_eq!(s["bars"], 22);
-    });
-    sim.kill().unwrap();
-    sim.wait().unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    let (a, s) = fetch(
+        &dir,
+        &[
+            "AAPL",
+            "--bar",
+            "1d",
+            "--rth",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2026-01-01",
+            "--gateway",
+            &sim.addr,
+        ],
+    );
+    a.success();
+    assert_eq!(s["time"], "wall");
+    assert_eq!(s["bars"], 22);
 }

@@ -4,57 +4,18 @@
 //! touches the user's files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ibconn_sim::{ServerConfig, SimServer};
+use ibconn_sim::ServerConfig;
 use predicates::prelude::*;
 use serde_json::Value;
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ibconn-cmd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `ibconn` run in `dir`, with the state and cache directories inside it and no IBCONN_*
-/// variables from the caller's environment.
-fn ibconn(dir: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("ibconn").unwrap();
-    cmd.current_dir(dir)
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IBCONN_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+mod common;
+use common::{closed_port, ibconn_in, scratch, Sim};
 
 fn stdout_json(a: &assert_cmd::assert::Assert) -> Value {
     let out = &a.get_output().stdout;
     serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-/// A simulated gateway on a loopback port, on its own runtime.
-fn sim() -> (tokio::runtime::Runtime, SimServer) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        SimServer::start(listener, ServerConfig::default()).unwrap()
-    });
-    (rt, server)
 }
 
 fn cache_entries(path: &Path) -> serde_json::Map<String, Value> {
@@ -82,7 +43,7 @@ fn validate_caches_valid_and_definitively_unknown_symbols() {
     let dir = scratch("validate");
     let cache = dir.join("symbols.json");
     let cache_s = cache.to_str().unwrap();
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["validate", "AAPL", "nope", "--json", "--cache", cache_s])
         .assert()
         .code(4);
@@ -96,7 +57,7 @@ fn validate_caches_valid_and_definitively_unknown_symbols() {
     assert_eq!(entries["NOPE/STK/SMART/USD"]["kind"], "unknown");
 
     // Second run: answered from the cache, so even an unreachable gateway is never dialed.
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["validate", "AAPL", "NOPE", "--json", "--cache", cache_s])
         .args(["--gateway", &closed_port()])
         .assert()
@@ -112,7 +73,7 @@ fn validate_caches_valid_and_definitively_unknown_symbols() {
     assert_eq!(again["symbols"][0]["con_id"], v["symbols"][0]["con_id"]);
 
     // --refresh asks again; only valid symbols: exit 0, and a table.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["validate", "AAPL", "MSFT", "--refresh", "--cache", cache_s])
         .assert()
         .code(0)
@@ -130,12 +91,12 @@ fn a_connection_failure_is_an_error_and_is_never_cached() {
     let cache = dir.join("symbols.json");
     let cache_s = cache.to_str().unwrap();
     // AAPL is known from an earlier run; ZZZZ has never been asked.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["validate", "AAPL", "--cache", cache_s])
         .assert()
         .code(0);
     let closed = closed_port();
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["validate", "AAPL", "ZZZZ", "--json", "--cache", cache_s])
         .args(["--gateway", &closed])
         .assert()
@@ -164,7 +125,7 @@ fn a_connection_failure_is_an_error_and_is_never_cached() {
 
     // A fresh cache and no gateway: nothing negative is written either.
     let fresh = dir.join("fresh.json");
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["validate", "NOPE", "--gateway", &closed, "--cache"])
         .arg(&fresh)
         .assert()
@@ -173,7 +134,7 @@ fn a_connection_failure_is_an_error_and_is_never_cached() {
     assert!(cache_entries(&fresh).is_empty());
 
     // Once the gateway answers, the symbol gets its definitive verdict.
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["validate", "ZZZZ", "--json", "--cache", cache_s])
         .assert()
         .code(4);
@@ -187,21 +148,13 @@ fn a_connection_failure_is_an_error_and_is_never_cached() {
 fn a_request_that_times_out_is_an_error_and_is_never_cached() {
     // A gateway that answers the handshake but takes 30 s for every contract-details reply;
     // the request timeout comes from the configuration (environment).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut config = ServerConfig::default();
-        config.gateway.reply_latency = std::time::Duration::from_secs(30);
-        SimServer::start(listener, config).unwrap()
-    });
-    let addr = server.local_addr().to_string();
+    let mut config = ServerConfig::default();
+    config.gateway.reply_latency = std::time::Duration::from_secs(30);
+    let sim = Sim::start_with(config);
+    let addr = sim.addr.clone();
     let dir = scratch("validate-timeout");
     let cache = dir.join("symbols.json");
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args([
             "validate",
             "AAPL",
@@ -242,10 +195,10 @@ fn a_request_that_times_out_is_an_error_and_is_never_cached() {
 
 #[test]
 fn validate_and_head_talk_to_a_gateway_over_tcp() {
-    let (_rt, server) = sim();
-    let addr = server.local_addr().to_string();
+    let sim = Sim::start();
+    let addr = sim.addr.clone();
     let dir = scratch("validate-tcp");
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["validate", "MSFT", "--json", "--gateway", &addr])
         .assert()
         .code(0);
@@ -258,7 +211,7 @@ fn validate_and_head_talk_to_a_gateway_over_tcp() {
         cache_entries(&dir.join("cache/ibconn/symbols.json")).contains_key("MSFT/STK/SMART/USD")
     );
 
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["head", "MSFT", "--gateway", &addr])
         .assert()
         .code(0)
@@ -270,25 +223,25 @@ fn validate_and_head_talk_to_a_gateway_over_tcp() {
 #[test]
 fn head_prints_the_earliest_data_point() {
     let dir = scratch("head");
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["head", "aapl", "--json"])
         .assert()
         .code(0);
     insta::assert_json_snapshot!("head_embedded", stdout_json(&a));
 
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["head", "AAPL", "--what", "MIDPOINT", "--rth"])
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
             "AAPL MIDPOINT (RTH): data since 1980-12-12T14:30:00Z (345479400)",
         ));
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["head", "NOPE"])
         .assert()
         .code(4)
         .stderr(predicate::str::contains("No security definition"));
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["head", "AAPL", "--json", "--gateway", &closed_port()])
         .assert()
         .code(1);
@@ -303,9 +256,7 @@ fn head_prints_the_earliest_data_point() {
 /// `ids` against registry files; liveness comes from `/proc`, so Linux only.
 #[cfg(target_os = "linux")]
 mod ids {
-    use std::io::{BufRead, BufReader};
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     use ibconn_core::client_id::liveness::current_holder;
@@ -313,7 +264,9 @@ mod ids {
     use ibconn_core::client_id::{Holder, Purpose, RegistryConfig, UnixMillis};
     use predicates::prelude::*;
 
-    use super::{ibconn, scratch, sim, stdout_json};
+    use super::common::{ibconn_in, ibconn_std_in, scratch, Serve, Sim};
+    use super::stdout_json;
+
     /// A registry file with a lease held by this (live) test process and one by a holder from
     /// another boot (dead).
     fn registry_with_two_leases(path: &Path) -> (i32, i32) {
@@ -354,7 +307,7 @@ mod ids {
         let (live, dead) = registry_with_two_leases(&reg);
         assert_eq!((live, dead), (2000, 1000));
 
-        let a = ibconn(&dir)
+        let a = ibconn_in(&dir)
             .args(["ids", "--registry", reg_s, "--json"])
             .assert()
             .code(0);
@@ -369,7 +322,7 @@ mod ids {
             ".leases[].expires_at" => "[time]",
         });
 
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "list", "--registry", reg_s])
             .assert()
             .code(0)
@@ -381,7 +334,7 @@ mod ids {
             );
 
         // The live lease stays without --force, with a message saying why.
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "2000", "--registry", reg_s])
             .assert()
             .code(1)
@@ -391,17 +344,17 @@ mod ids {
                     .and(predicate::str::contains("alive")),
             );
         // The dead one goes without it; an id nobody leases is reported.
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "1000", "--registry", reg_s])
             .assert()
             .code(0)
             .stdout(predicate::str::contains("released client id 1000"));
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "4242", "--registry", reg_s])
             .assert()
             .code(1)
             .stderr(predicate::str::contains("client id 4242: not leased"));
-        let a = ibconn(&dir)
+        let a = ibconn_in(&dir)
             .args(["ids", "--registry", reg_s, "--json"])
             .assert()
             .code(0);
@@ -414,11 +367,11 @@ mod ids {
         assert_eq!(ids, [2000]);
 
         // --all refuses the live one too, unless forced.
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "--all", "--registry", reg_s])
             .assert()
             .code(1);
-        let a = ibconn(&dir)
+        let a = ibconn_in(&dir)
             .args([
                 "ids",
                 "release",
@@ -431,14 +384,14 @@ mod ids {
             .assert()
             .code(0);
         assert_eq!(stdout_json(&a)["released"], serde_json::json!([2000]));
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "--registry", reg_s])
             .assert()
             .code(0)
             .stdout(predicate::str::contains("no leases"));
 
         // The registry comes from the config when --registry is not given.
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "--json"])
             .env("IBCONN_CLIENT_IDS_REGISTRY_FILE", reg_s)
             .assert()
@@ -446,42 +399,20 @@ mod ids {
             .stdout(predicate::str::contains(reg_s));
     }
 
-    /// A running `ibconn serve`, killed on drop.
-    struct Serve(Child);
-
-    impl Drop for Serve {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     #[test]
     fn ids_shows_the_lease_a_running_serve_holds() {
-        let (_rt, server) = sim();
-        let gateway = server.local_addr().to_string();
+        let sim = Sim::start();
         let dir = scratch("ids-serve");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ibconn"))
-            .args(["serve", "--gateway", &gateway, "--listen", "127.0.0.1:0"])
-            .current_dir(&dir)
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .env_remove("IBCONN_HTTP_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("listening on "), "{line:?}");
-        let pid = child.id();
-        let mut serve = Serve(child);
+        let mut cmd = ibconn_std_in(&dir);
+        cmd.args(["serve", "--gateway", &sim.addr, "--listen", "127.0.0.1:0"]);
+        // Panics unless the first line is `listening on ADDR`.
+        let mut serve = Serve::spawn(cmd);
+        let pid = serve.child.id();
 
         // serve connects its health session right away; wait for its lease to appear.
         let started = Instant::now();
         let lease = loop {
-            let a = ibconn(&dir).args(["ids", "--json"]).assert().code(0);
+            let a = ibconn_in(&dir).args(["ids", "--json"]).assert().code(0);
             let v = stdout_json(&a);
             if let Some(l) = v["leases"].as_array().and_then(|l| l.first()) {
                 break l.clone();
@@ -498,7 +429,7 @@ mod ids {
         assert_eq!(lease["holder"], "ibconn serve");
         assert_eq!(lease["liveness"], "alive");
         assert_eq!(lease["expired"], false);
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "5000"])
             .assert()
             .code(1)
@@ -506,11 +437,10 @@ mod ids {
 
         // Killed (no chance to release): the lease stays, but its holder is dead, so it goes
         // without --force.
-        let _ = serve.0.kill();
-        let _ = serve.0.wait();
-        let a = ibconn(&dir).args(["ids", "--json"]).assert().code(0);
+        serve.kill();
+        let a = ibconn_in(&dir).args(["ids", "--json"]).assert().code(0);
         assert_eq!(stdout_json(&a)["leases"][0]["liveness"], "dead");
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(["ids", "release", "5000"])
             .assert()
             .code(0);
@@ -520,7 +450,7 @@ mod ids {
 #[test]
 fn config_prints_the_effective_configuration() {
     let dir = scratch("config");
-    let a = ibconn(&dir).args(["config", "--json"]).assert().code(0);
+    let a = ibconn_in(&dir).args(["config", "--json"]).assert().code(0);
     insta::assert_json_snapshot!("config_defaults", stdout_json(&a), {
         ".client_ids.registry_file" => "[state dir]/ibconn/client-ids.json",
         ".validate.cache_file" => "[cache dir]/ibconn/symbols.json",
@@ -538,7 +468,7 @@ fn config_prints_the_effective_configuration() {
          [fetch]\nconcurrency = 2\n[http]\ntoken = \"from-file\"\n",
     )
     .unwrap();
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args(["config", "--json"])
         .env("IBCONN_FETCH_CONCURRENCY", "7")
         .env("IBCONN_HTTP_TOKEN", "s3cret")
@@ -552,7 +482,7 @@ fn config_prints_the_effective_configuration() {
     assert!(!String::from_utf8_lossy(&a.get_output().stdout).contains("s3cret"));
 
     // TOML by default, naming the file and the variables applied; it reads back as a config.
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .arg("config")
         .env("IBCONN_FETCH_CONCURRENCY", "7")
         .assert()
@@ -564,7 +494,7 @@ fn config_prints_the_effective_configuration() {
         );
     let printed = dir.join("printed.toml");
     std::fs::write(&printed, &a.get_output().stdout).unwrap();
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["config", "--json", "--config"])
         .arg(&printed)
         .assert()
@@ -610,7 +540,7 @@ fn bad_config_exits_2_naming_the_file_and_key() {
             for w in wanted {
                 pred = pred.and(predicate::str::contains(*w)).boxed();
             }
-            ibconn(&dir)
+            ibconn_in(&dir)
                 .arg("--config")
                 .arg(file)
                 .args(cmd)
@@ -619,19 +549,19 @@ fn bad_config_exits_2_naming_the_file_and_key() {
                 .stderr(pred);
         }
     }
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["config", "--config", "missing.toml"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("missing.toml"));
     // A variable under a known section that names no key is a typo, not ignored.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("config")
         .env("IBCONN_POOL_ACQUIRE_TIMEOUT", "3")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("IBCONN_POOL_ACQUIRE_TIMEOUT"));
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("config")
         .env("IBCONN_PACING_HISTORICAL_MAX", "0")
         .assert()
@@ -641,7 +571,7 @@ fn bad_config_exits_2_naming_the_file_and_key() {
                 .and(predicate::str::contains("$IBCONN_PACING_HISTORICAL_MAX")),
         );
     // explain needs no configuration and works even with a broken one.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("--config")
         .arg(&cases[0].0)
         .args([
@@ -655,8 +585,8 @@ fn bad_config_exits_2_naming_the_file_and_key() {
 
 #[test]
 fn configuration_reaches_the_commands_with_flags_on_top() {
-    let (_rt, server) = sim();
-    let sim_addr = server.local_addr().to_string();
+    let sim = Sim::start();
+    let sim_addr = sim.addr.clone();
     let closed = closed_port();
     let dir = scratch("config-use");
     let cfg = dir.join("gw.toml");
@@ -664,41 +594,41 @@ fn configuration_reaches_the_commands_with_flags_on_top() {
 
     // health takes the gateway from the file; the environment overrides the file; a flag
     // overrides both.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("--config")
         .arg(&cfg)
         .arg("health")
         .assert()
         .code(0);
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("--config")
         .arg(&cfg)
         .arg("health")
         .env("IBCONN_GATEWAY", &closed)
         .assert()
         .code(1);
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("--config")
         .arg(&cfg)
         .args(["health", "--gateway", &sim_addr])
         .env("IBCONN_GATEWAY", &closed)
         .assert()
         .code(0);
-    ibconn(&dir)
+    ibconn_in(&dir)
         .arg("health")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no gateway"));
 
     // validate uses the configured gateway, and `--gateway embedded` the embedded simulator.
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .arg("--config")
         .arg(&cfg)
         .args(["validate", "AAPL", "--json"])
         .assert()
         .code(0);
     assert_eq!(stdout_json(&a)["gateway"], sim_addr.as_str());
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args([
             "validate",
             "AAPL",
@@ -714,7 +644,7 @@ fn configuration_reaches_the_commands_with_flags_on_top() {
 
     // plan estimates with the configured pacing: twice the per-contract burst budget, less time.
     let plan = |env: &[(&str, &str)]| {
-        let mut cmd = ibconn(&dir);
+        let mut cmd = ibconn_in(&dir);
         cmd.args([
             "plan",
             "AAPL",
@@ -745,7 +675,7 @@ fn configuration_reaches_the_commands_with_flags_on_top() {
 fn fetch_json_prints_the_summary_on_stdout() {
     let dir = scratch("fetch-json");
     let out = dir.join("d.csv");
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args([
             "fetch",
             "AAPL",
@@ -781,7 +711,7 @@ fn fetch_json_prints_the_summary_on_stdout() {
     );
 
     // Without --out the bars would share stdout with the JSON: refused as usage.
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args([
             "fetch",
             "AAPL",
@@ -803,7 +733,7 @@ fn fetch_against_a_closed_port_exits_1() {
     let dir = scratch("fetch-closed");
     let closed = closed_port();
     let out = dir.join("d.csv");
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args([
             "fetch",
             "AAPL",
@@ -821,7 +751,7 @@ fn fetch_against_a_closed_port_exits_1() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("cannot connect").and(predicate::str::contains(&closed)));
-    let a = ibconn(&dir)
+    let a = ibconn_in(&dir)
         .args([
             "fetch",
             "AAPL",
@@ -864,14 +794,14 @@ fn new_commands_have_help() {
         &["ids", "release"],
         &["config"],
     ] {
-        ibconn(&dir)
+        ibconn_in(&dir)
             .args(cmd)
             .arg("--help")
             .assert()
             .success()
             .stdout(predicate::str::contains("Usage").and(predicate::str::contains("Exit codes")));
     }
-    ibconn(&dir)
+    ibconn_in(&dir)
         .args(["ids", "release", "--help"])
         .assert()
         .success()

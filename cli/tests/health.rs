@@ -3,45 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use ibconn_sim::{ServerConfig, SimServer};
 use predicates::prelude::*;
 use serde_json::Value;
 
-/// A simulated gateway on a loopback port; it runs on the returned runtime's worker.
-fn sim() -> (tokio::runtime::Runtime, SimServer) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        SimServer::start(listener, ServerConfig::default()).unwrap()
-    });
-    (rt, server)
-}
-
-fn ibconn() -> Command {
-    let mut cmd = Command::cargo_bin("ibconn").unwrap();
-    // Client-id leases go to a scratch state directory, not the user's.
-    let state = std::env::temp_dir().join(format!("ibconn-health-state-{}", std::process::id()));
-    cmd.env("XDG_STATE_HOME", state)
-        .env_remove("IBCONN_GATEWAY")
-        .env_remove("IBCONN_CONFIG");
-    cmd
-}
-
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-    // `l` closes here: nothing listens on the port any more.
-}
+mod common;
+use common::{closed_port, ibconn, Sim};
 
 #[test]
 fn health_exits_0_against_the_sim_and_prints_latency() {
-    let (_rt, server) = sim();
-    let addr = server.local_addr().to_string();
+    let sim = Sim::start();
+    let addr = sim.addr.clone();
     ibconn()
         .args(["health", "--gateway", &addr])
         .assert()

@@ -2,90 +2,26 @@
 //! simulated gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ibconn_sim::{ServerConfig, SimServer};
 use serde_json::Value;
+
+mod common;
+use common::{closed_port, ibconn_std, scratch, Serve, Sim};
 
 const TOKEN: &str = "t0ps3cret";
 
-/// A simulated gateway on a loopback port, on its own runtime.
-struct Sim {
-    rt: tokio::runtime::Runtime,
-    server: Option<SimServer>,
-    addr: String,
-}
-
-impl Sim {
-    fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            SimServer::start(listener, ServerConfig::default()).unwrap()
-        });
-        let addr = server.local_addr().to_string();
-        Self {
-            rt,
-            server: Some(server),
-            addr,
-        }
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown());
-        }
-    }
-}
-
-/// A running `ibconn serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A scratch state directory for the client-id registry (not the user's).
-fn state_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("ibconn-http-state-{}", std::process::id()))
-}
-
+/// `ibconn serve` on a loopback port against `gateway`, the token (if any) from the environment.
 fn serve(gateway: &str, env_token: Option<&str>, extra: &[&str]) -> Serve {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ibconn"));
+    let mut cmd = ibconn_std();
     cmd.args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("XDG_STATE_HOME", state_dir())
-        .env_remove("IBCONN_CONFIG")
-        .env_remove("IBCONN_HTTP_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .args(extra);
     if let Some(t) = env_token {
         cmd.env("IBCONN_HTTP_TOKEN", t);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Serve { child, addr }
+    Serve::spawn(cmd)
 }
 
 /// A response: status, lower-cased headers, body.
@@ -246,8 +182,7 @@ fn a_missing_or_wrong_token_is_401_in_the_envelope() {
 #[test]
 fn the_token_comes_from_the_config_file_and_the_environment_overrides_it() {
     let sim = Sim::start();
-    let cfg = state_dir().join("token.toml");
-    std::fs::create_dir_all(state_dir()).unwrap();
+    let cfg = scratch("token").join("token.toml");
     std::fs::write(&cfg, "[http]\ntoken = \"from-file\"\n").unwrap();
     let cfg_s = cfg.to_str().unwrap();
 
@@ -341,9 +276,7 @@ fn metrics_are_prometheus_text_with_help_and_type() {
 
 #[test]
 fn health_is_503_fast_for_a_gateway_that_never_answered() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gateway = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let gateway = closed_port();
     let srv = serve(&gateway, None, &[]);
     let started = Instant::now();
     let r = get(&srv.addr, "/api/ib/pool/health", None);
@@ -360,7 +293,7 @@ fn health_is_503_fast_for_a_gateway_that_never_answered() {
 
 #[test]
 fn serve_refuses_an_empty_token() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ibconn"))
+    let out = ibconn_std()
         .args([
             "serve",
             "--gateway",
