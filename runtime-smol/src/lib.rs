@@ -4,7 +4,10 @@
 //! [`Pool`](ibconn_core::pool::Pool); this crate only moves bytes and timers: one driver task owns
 //! the core state machine, one task per socket reads and writes, and callers talk to the driver
 //! over channels. Every wait is bounded by a deadline the core enforces (acquire timeout, request
-//! timeout), so every call ends with an answer or a typed error.
+//! timeout), so every call ends with an answer or a typed error. [`Client::connect`] is the one
+//! exception to the task split: it runs its session's handshake in the caller's task (no task or
+//! channel hop between the caller and the socket) and hands pool and socket to the driver once the
+//! session is ready.
 //!
 //! With a [`FileRegistry`] the driver does short, locked file operations (lease allocate, release,
 //! heartbeat) inline; they are small and rare, but they block the driver while they run.
@@ -29,7 +32,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -37,12 +44,16 @@ use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
 use ibconn_core::connection::{Answer, Config, Query};
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::message::{HeadTimestampRequest, HistoricalDataRequest};
-use ibconn_core::pool::{Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId};
+use ibconn_core::pool::Pool as CorePool;
+use ibconn_core::pool::{
+    AcquireId, Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId,
+};
 use smol::channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
-use smol::{Task, Timer};
+use smol::{Async, Task, Timer};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use ibconn_core::client_id::Purpose;
 /// Why a call failed (the core's [`PoolError`](ibconn_core::pool::PoolError)).
@@ -93,9 +104,14 @@ impl Pool {
     /// Start the driver task on smol's global executor. Nothing is dialed before the first
     /// `acquire`.
     pub fn start(config: PoolConfig, registry: Box<dyn IdRegistry + Send>) -> Self {
+        let pool = CorePool::new(config, registry, Instant::now(), wall());
+        Self::spawn(pool, None)
+    }
+
+    /// Start the driver for `pool`, adopting a socket already open for it.
+    fn spawn(pool: CorePool, open: Option<(SocketId, TcpStream)>) -> Self {
         let (tx, rx) = unbounded();
-        let pool = ibconn_core::pool::Pool::new(config, registry, Instant::now(), wall());
-        smol::spawn(run(pool, rx)).detach();
+        smol::spawn(run(pool, rx, open)).detach();
         Self { tx }
     }
 
@@ -258,6 +274,11 @@ pub struct Client {
 
 impl Client {
     /// Connect to `addr` as `client_id` with default settings; waits until the session is ready.
+    ///
+    /// The default offer is every version this crate speaks (v100..226), so text-era gateways
+    /// connect too; START_API then waits for the server's hello. Offering only v213..226 (as
+    /// `ibapi` does) through [`Client::connect_with`] sends it with the hello instead, one round
+    /// trip sooner, but a gateway older than server version 213 cannot connect.
     pub async fn connect(addr: &str, client_id: ClientId) -> Result<Self, Error> {
         Self::connect_with(addr, client_id, Config::new(client_id)).await
     }
@@ -270,9 +291,25 @@ impl Client {
     ) -> Result<Self, Error> {
         let (config, ids) = PoolConfig::single_session(addr, client_id, connection);
         let registry = MemoryRegistry::new(ids, Holder::from_pid(std::process::id()));
-        let pool = Pool::start(config, Box::new(registry));
-        let conn = pool.acquire(PoolConfig::single_session_purpose()).await?;
-        Ok(Self { conn, pool })
+        let mut core = CorePool::new(config, Box::new(registry), Instant::now(), wall());
+        let purpose = PoolConfig::single_session_purpose();
+        let acquire = core.acquire(Instant::now(), purpose, None);
+        match handshake_inline(&mut core, acquire).await {
+            (Ok((lease, client_id)), open) => {
+                let pool = Pool::spawn(core, open);
+                let tx = pool.tx.clone();
+                let conn = PooledConnection {
+                    lease,
+                    client_id,
+                    tx,
+                };
+                Ok(Self { conn, pool })
+            }
+            (Err(e), _) => {
+                core.shutdown(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// The session's notices ([`Pool::events`]).
@@ -331,7 +368,7 @@ fn boottime() -> Duration {
 
 /// The driver: owns the core pool and routes its outputs.
 struct Driver {
-    pool: ibconn_core::pool::Pool,
+    pool: CorePool,
     router: Router<Smol>,
     writers: HashMap<SocketId, Sender<Option<Bytes>>>,
     tasks: Vec<Task<()>>,
@@ -345,7 +382,144 @@ enum Wake {
     Timer,
 }
 
-async fn run(pool: ibconn_core::pool::Pool, cmds: Receiver<Cmd>) {
+type Dialing = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// What the inline handshake waited for.
+enum Step {
+    Dialed(SocketId, io::Result<TcpStream>),
+    Read(SocketId, io::Result<usize>),
+    Timer,
+}
+
+/// `Client::connect`'s fast path: drive the core pool in the caller's task until `acquire` is
+/// answered — dial, write and read right here, with no task or channel between the caller and the
+/// socket (the driver task then takes over the pool and the open socket). Moves bytes and timers
+/// only, like the driver; nobody has subscribed to notices yet.
+async fn handshake_inline(
+    pool: &mut CorePool,
+    acquire: AcquireId,
+) -> (
+    Result<(LeaseId, ClientId), Error>,
+    Option<(SocketId, TcpStream)>,
+) {
+    let mut open: Option<(SocketId, TcpStream)> = None;
+    let mut dialing: Option<(SocketId, Dialing)> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    // One timer, re-armed only when the deadline moves.
+    let (mut armed, mut timer) = (None, Timer::never());
+    loop {
+        while let Some(io) = pool.poll_io() {
+            match io {
+                Io::Dial { socket, addr, .. } => dialing = Some((socket, Box::pin(dial(addr)))),
+                Io::Write { socket, bytes } => match open.as_mut() {
+                    // async-io tries the write before waiting: a fresh socket takes a hello whole.
+                    Some((s, stream)) if *s == socket => {
+                        if let Err(e) = stream.write_all(&bytes).await {
+                            open = None;
+                            pool.handle_eof(Instant::now(), socket, Some(e.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+                Io::Close { socket } => {
+                    dialing = dialing.filter(|(s, _)| *s != socket);
+                    open = open.filter(|(s, _)| *s != socket);
+                }
+            }
+        }
+        if let Some(event) = pool.poll_event() {
+            match event {
+                PoolEvent::Acquired {
+                    acquire: a,
+                    lease,
+                    client_id,
+                    ..
+                } if a == acquire => return (Ok((lease, client_id)), open),
+                PoolEvent::AcquireFailed { acquire: a, error } if a == acquire => {
+                    return (Err(error.into()), None)
+                }
+                other => tracing::trace!(?other, "pool event"),
+            }
+            continue;
+        }
+        let deadline = pool.poll_timeout();
+        if deadline != armed {
+            armed = deadline;
+            timer = deadline.map_or_else(Timer::never, Timer::at);
+        }
+        let dial = async {
+            match dialing.as_mut() {
+                Some((s, d)) => Step::Dialed(*s, d.await),
+                None => std::future::pending().await,
+            }
+        };
+        let read = async {
+            match open.as_mut() {
+                Some((s, stream)) => Step::Read(*s, stream.read(&mut buf).await),
+                None => std::future::pending().await,
+            }
+        };
+        let fired = async {
+            (&mut timer).await;
+            Step::Timer
+        };
+        match or(dial, or(read, fired)).await {
+            Step::Dialed(socket, Ok(stream)) => {
+                dialing = None;
+                configure(SockRef::from(&stream), pool.config().tcp_keepalive);
+                open = Some((socket, stream));
+                pool.handle_dialed(Instant::now(), socket);
+            }
+            Step::Dialed(socket, Err(e)) => {
+                dialing = None;
+                pool.handle_dial_failed(Instant::now(), socket, e.to_string());
+            }
+            Step::Read(socket, Ok(n)) if n > 0 => {
+                pool.handle_input(Instant::now(), socket, &buf[..n]);
+            }
+            Step::Read(socket, end) => {
+                open = None;
+                pool.handle_eof(Instant::now(), socket, end.err().map(|e| e.to_string()));
+            }
+            Step::Timer => {
+                armed = None;
+                pool.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// Connect to `addr`. A numeric address is dialed by hand: a loopback (often a LAN) connect is
+/// complete when connect(2) returns, and is then used at once instead of after the reactor has
+/// reported the socket writable. Host names go through smol's resolver.
+async fn dial(addr: String) -> io::Result<TcpStream> {
+    let Ok(sa) = addr.parse::<SocketAddr>() else {
+        return TcpStream::connect(addr.as_str()).await;
+    };
+    let socket = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&sa.into()) {
+        // In progress: EINPROGRESS on Unix, "would block" elsewhere.
+        Err(e)
+            if e.kind() != io::ErrorKind::WouldBlock
+                && e.raw_os_error() != Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
+        {
+            return Err(e)
+        }
+        _ => {}
+    }
+    let stream = Async::new(std::net::TcpStream::from(socket))?;
+    if stream.get_ref().peer_addr().is_err() {
+        stream.writable().await?;
+        if let Some(e) = stream.get_ref().take_error()? {
+            return Err(e);
+        }
+        stream.get_ref().peer_addr()?;
+    }
+    Ok(stream.into())
+}
+
+async fn run(pool: CorePool, cmds: Receiver<Cmd>, open: Option<(SocketId, TcpStream)>) {
     let (net, net_rx) = unbounded();
     let interval = pool.config().clock_interval;
     let mut next_tick = Instant::now();
@@ -356,6 +530,12 @@ async fn run(pool: ibconn_core::pool::Pool, cmds: Receiver<Cmd>) {
         tasks: Vec::new(),
         net,
     };
+    if let Some((socket, stream)) = open {
+        let (tx, rx) = unbounded();
+        d.writers.insert(socket, tx);
+        d.tasks
+            .push(smol::spawn(pump(socket, stream, d.net.clone(), rx)));
+    }
     let mut done = None;
     while done.is_none() {
         d.flush();
@@ -473,18 +653,27 @@ async fn run_socket(
     net: Sender<Net>,
     writes: Receiver<Option<Bytes>>,
 ) {
-    let connect = async { Some(TcpStream::connect(addr.as_str()).await) };
+    let connect = async { Some(dial(addr).await) };
     let stream = match or(connect, async { writes.recv().await.ok().and(None) }).await {
         Some(Ok(s)) => s,
         Some(Err(e)) => return drop(net.try_send(Net::DialFailed(id, e.to_string()))),
         None => return,
     };
-    let _ = stream.set_nodelay(true);
-    if let Some(idle) = keepalive {
-        let ka = socket2::TcpKeepalive::new().with_time(idle);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
-    }
+    configure(SockRef::from(&stream), keepalive);
     let _ = net.try_send(Net::Dialed(id));
+    pump(id, stream, net, writes).await;
+}
+
+/// Nodelay (set before the first write) and keepalive.
+fn configure(socket: SockRef<'_>, keepalive: Option<Duration>) {
+    let _ = socket.set_tcp_nodelay(true);
+    if let Some(idle) = keepalive {
+        let _ = socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
+    }
+}
+
+/// Pump a connected socket: reads to the driver, writes from it.
+async fn pump(id: SocketId, stream: TcpStream, net: Sender<Net>, writes: Receiver<Option<Bytes>>) {
     let (mut rd, mut wr) = (stream.clone(), stream);
     let mut buf = vec![0u8; 64 * 1024];
     loop {

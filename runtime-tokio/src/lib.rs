@@ -4,7 +4,10 @@
 //! [`Pool`](ibconn_core::pool::Pool); this crate only moves bytes and timers: one driver task owns
 //! the core state machine, one task per socket reads and writes, and callers talk to the driver
 //! over channels. Every wait is bounded by a deadline the core enforces (acquire timeout, request
-//! timeout), so every call ends with an answer or a typed error.
+//! timeout), so every call ends with an answer or a typed error. [`Client::connect`] is the one
+//! exception to the task split: it runs its session's handshake in the caller's task (no task or
+//! channel hop between the caller and the socket) and hands pool and socket to the driver once the
+//! session is ready.
 //!
 //! With a [`FileRegistry`] the driver does short, locked file operations (lease allocate, release,
 //! heartbeat) inline; they are small and rare, but they block the driver while they run.
@@ -29,7 +32,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -37,7 +44,11 @@ use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
 use ibconn_core::connection::{Answer, Config, Query};
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::message::{HeadTimestampRequest, HistoricalDataRequest};
-use ibconn_core::pool::{Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId};
+use ibconn_core::pool::Pool as CorePool;
+use ibconn_core::pool::{
+    AcquireId, Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId,
+};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
@@ -93,9 +104,14 @@ impl Pool {
     /// Start the driver task (call inside a Tokio runtime). Nothing is dialed before the first
     /// `acquire`.
     pub fn start(config: PoolConfig, registry: Box<dyn IdRegistry + Send>) -> Self {
+        let pool = CorePool::new(config, registry, Instant::now(), wall());
+        Self::spawn(pool, None)
+    }
+
+    /// Start the driver for `pool`, adopting a socket already open for it.
+    fn spawn(pool: CorePool, open: Option<(SocketId, TcpStream)>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let pool = ibconn_core::pool::Pool::new(config, registry, Instant::now(), wall());
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, rx, open));
         Self { tx }
     }
 
@@ -258,6 +274,11 @@ pub struct Client {
 
 impl Client {
     /// Connect to `addr` as `client_id` with default settings; waits until the session is ready.
+    ///
+    /// The default offer is every version this crate speaks (v100..226), so text-era gateways
+    /// connect too; START_API then waits for the server's hello. Offering only v213..226 (as
+    /// `ibapi` does) through [`Client::connect_with`] sends it with the hello instead, one round
+    /// trip sooner, but a gateway older than server version 213 cannot connect.
     pub async fn connect(addr: &str, client_id: ClientId) -> Result<Self, Error> {
         Self::connect_with(addr, client_id, Config::new(client_id)).await
     }
@@ -270,9 +291,25 @@ impl Client {
     ) -> Result<Self, Error> {
         let (config, ids) = PoolConfig::single_session(addr, client_id, connection);
         let registry = MemoryRegistry::new(ids, Holder::from_pid(std::process::id()));
-        let pool = Pool::start(config, Box::new(registry));
-        let conn = pool.acquire(PoolConfig::single_session_purpose()).await?;
-        Ok(Self { conn, pool })
+        let mut core = CorePool::new(config, Box::new(registry), Instant::now(), wall());
+        let purpose = PoolConfig::single_session_purpose();
+        let acquire = core.acquire(Instant::now(), purpose, None);
+        match handshake_inline(&mut core, acquire).await {
+            (Ok((lease, client_id)), open) => {
+                let pool = Pool::spawn(core, open);
+                let tx = pool.tx.clone();
+                let conn = PooledConnection {
+                    lease,
+                    client_id,
+                    tx,
+                };
+                Ok(Self { conn, pool })
+            }
+            (Err(e), _) => {
+                core.shutdown(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// The session's notices ([`Pool::events`]).
@@ -331,14 +368,162 @@ fn boottime() -> Duration {
 
 /// The driver: owns the core pool and routes its outputs.
 struct Driver {
-    pool: ibconn_core::pool::Pool,
+    pool: CorePool,
     router: Router<Tokio>,
     writers: HashMap<SocketId, mpsc::UnboundedSender<Option<Bytes>>>,
     tasks: JoinSet<()>,
     net: mpsc::UnboundedSender<Net>,
 }
 
-async fn run(pool: ibconn_core::pool::Pool, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+type Dialing = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// `Client::connect`'s fast path: drive the core pool in the caller's task until `acquire` is
+/// answered — dial, write and read right here, with no task or channel between the caller and the
+/// socket (the driver task then takes over the pool and the open socket). Moves bytes and timers
+/// only, like the driver; nobody has subscribed to notices yet.
+async fn handshake_inline(
+    pool: &mut CorePool,
+    acquire: AcquireId,
+) -> (
+    Result<(LeaseId, ClientId), Error>,
+    Option<(SocketId, TcpStream)>,
+) {
+    let mut open: Option<(SocketId, TcpStream)> = None;
+    let mut dialing: Option<(SocketId, Dialing)> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    // One timer, re-armed only when the deadline moves (arming can wake the timer thread).
+    let (mut armed, timer) = (None, tokio::time::sleep(Duration::ZERO));
+    let far = || Instant::now() + Duration::from_secs(3600);
+    tokio::pin!(timer);
+    loop {
+        while let Some(io) = pool.poll_io() {
+            match io {
+                Io::Dial { socket, addr, .. } => dialing = Some((socket, Box::pin(dial(addr)))),
+                Io::Write { socket, bytes } => match open.as_mut() {
+                    Some((s, stream)) if *s == socket => {
+                        if let Err(e) = write_now(stream, &bytes).await {
+                            open = None;
+                            pool.handle_eof(Instant::now(), socket, Some(e.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+                Io::Close { socket } => {
+                    dialing = dialing.filter(|(s, _)| *s != socket);
+                    open = open.filter(|(s, _)| *s != socket);
+                }
+            }
+        }
+        if let Some(event) = pool.poll_event() {
+            match event {
+                PoolEvent::Acquired {
+                    acquire: a,
+                    lease,
+                    client_id,
+                    ..
+                } if a == acquire => return (Ok((lease, client_id)), open),
+                PoolEvent::AcquireFailed { acquire: a, error } if a == acquire => {
+                    return (Err(error.into()), None)
+                }
+                other => tracing::trace!(?other, "pool event"),
+            }
+            continue;
+        }
+        let deadline = pool.poll_timeout();
+        if armed != Some(deadline) {
+            armed = Some(deadline);
+            // The pool always has a deadline while an acquire waits; without one, sleep long.
+            timer.as_mut().reset(deadline.unwrap_or_else(far).into());
+        }
+        let dial = async {
+            match dialing.as_mut() {
+                Some((s, d)) => (*s, d.await),
+                None => std::future::pending().await,
+            }
+        };
+        let read = async {
+            match open.as_mut() {
+                Some((s, stream)) => (*s, stream.read(&mut buf).await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            (socket, dialed) = dial => {
+                dialing = None;
+                match dialed {
+                    Ok(stream) => {
+                        configure(SockRef::from(&stream), pool.config().tcp_keepalive);
+                        open = Some((socket, stream));
+                        pool.handle_dialed(Instant::now(), socket);
+                    }
+                    Err(e) => pool.handle_dial_failed(Instant::now(), socket, e.to_string()),
+                }
+            }
+            (socket, read) = read => {
+                match read {
+                    Ok(n) if n > 0 => pool.handle_input(Instant::now(), socket, &buf[..n]),
+                    end => {
+                        open = None;
+                        pool.handle_eof(Instant::now(), socket, end.err().map(|e| e.to_string()));
+                    }
+                }
+            }
+            () = &mut timer => {
+                armed = None;
+                pool.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// Connect to `addr`. A numeric address is dialed by hand: a loopback (often a LAN) connect is
+/// complete when connect(2) returns, and is then used at once instead of after the reactor has
+/// reported the socket writable. Host names go through Tokio's resolver.
+async fn dial(addr: String) -> io::Result<TcpStream> {
+    let Ok(sa) = addr.parse::<SocketAddr>() else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&sa.into()) {
+        // In progress: EINPROGRESS on Unix, "would block" elsewhere.
+        Err(e)
+            if e.kind() != io::ErrorKind::WouldBlock
+                && e.raw_os_error() != Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
+        {
+            return Err(e)
+        }
+        _ => {}
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    if stream.peer_addr().is_err() {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        stream.peer_addr()?;
+    }
+    Ok(stream)
+}
+
+/// Write to the socket directly, without waiting for the reactor to call a fresh socket writable
+/// (it takes a hello whole); whatever it refuses goes the usual way.
+async fn write_now(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let n = match (&*SockRef::from(&*stream)).write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    stream.write_all(&bytes[n..]).await
+}
+
+async fn run(
+    pool: CorePool,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    open: Option<(SocketId, TcpStream)>,
+) {
     let (net, mut net_rx) = mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(pool.config().clock_interval);
     let mut d = Driver {
@@ -348,6 +533,11 @@ async fn run(pool: ibconn_core::pool::Pool, mut cmds: mpsc::UnboundedReceiver<Cm
         tasks: JoinSet::new(),
         net,
     };
+    if let Some((socket, stream)) = open {
+        let (tx, rx) = mpsc::unbounded_channel();
+        d.writers.insert(socket, tx);
+        d.tasks.spawn(pump(socket, stream, d.net.clone(), rx));
+    }
     let mut done = None;
     while done.is_none() {
         d.flush();
@@ -449,18 +639,32 @@ async fn run_socket(
     mut writes: mpsc::UnboundedReceiver<Option<Bytes>>,
 ) {
     let stream = tokio::select! {
-        s = TcpStream::connect(&addr) => match s {
+        s = dial(addr) => match s {
             Ok(s) => s,
             Err(e) => return drop(net.send(Net::DialFailed(id, e.to_string()))),
         },
         _ = writes.recv() => return,
     };
-    let _ = stream.set_nodelay(true);
-    if let Some(idle) = keepalive {
-        let ka = socket2::TcpKeepalive::new().with_time(idle);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
-    }
+    configure(SockRef::from(&stream), keepalive);
     let _ = net.send(Net::Dialed(id));
+    pump(id, stream, net, writes).await;
+}
+
+/// Nodelay (set before the first write) and keepalive.
+fn configure(socket: SockRef<'_>, keepalive: Option<Duration>) {
+    let _ = socket.set_tcp_nodelay(true);
+    if let Some(idle) = keepalive {
+        let _ = socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
+    }
+}
+
+/// Pump a connected socket: reads to the driver, writes from it.
+async fn pump(
+    id: SocketId,
+    stream: TcpStream,
+    net: mpsc::UnboundedSender<Net>,
+    mut writes: mpsc::UnboundedReceiver<Option<Bytes>>,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
