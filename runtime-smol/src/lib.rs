@@ -275,10 +275,13 @@ pub struct Client {
 impl Client {
     /// Connect to `addr` as `client_id` with default settings; waits until the session is ready.
     ///
-    /// The default offer is every version this crate speaks (v100..226), so text-era gateways
-    /// connect too; START_API then waits for the server's hello. Offering only v213..226 (as
-    /// `ibapi` does) through [`Client::connect_with`] sends it with the hello instead, one round
-    /// trip sooner, but a gateway older than server version 213 cannot connect.
+    /// The default offer is v213..226 (as `ibapi` offers), with START_API sent with the hello:
+    /// one round trip. A gateway older than server version 213 answers below that offer (or
+    /// closes before its hello); the session then redials it at once offering v100..226 (text
+    /// era included) and keeps that offer for the gateway
+    /// ([`VersionPolicy::Auto`](ibconn_core::connection::VersionPolicy::Auto)): one extra
+    /// connect, no backoff. [`Client::connect_with`] with a pinned `versions` offers exactly
+    /// that range and never falls back.
     pub async fn connect(addr: &str, client_id: ClientId) -> Result<Self, Error> {
         Self::connect_with(addr, client_id, Config::new(client_id)).await
     }

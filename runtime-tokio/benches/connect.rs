@@ -6,6 +6,11 @@
 //! round trips) — and the one-round-trip bytes through Tokio in the calling task. They split the
 //! time into work every client shares (kernel, sim, runtime wake-ups) and each client's overhead.
 //!
+//! Our client is timed with its default offer (v213..226, START_API with the hello) and with the
+//! wide offer v100..226 pinned (START_API after the server's hello), and both against a second,
+//! text-era sim (`--server-version 176`), where the default falls back: a modern attempt, then the
+//! wide offer — the price of the fallback.
+//!
 //! Run: `cargo bench -p ibconn-tokio --bench connect` (builds `ibconn-sim` in release mode first if
 //! `target/release/ibconn-sim` is missing; `IBCONN_SIM_BIN` overrides the path).
 // A bench measures wall time, reads /proc and aborts on broken set-up: all fine outside the core.
@@ -23,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ibconn_core::connection::Config;
+use ibconn_core::connection::{Config, VersionPolicy};
 use ibconn_core::message::{Request, Response};
 use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
 
@@ -66,9 +71,10 @@ fn sim_binary() -> PathBuf {
     bin
 }
 
-fn start_sim() -> Sim {
+fn start_sim(extra: &[&str]) -> Sim {
     let mut child = Command::new(sim_binary())
         .args(["--listen", "127.0.0.1:0", "--seed", "1"])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("sim starts");
@@ -99,12 +105,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Our client; `modern` offers only protobuf-era versions (213..226, like ibapi), which lets the
-/// core send START_API with the hello instead of one round trip later.
-async fn connect_ours(addr: &str, id: i32, modern: bool) -> (Duration, ibconn_tokio::Client) {
+/// Our client: by default (`wide = false`) it offers v213..226 like ibapi and sends START_API
+/// with the hello (falling back to v100..226 for an older gateway); `wide` pins v100..226, which
+/// makes START_API wait for the server's hello (one round trip later).
+async fn connect_ours(addr: &str, id: i32, wide: bool) -> (Duration, ibconn_tokio::Client) {
     let mut config = Config::new(id);
-    if modern {
-        config.versions = VersionRange::new(213, 226);
+    if wide {
+        config.versions = VersionPolicy::Pinned(VersionRange::supported());
     }
     let t = Instant::now();
     let client = tokio::time::timeout(STEP, ibconn_tokio::Client::connect_with(addr, id, config))
@@ -252,11 +259,18 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let (rounds, idle) = if quick { (5, 30) } else { (60, 90) };
     // The sim admits 32 API clients, like IB: the memory test spreads over several sims.
-    let sims: Vec<Sim> = (0..3).map(|_| start_sim()).collect();
+    let sims: Vec<Sim> = (0..3).map(|_| start_sim(&[])).collect();
     let addr = sims[0].addr.clone();
+    // A text-era gateway (ibapi cannot connect to it).
+    let old_sim = start_sim(&["--server-version", "176"]);
+    let old = old_sim.addr.clone();
 
     // Warm-up: first connects pay for lazy initialisation on both sides.
     let (_, c) = connect_ours(&addr, 900, false).await;
+    c.shutdown().await;
+    let (_, c) = connect_ours(&old, 905, false).await;
+    c.shutdown().await;
+    let (_, c) = connect_ours(&old, 906, true).await;
     c.shutdown().await;
     let (_, c) = connect_ibapi(&addr, 901).await;
     c.disconnect().await;
@@ -271,11 +285,19 @@ async fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut floor_tokio, mut floor_tokio_ratio) = (Vec::new(), Vec::new());
     let (mut tcp, mut rtt, mut extra_rt) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut old_default, mut old_wide, mut fallback_ratio) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
-        let (a, c) = connect_ours(&addr, 1_000 + i, false).await;
+        let (m, c) = connect_ours(&addr, 1_000 + i, false).await;
         c.shutdown().await;
-        let (m, c) = connect_ours(&addr, 3_000 + i, true).await;
+        let (a, c) = connect_ours(&addr, 3_000 + i, true).await;
         c.shutdown().await;
+        let (od, c) = connect_ours(&old, 4_000 + i, false).await;
+        c.shutdown().await;
+        let (ow, c) = connect_ours(&old, 6_000 + i, true).await;
+        c.shutdown().await;
+        old_default.push(od.as_secs_f64());
+        old_wide.push(ow.as_secs_f64());
+        fallback_ratio.push(od.as_secs_f64() / ow.as_secs_f64());
         let (b, c) = connect_ibapi(&addr, 5_000 + i).await;
         c.disconnect().await;
         // The raw clients block this (main) thread; the runtime's workers are idle meanwhile.
@@ -306,14 +328,21 @@ async fn main() {
         median(theirs) * 1e6
     );
     println!(
-        "  ibconn-tokio, default versions v100..226      {:>8.1} µs   ours/ibapi {:.3}",
+        "  ibconn-tokio, default (v213..226, START_API pipelined) {:>8.1} µs   ours/ibapi {:.3}   (target <= 0.5)",
+        median(modern) * 1e6,
+        median(modern_ratio)
+    );
+    println!(
+        "  ibconn-tokio, v100..226 pinned (START_API after hello) {:>8.1} µs   ours/ibapi {:.3}",
         median(wide) * 1e6,
         median(wide_ratio)
     );
     println!(
-        "  ibconn-tokio, v213..226 (START_API pipelined) {:>8.1} µs   ours/ibapi {:.3}   (target <= 0.5)",
-        median(modern) * 1e6,
-        median(modern_ratio)
+        "  text-era sim (v176): ibconn-tokio default, with the fallback {:>8.1} µs; v100..226 pinned {:>8.1} µs; \
+         default/pinned {:.3}",
+        median(old_default) * 1e6,
+        median(old_wide) * 1e6,
+        median(fallback_ratio)
     );
     println!(
         "  floor: raw std client, hello+START_API in one write (connect + 1 RT) {:>8.1} µs   raw/ibapi {:.3}",
@@ -385,4 +414,5 @@ async fn main() {
     );
     println!("  ibapi          {:>8.1} KiB", theirs_per / 1024.0);
     drop(sims);
+    drop(old_sim);
 }

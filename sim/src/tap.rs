@@ -10,6 +10,9 @@ use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 pub(crate) struct Tap {
     decoder: FrameDecoder,
     hello_seen: bool,
+    /// Up: the lowest version the client offered — what it encodes requests sent before the
+    /// server's hello at (START_API pipelined with the hello).
+    offered_min: i32,
     broken: bool,
 }
 
@@ -28,6 +31,7 @@ impl Tap {
         Self {
             decoder,
             hello_seen: false,
+            offered_min: 0,
             broken: false,
         }
     }
@@ -48,7 +52,10 @@ impl Tap {
                         if up {
                             ClientHello::decode(&body).map_or_else(
                                 |e| format!("bad hello: {e}"),
-                                |h| format!("API {}", h.version_string()),
+                                |h| {
+                                    self.offered_min = h.versions.min;
+                                    format!("API {}", h.version_string())
+                                },
                             )
                         } else {
                             match ServerHello::decode(&body) {
@@ -60,10 +67,12 @@ impl Tap {
                             }
                         }
                     } else if up {
-                        Request::decode_payload(body, sv)
+                        let at = if sv > 0 { sv } else { self.offered_min };
+                        Request::decode_payload(body, at)
                             .map_or_else(|e| format!("undecodable: {e}"), |r| describe_request(&r))
                     } else {
-                        Response::decode_payload(body, sv)
+                        // The startup burst may share a write with the server hello.
+                        Response::decode_payload(body, new_sv.unwrap_or(sv))
                             .map_or_else(|e| format!("undecodable: {e}"), |r| describe_response(&r))
                     };
                     lines.push(text);

@@ -252,9 +252,12 @@ fn restart_disconnects_and_refuses_redials_until_the_port_reopens() {
     world.run_for(secs(10)).unwrap();
     world.dial(c).unwrap();
     let (_, reason) = disconnected(&mut world, c, secs(1));
+    // The World's session exists before its connect: a refused dial ends it before any hello.
     assert_eq!(
         reason,
-        ConnectionError::Transport("connection refused".into())
+        ConnectionError::ClosedBeforeHello {
+            cause: Some("connection refused".into())
+        }
     );
 
     world.run_until(world.elapsed() + secs(25)).unwrap();

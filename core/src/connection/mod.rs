@@ -38,11 +38,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 pub use self::types::{
-    Answer, Config, ConnectionError, Event, Fault, Query, RequestError, RequestId, SendError, Stats,
+    Answer, Config, ConnectionError, Event, Fault, Query, RequestError, RequestId, SendError,
+    Stats, VersionPolicy,
 };
 use crate::classify::{classify, Connectivity, ErrorClass, RequestContext};
 use crate::message::{Bar, Contract, ContractDetails, ErrorMessage, Request, Response};
-use crate::wire::{check_server_choice, version, ClientHello, FrameDecoder, ServerHello};
+use crate::wire::{
+    check_server_choice, version, ClientHello, FrameDecoder, ServerHello, VersionRange,
+};
 
 /// Recently cancelled or timed-out request ids remembered to recognise their late replies.
 const CANCELLED_MEMORY: usize = 256;
@@ -108,6 +111,8 @@ struct TimeChannel {
 #[derive(Debug)]
 pub struct Connection {
     cfg: Config,
+    /// The range the hello offered (from [`Config::versions`]).
+    offered: VersionRange,
     state: State,
     /// START_API went out (with the hello when pipelined, else after the server's hello).
     start_api_sent: bool,
@@ -137,20 +142,22 @@ impl Connection {
     /// A new session that will claim `cfg.client_id`; the hello is queued for `poll_transmit`.
     pub fn new(cfg: Config, now: Instant) -> Self {
         let mut out = BytesMut::new();
-        let mut hello = ClientHello::new(cfg.versions);
+        let offered = cfg.versions.offer();
+        let mut hello = ClientHello::new(offered);
         hello.options.clone_from(&cfg.connect_options);
         hello.encode(&mut out);
         tracing::debug!(client_id = cfg.client_id, hello = %hello.version_string(), "connecting");
         // When every version we offer carries START_API in the same (protobuf) form, it goes out
         // right behind the hello instead of one round trip later.
-        let start_api_sent = cfg.versions.min >= version::PROTOBUF_REST_MESSAGES_3
+        let start_api_sent = offered.min >= version::PROTOBUF_REST_MESSAGES_3
             && Request::StartApi {
                 client_id: cfg.client_id,
                 optional_capabilities: String::new(),
             }
-            .encode(cfg.versions.min, &mut out)
+            .encode(offered.min, &mut out)
             .is_ok();
         Self {
+            offered,
             start_api_sent,
             next_req_id: cfg.first_request_id,
             cfg,
@@ -180,6 +187,11 @@ impl Connection {
     /// The client id this session claims.
     pub fn client_id(&self) -> i32 {
         self.cfg.client_id
+    }
+
+    /// The version range the hello offered.
+    pub fn offered(&self) -> VersionRange {
+        self.offered
     }
 
     /// The negotiated server version (0 before the server's hello).
@@ -239,13 +251,18 @@ impl Connection {
         self.pump(now);
     }
 
-    /// The runtime saw EOF (`cause = None`) or a socket error.
+    /// The runtime saw EOF (`cause = None`) or a socket error. Before the server's hello this
+    /// ends the session with [`ConnectionError::ClosedBeforeHello`], later with
+    /// [`ConnectionError::PeerClosed`] or [`ConnectionError::Transport`].
     pub fn handle_eof(&mut self, now: Instant, cause: Option<String>) {
         self.advance(now);
         if self.is_closed() {
             return;
         }
         self.fail(match cause {
+            _ if self.state == State::ExpectServerHello => {
+                ConnectionError::ClosedBeforeHello { cause }
+            }
             None => ConnectionError::PeerClosed,
             Some(msg) => ConnectionError::Transport(msg),
         });
@@ -451,7 +468,13 @@ impl Connection {
             Ok(h) => h,
             Err(e) => return self.fail(e.into()),
         };
-        match check_server_choice(self.cfg.versions, hello.server_version) {
+        if hello.server_version < self.offered.min {
+            return self.fail(ConnectionError::VersionBelowOffer {
+                offered_min: self.offered.min,
+                server: hello.server_version,
+            });
+        }
+        match check_server_choice(self.offered, hello.server_version) {
             Ok(v) => self.server_version = v,
             Err(e) => return self.fail(e.into()),
         }

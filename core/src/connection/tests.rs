@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::*;
 use crate::classify::Advice;
 use crate::message::{BarTime, ErrorMessage, HistoricalDataRequest};
-use crate::wire::{ClientHello, ServerHello};
+use crate::wire::{ClientHello, HandshakeError, ServerHello, VersionRange};
 
 /// The gateway side of a test: decodes what the client wrote, encodes what the test answers.
 struct Peer {
@@ -89,10 +89,20 @@ fn startup() -> Vec<Response> {
     ]
 }
 
+/// Settings that reach a gateway at `version`: the default offer for the protobuf era, the wide
+/// offer pinned for a text-era gateway (under the default a pool would fall back to it).
+fn config_for(version: i32, client_id: i32) -> Config {
+    let mut cfg = Config::new(client_id);
+    if version < 213 {
+        cfg.versions = VersionPolicy::Pinned(VersionRange::supported());
+    }
+    cfg
+}
+
 /// A connected session at `version`, its peer, and the virtual clock.
 fn connected(version: i32) -> (Connection, Peer, Instant) {
     let t0 = Instant::now();
-    let mut conn = Connection::new(Config::new(7), t0);
+    let mut conn = Connection::new(config_for(version, 7), t0);
     let mut peer = Peer::new(version);
     peer.read(&mut conn);
     peer.hello_reply(&mut conn, t0);
@@ -144,14 +154,26 @@ fn bar(date: &str) -> Bar {
 #[test]
 fn hello_offers_the_configured_range() {
     let t0 = Instant::now();
+    // The default: the modern range, as ibapi offers it.
     let mut conn = Connection::new(Config::new(1), t0);
+    assert_eq!(Config::new(1).versions, VersionPolicy::Auto);
     let mut peer = Peer::new(226);
     peer.read(&mut conn);
-    assert_eq!(
-        peer.hello.unwrap().versions,
-        crate::wire::VersionRange::new(100, 226)
-    );
+    assert_eq!(peer.hello.unwrap().versions, VersionRange::new(213, 226));
+    assert_eq!(conn.offered(), VersionRange::new(213, 226));
     assert!(!conn.is_ready());
+    // A pinned range is offered as it is.
+    for range in [VersionRange::new(100, 226), VersionRange::new(157, 178)] {
+        let cfg = Config {
+            versions: range.into(),
+            ..Config::new(1)
+        };
+        let mut conn = Connection::new(cfg, t0);
+        let mut peer = Peer::new(178);
+        peer.read(&mut conn);
+        assert_eq!(peer.hello.unwrap().versions, range);
+        assert_eq!(conn.offered(), range);
+    }
 }
 
 #[test]
@@ -241,18 +263,25 @@ fn requests_submitted_before_ready_wait_for_it() {
         .send(t0, Query::MatchingSymbols("AAP".into()), None)
         .unwrap();
     peer.read(&mut conn);
-    assert!(peer.take().is_empty(), "nothing but the hello before ready");
+    assert_eq!(
+        peer.take(),
+        vec![Request::StartApi {
+            client_id: 9,
+            optional_capabilities: String::new()
+        }],
+        "nothing but the hello and START_API before ready"
+    );
     peer.hello_reply(&mut conn, t0);
+    peer.read(&mut conn);
+    assert!(peer.take().is_empty(), "still nothing before ready");
     peer.reply(&mut conn, t0, &startup());
     peer.read(&mut conn);
-    let sent = peer.take();
-    assert!(matches!(sent[0], Request::StartApi { .. }));
     assert_eq!(
-        sent[1],
-        Request::ReqMatchingSymbols {
+        peer.take(),
+        vec![Request::ReqMatchingSymbols {
             req_id: id.0,
             pattern: "AAP".into()
-        }
+        }]
     );
     peer.reply(
         &mut conn,
@@ -637,12 +666,115 @@ fn contract_details_collects_every_match() {
 }
 
 #[test]
-fn start_api_is_pipelined_when_every_offered_version_speaks_protobuf() {
+fn start_api_waits_for_the_server_hello_under_a_wide_offer() {
     let t0 = Instant::now();
     let cfg = Config {
-        versions: crate::wire::VersionRange::new(213, 226),
+        versions: VersionPolicy::Pinned(VersionRange::supported()),
         ..Config::new(11)
     };
+    let mut conn = Connection::new(cfg, t0);
+    let mut peer = Peer::new(176);
+    peer.read(&mut conn);
+    assert!(peer.take().is_empty(), "only the hello");
+    peer.hello_reply(&mut conn, t0);
+    peer.read(&mut conn);
+    assert_eq!(
+        peer.take(),
+        vec![Request::StartApi {
+            client_id: 11,
+            optional_capabilities: String::new()
+        }],
+        "START_API in the text form v176 implies"
+    );
+}
+
+#[test]
+fn a_gateway_below_the_offer_ends_the_handshake_with_a_typed_reason() {
+    for (versions, server) in [
+        (VersionPolicy::Auto, 176),
+        (VersionPolicy::Auto, 212),
+        (VersionPolicy::Pinned(VersionRange::new(157, 178)), 150),
+    ] {
+        let t0 = Instant::now();
+        let offered_min = versions.offer().min;
+        let mut conn = Connection::new(
+            Config {
+                versions,
+                ..Config::new(12)
+            },
+            t0,
+        );
+        let _ = conn.poll_transmit();
+        Peer::new(server).hello_reply(&mut conn, t0);
+        let reason = ConnectionError::VersionBelowOffer {
+            offered_min,
+            server,
+        };
+        assert_eq!(reason.fault(), Fault::Gateway);
+        assert_eq!(events(&mut conn), vec![Event::Disconnected { reason }]);
+        assert!(conn.is_closed());
+        assert_eq!(conn.server_version(), 0);
+    }
+    // Above the offer stays a handshake error.
+    let t0 = Instant::now();
+    let cfg = Config {
+        versions: VersionRange::new(157, 178).into(),
+        ..Config::new(12)
+    };
+    let mut conn = Connection::new(cfg, t0);
+    Peer::new(200).hello_reply(&mut conn, t0);
+    assert_eq!(
+        events(&mut conn),
+        vec![Event::Disconnected {
+            reason: ConnectionError::Handshake(HandshakeError::VersionNotOffered {
+                chosen: 200,
+                offered: VersionRange::new(157, 178)
+            })
+        }]
+    );
+}
+
+#[test]
+fn a_close_before_the_server_hello_is_told_apart_from_a_later_one() {
+    let t0 = Instant::now();
+    for cause in [None, Some("connection reset by peer".to_owned())] {
+        let mut conn = Connection::new(Config::new(13), t0);
+        let _ = conn.poll_transmit();
+        conn.handle_eof(t0, cause.clone());
+        assert_eq!(
+            events(&mut conn),
+            vec![Event::Disconnected {
+                reason: ConnectionError::ClosedBeforeHello { cause }
+            }]
+        );
+    }
+    // After the hello (START_API pending) a close is the usual one.
+    let mut conn = Connection::new(Config::new(13), t0);
+    Peer::new(226).hello_reply(&mut conn, t0);
+    conn.handle_eof(t0, None);
+    assert_eq!(
+        events(&mut conn),
+        vec![Event::Disconnected {
+            reason: ConnectionError::PeerClosed
+        }]
+    );
+}
+
+#[test]
+fn start_api_is_pipelined_when_every_offered_version_speaks_protobuf() {
+    for versions in [
+        VersionPolicy::Auto,
+        VersionPolicy::Pinned(VersionRange::new(213, 226)),
+    ] {
+        start_api_is_pipelined(Config {
+            versions,
+            ..Config::new(11)
+        });
+    }
+}
+
+fn start_api_is_pipelined(cfg: Config) {
+    let t0 = Instant::now();
     let mut conn = Connection::new(cfg, t0);
     let mut peer = Peer::new(226);
     peer.read(&mut conn);

@@ -12,13 +12,48 @@ use crate::message::{
 };
 use crate::wire::{DecodeError, EncodeError, FrameError, HandshakeError, VersionRange};
 
+/// Which protocol versions a connection offers in its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VersionPolicy {
+    /// The default. Offer [`VersionRange::modern`] (v213..226, as `ibapi` does): START_API then
+    /// travels with the hello, one round trip sooner. A gateway older than that answers a version
+    /// below the offer ([`ConnectionError::VersionBelowOffer`]) or closes the socket before its
+    /// hello ([`ConnectionError::ClosedBeforeHello`]); a [`Pool`](crate::pool::Pool) (and so every
+    /// runtime `Client`) then redials it at once offering [`VersionRange::supported`]
+    /// (v100..226) and keeps offering that range to this gateway until a session there reports a
+    /// protobuf-era version again (the gateway was upgraded). A bare
+    /// [`Connection`](super::Connection) cannot redial: it only reports the typed reason.
+    #[default]
+    Auto,
+    /// Offer exactly this range; never fall back.
+    Pinned(VersionRange),
+}
+
+impl VersionPolicy {
+    /// The range offered by a connection that knows nothing about its gateway yet.
+    pub fn offer(self) -> VersionRange {
+        match self {
+            Self::Auto => VersionRange::modern(),
+            Self::Pinned(range) => range,
+        }
+    }
+}
+
+impl From<VersionRange> for VersionPolicy {
+    /// An explicit range is pinned.
+    fn from(range: VersionRange) -> Self {
+        Self::Pinned(range)
+    }
+}
+
 /// Connection settings. Defaults are conservative values for a real IB Gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The API client id this connection claims (one live session per id per gateway).
     pub client_id: i32,
-    /// Protocol versions offered in the hello.
-    pub versions: VersionRange,
+    /// Protocol versions offered in the hello: [`VersionPolicy::Auto`] (v213..226 with a fallback
+    /// to v100..226 for older gateways) unless pinned.
+    pub versions: VersionPolicy,
     /// Connect options appended to the hello (e.g. `+PACEAPI`); empty for none.
     pub connect_options: String,
     /// From `new` until the session is ready (hello, START_API, startup burst).
@@ -42,7 +77,7 @@ impl Config {
     pub fn new(client_id: i32) -> Self {
         Self {
             client_id,
-            versions: VersionRange::supported(),
+            versions: VersionPolicy::Auto,
             connect_options: String::new(),
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
@@ -205,6 +240,24 @@ pub enum ConnectionError {
     /// IB reset its socket port (1300).
     #[error("gateway reset its socket port (1300)")]
     SocketPortReset,
+    /// The gateway answered a server version below the lowest one offered: it is older than the
+    /// offer (a pre-protobuf gateway answers v213..226 with its own maximum). Under
+    /// [`VersionPolicy::Auto`] the pool redials such a gateway with the wide offer.
+    #[error("gateway speaks server version {server}, below the offered minimum {offered_min}")]
+    VersionBelowOffer {
+        /// The lowest version offered.
+        offered_min: i32,
+        /// The version the gateway answered.
+        server: i32,
+    },
+    /// The socket ended (EOF, `cause = None`, or an error) before the gateway's hello: it may not
+    /// accept the offered versions, or it rejects this host. Under [`VersionPolicy::Auto`] the
+    /// pool redials once with the wide offer.
+    #[error("gateway closed the connection before its hello{}", colon(.cause))]
+    ClosedBeforeHello {
+        /// The socket error, if it was not a clean EOF.
+        cause: Option<String>,
+    },
     /// The gateway closed the socket.
     #[error("gateway closed the connection")]
     PeerClosed,
@@ -216,6 +269,11 @@ pub enum ConnectionError {
     LocallyClosed,
 }
 
+/// `": cause"`, or nothing.
+fn colon(cause: &Option<String>) -> String {
+    cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
+}
+
 impl ConnectionError {
     /// Who is to blame.
     pub fn fault(&self) -> Fault {
@@ -225,6 +283,8 @@ impl ConnectionError {
             Self::HandshakeTimeout(_)
             | Self::Handshake(_)
             | Self::ClientIdInUse { .. }
+            | Self::VersionBelowOffer { .. }
+            | Self::ClosedBeforeHello { .. }
             | Self::Framing(_)
             | Self::Decode(_)
             | Self::SocketPortReset => Fault::Gateway,

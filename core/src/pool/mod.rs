@@ -4,8 +4,10 @@
 //! The pool maps purposes to client ids through an injected [`IdRegistry`], caps connections per
 //! purpose, hands out leases (exclusive or shared) to FIFO waiters with deadlines, paces every
 //! request before it is sent (one [`Pacer`] per gateway), redials dropped sessions with backoff,
-//! fails over between gateways behind per-gateway circuit breakers, expires idle connections and
-//! shuts down gracefully. It performs no I/O: sockets are commands ([`Io`]) for the runtime.
+//! fails over between gateways behind per-gateway circuit breakers, falls back from the modern
+//! version offer to the wide one for gateways older than server version 213
+//! ([`VersionPolicy::Auto`]), expires idle connections and shuts down gracefully. It performs no
+//! I/O: sockets are commands ([`Io`]) for the runtime.
 //!
 //! # Run loop
 //!
@@ -46,11 +48,13 @@ use crate::classify::ErrorClass;
 use crate::client_id::{Grant, Purpose, UnixMillis};
 use crate::connection::{
     Answer, Config, Connection, ConnectionError, Event, Query, RequestError, RequestId, SendError,
+    VersionPolicy,
 };
 use crate::message::Contract;
 use crate::pacer::{
     HeadTimestampKey, HistoricalRequestKey, PacedRequest, Pacer, PacerError, ReservationId,
 };
+use crate::wire::{version, VersionRange};
 
 type SlotId = u64;
 
@@ -61,6 +65,22 @@ struct Gateway {
     pacer: Pacer,
     established: u64,
     failed: u64,
+    /// Under [`VersionPolicy::Auto`]: this gateway turned out older than the modern offer, so new
+    /// sessions offer the wide range. Cleared when a session there reports a modern version.
+    wide_offer: bool,
+    /// Times a session here fell back from the modern offer to the wide one.
+    version_fallbacks: u64,
+}
+
+/// The range a session offered, as far as the version fallback is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offered {
+    /// The user pinned the range: no fallback.
+    Pinned,
+    /// [`VersionPolicy::Auto`]'s modern range; a gateway older than it makes the pool fall back.
+    Modern,
+    /// [`VersionPolicy::Auto`]'s wide range, for a gateway known to be older than the modern one.
+    Wide,
 }
 
 #[derive(Debug)]
@@ -98,6 +118,8 @@ struct Slot {
     leases: BTreeSet<LeaseId>,
     idle_since: Instant,
     dialed_at: Instant,
+    /// What the current (or last) session offered.
+    offer: Offered,
     ever_ready: bool,
     session_ready: bool,
     sent: BTreeMap<RequestId, Ticket>,
@@ -191,6 +213,8 @@ impl Pool {
                 pacer: Pacer::new(cfg.pacing.clone()),
                 established: 0,
                 failed: 0,
+                wide_offer: false,
+                version_fallbacks: 0,
             })
             .collect();
         Self {
@@ -249,6 +273,8 @@ impl Pool {
                 addr: g.addr.clone(),
                 established: g.established,
                 failed: g.failed,
+                wide_offer: g.wide_offer,
+                version_fallbacks: g.version_fallbacks,
                 breaker: g.breaker.snapshot(now),
                 pacer: g.pacer.snapshot(now),
             })
@@ -469,8 +495,22 @@ impl Pool {
         if !matches!(slot.link, Link::Dialing { socket: s, .. } if s == socket) {
             return;
         }
+        let wide = self
+            .gateways
+            .get(slot.gateway)
+            .is_some_and(|g| g.wide_offer);
+        let (offer, versions) = match self.cfg.connection.versions {
+            VersionPolicy::Pinned(range) => (Offered::Pinned, VersionPolicy::Pinned(range)),
+            VersionPolicy::Auto if wide => (
+                Offered::Wide,
+                VersionPolicy::Pinned(VersionRange::supported()),
+            ),
+            VersionPolicy::Auto => (Offered::Modern, VersionPolicy::Auto),
+        };
+        slot.offer = offer;
         let cfg = Config {
             client_id: slot.grant.id,
+            versions,
             ..self.cfg.connection.clone()
         };
         tracing::debug!(client_id = slot.grant.id, "socket open; handshaking");
@@ -726,6 +766,7 @@ impl Pool {
                             leases: BTreeSet::new(),
                             idle_since: now,
                             dialed_at: now,
+                            offer: Offered::Pinned,
                             ever_ready: false,
                             session_ready: false,
                             sent: BTreeMap::new(),
@@ -774,16 +815,25 @@ impl Pool {
                 Err(_) => {}
             }
         }
+        let Some(gateway) = chosen else {
+            if let Some(slot) = self.slots.get_mut(&slot_id) {
+                tracing::debug!(client_id = slot.grant.id, "every gateway's breaker is open");
+                slot.link = Link::Waiting { until: retry_at };
+            }
+            return;
+        };
+        self.dial_gateway(now, slot_id, gateway);
+    }
+
+    /// Dial `gateway`, whose breaker has admitted the attempt.
+    fn dial_gateway(&mut self, now: Instant, slot_id: SlotId, gateway: usize) {
         let socket = SocketId(self.fresh());
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return;
         };
-        let Some(gateway) = chosen else {
-            tracing::debug!(client_id = slot.grant.id, "every gateway's breaker is open");
-            slot.link = Link::Waiting { until: retry_at };
+        let Some(addr) = self.gateways.get(gateway).map(|g| g.addr.clone()) else {
             return;
         };
-        let addr = self.gateways[gateway].addr.clone();
         if slot.ever_ready {
             self.stats.reconnects += 1;
         }
@@ -1022,7 +1072,21 @@ impl Pool {
         };
         let client_id = slot.grant.id;
         match event {
-            Event::Connected { .. } => {
+            Event::Connected { server_version, .. } => {
+                if slot.offer == Offered::Wide
+                    && server_version >= version::PROTOBUF_REST_MESSAGES_3
+                {
+                    if let Some(g) = self.gateways.get_mut(slot.gateway) {
+                        if g.wide_offer {
+                            g.wide_offer = false;
+                            tracing::debug!(
+                                gateway = %g.addr,
+                                server_version,
+                                "gateway speaks a modern version again; back to the modern offer"
+                            );
+                        }
+                    }
+                }
                 slot.ever_ready = true;
                 slot.session_ready = true;
                 slot.conflicts = 0;
@@ -1173,6 +1237,9 @@ impl Pool {
             .map(|(t, _)| *t)
             .collect();
         paced.into_iter().for_each(|t| self.unreserve(t));
+        if self.version_fallback(now, slot_id, &reason) {
+            return;
+        }
         if let Some(g) = self.gateways.get_mut(gateway) {
             if was_ready {
                 self.stats.disconnects += 1;
@@ -1209,6 +1276,64 @@ impl Pool {
             .unwrap_or_else(|| slot.backoff.ceiling());
         tracing::warn!(client_id, %reason, ?delay, "redialing after backoff");
         slot.link = Link::Waiting { until: now + delay };
+    }
+
+    /// Under [`VersionPolicy::Auto`], a session that offered the modern range and ended before
+    /// its hello could be used — the gateway answered a version below the offer, or closed the
+    /// socket first — marks its gateway as needing the wide offer and redials it at once: no
+    /// backoff, no failure counted, and the breaker admission of the first attempt carries over
+    /// (the wide attempt reports the outcome). Returns whether it did.
+    fn version_fallback(
+        &mut self,
+        now: Instant,
+        slot_id: SlotId,
+        reason: &ConnectionError,
+    ) -> bool {
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return false;
+        };
+        let older = matches!(
+            reason,
+            ConnectionError::VersionBelowOffer { .. } | ConnectionError::ClosedBeforeHello { .. }
+        );
+        if slot.offer != Offered::Modern || !older {
+            return false;
+        }
+        slot.offer = Offered::Wide;
+        let (gateway, client_id) = (slot.gateway, slot.grant.id);
+        let Some(g) = self.gateways.get_mut(gateway) else {
+            return false;
+        };
+        g.wide_offer = true;
+        tracing::debug!(
+            client_id,
+            gateway = %g.addr,
+            %reason,
+            offer = %VersionRange::supported(),
+            "gateway older than the modern offer; redialing at once with the wide offer"
+        );
+        let users =
+            !slot.leases.is_empty() || self.waiters.iter().any(|w| w.purpose == slot.purpose);
+        if users && !self.shutting_down {
+            // The handshake latency keeps counting from the first dial: the fallback is part of
+            // what the caller waits for.
+            let dialed_at = slot.dialed_at;
+            g.version_fallbacks += 1;
+            self.dial_gateway(now, slot_id, gateway);
+            if let Some(slot) = self.slots.get_mut(&slot_id) {
+                slot.dialed_at = dialed_at;
+            }
+            return true;
+        }
+        // Nobody waits for this session; the gateway stays marked for the next one. A gateway
+        // that answered is alive; an unexplained close stays a failure (no wide retry shows
+        // otherwise) and takes the usual path.
+        if !matches!(reason, ConnectionError::VersionBelowOffer { .. }) {
+            return false;
+        }
+        g.breaker.on_success(now);
+        self.retire(now, slot_id);
+        true
     }
 
     /// After a 326: the registry marks the id foreign and leases the next one; dial right away.

@@ -14,7 +14,7 @@ use super::*;
 use crate::breaker::BreakerConfig;
 use crate::client_id::{Holder, RegistryConfig, RegistryState};
 use crate::message::{BarTime, ErrorMessage, HistoricalDataRequest, Request, Response};
-use crate::wire::{ClientHello, FrameDecoder, ServerHello};
+use crate::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
 
 /// A registry the test can inspect after handing it to the pool.
 #[derive(Debug, Clone)]
@@ -80,6 +80,8 @@ struct Peer {
     addr: String,
     decoder: FrameDecoder,
     hello: bool,
+    /// The version this session negotiated.
+    version: i32,
     client_id: i32,
     got: Vec<Request>,
 }
@@ -102,6 +104,14 @@ struct World {
     down: BTreeSet<String>,
     /// Gateways that answer nothing after the handshake (half-open).
     mute: BTreeSet<String>,
+    /// Highest server version per gateway (default [`V`]). A hello whose minimum is above it gets
+    /// it anyway (as the simulator and, reportedly, TWS answer), unless the gateway is in
+    /// `closes_on_newer`.
+    max_version: BTreeMap<String, i32>,
+    /// Old gateways that close the socket, without a hello, on an offer above their version.
+    closes_on_newer: BTreeSet<String>,
+    /// Every hello received: gateway and offer.
+    hellos: Vec<(String, VersionRange)>,
 }
 
 const V: i32 = 226;
@@ -156,7 +166,19 @@ impl World {
             taken: BTreeSet::new(),
             down: BTreeSet::new(),
             mute: BTreeSet::new(),
+            max_version: BTreeMap::new(),
+            closes_on_newer: BTreeSet::new(),
+            hellos: Vec::new(),
         }
+    }
+
+    /// The offers gateway `addr` received, in order.
+    fn offers(&self, addr: &str) -> Vec<VersionRange> {
+        self.hellos
+            .iter()
+            .filter(|(a, _)| a == addr)
+            .map(|(_, r)| *r)
+            .collect()
     }
 
     /// Run the I/O until nothing moves.
@@ -199,6 +221,7 @@ impl World {
                             addr,
                             decoder: FrameDecoder::server(),
                             hello: false,
+                            version: 0,
                             client_id: 0,
                             got: Vec::new(),
                         },
@@ -224,17 +247,29 @@ impl World {
         let mut out = BytesMut::new();
         while let Some(body) = peer.decoder.next_frame().unwrap() {
             if !peer.hello {
-                ClientHello::decode(&body).unwrap();
+                let offer = ClientHello::decode(&body).unwrap().versions;
+                self.hellos.push((peer.addr.clone(), offer));
+                let max = self.max_version.get(&peer.addr).copied().unwrap_or(V);
+                if offer.min > max && self.closes_on_newer.contains(&peer.addr) {
+                    self.peers.remove(&socket);
+                    self.pool.handle_eof(self.now, socket, None);
+                    return true;
+                }
                 peer.hello = true;
+                peer.version = offer.max.min(max);
                 ServerHello {
-                    server_version: V,
+                    server_version: peer.version,
                     connection_time: "20260101 12:00:00 America/New_York".into(),
                 }
                 .encode(&mut out)
                 .unwrap();
                 continue;
             }
-            let req = Request::decode_payload(body, V).unwrap();
+            if unreadable_at(&body, peer.version) {
+                // START_API sent with a modern hello, in protobuf: an old gateway cannot read it.
+                continue;
+            }
+            let req = Request::decode_payload(body, peer.version).unwrap();
             let mute = self.mute.contains(&peer.addr);
             let reply = match &req {
                 Request::StartApi { client_id, .. } if self.taken.contains(client_id) => {
@@ -255,7 +290,7 @@ impl World {
                 _ => vec![],
             };
             for r in reply {
-                r.encode(V, &mut out).unwrap();
+                r.encode(peer.version, &mut out).unwrap();
             }
             peer.got.push(req);
         }
@@ -377,6 +412,15 @@ impl World {
 enum Oversleep {
     Stall,
     Suspend,
+}
+
+/// Whether a request frame is protobuf (a binary id above 200; text ids start with an ASCII
+/// digit) sent to a gateway older than the protobuf START_API (213).
+fn unreadable_at(body: &[u8], version: i32) -> bool {
+    match body {
+        [0, a, b, c, ..] => version < 213 && u32::from_be_bytes([0, *a, *b, *c]) > 200,
+        _ => false,
+    }
 }
 
 fn err(req_id: i32, code: i32, message: &str) -> Response {
@@ -862,4 +906,168 @@ fn a_fixed_id_taken_by_another_process_loses_the_lease_with_typed_errors() {
     let wall = WALL0.plus(w.now - w.origin);
     assert_eq!(w.registry.holder(42, wall), Some((2, true)));
     assert_eq!(w.pool.stats(w.now).connections.len(), 0);
+}
+
+const MODERN: VersionRange = VersionRange::modern();
+const WIDE: VersionRange = VersionRange::supported();
+
+#[test]
+fn an_old_gateway_gets_the_wide_offer_after_one_immediate_fallback() {
+    for (max, closes) in [(176, false), (200, false), (212, false), (176, true)] {
+        let what = format!("v{max}, closes on newer: {closes}");
+        let mut w = World::new(config(&["gw1:4002"]));
+        w.max_version.insert("gw1:4002".into(), max);
+        if closes {
+            w.closes_on_newer.insert("gw1:4002".into());
+        }
+        let t0 = w.now;
+        let (lease, id) = w.lease(Purpose::Backfill);
+        assert_eq!(w.now, t0, "{what}: granted without waiting for a timer");
+        assert_eq!(w.offers("gw1:4002"), [MODERN, WIDE], "{what}");
+        assert_eq!(w.dialed, [id, id], "{what}: the same client id redialed");
+        let t = w.send(lease, Query::CurrentTime);
+        assert_eq!(
+            w.completed(t),
+            Some(&Ok(Answer::CurrentTime(1_767_225_600))),
+            "{what}"
+        );
+        // Not a failure: no failed count, and the breaker (open after one failure here) closed.
+        let stats = w.pool.stats(w.now);
+        let g = &stats.gateways[0];
+        assert_eq!(
+            (g.failed, g.version_fallbacks, g.wide_offer, g.established),
+            (0, 1, true, 1),
+            "{what}"
+        );
+        assert_eq!(
+            (g.breaker.state.as_str(), g.breaker.consecutive_failures),
+            ("closed", 0),
+            "{what}"
+        );
+        assert_eq!((stats.failed, stats.reconnects), (0, 0), "{what}");
+        assert!(
+            !w.events
+                .iter()
+                .any(|e| matches!(e, PoolEvent::Disconnected { .. })),
+            "{what}: the fallback is no session loss"
+        );
+        // The next connection to this gateway offers the wide range right away; so does a
+        // redial of the first.
+        let (_, second) = w.lease(Purpose::Backfill);
+        assert_ne!(second, id);
+        w.drop_all();
+        w.advance(SECS(1));
+        assert_eq!(
+            w.offers("gw1:4002"),
+            [MODERN, WIDE, WIDE, WIDE, WIDE],
+            "{what}"
+        );
+        assert_eq!(w.pool.stats(w.now).gateways[0].version_fallbacks, 1);
+    }
+}
+
+#[test]
+fn a_pinned_range_is_offered_as_is_and_never_falls_back() {
+    for (pinned, max) in [(MODERN, 176), (VersionRange::new(100, 178), 226)] {
+        let mut cfg = config(&["gw1:4002"]);
+        cfg.connection.versions = VersionPolicy::Pinned(pinned);
+        let mut w = World::new(cfg);
+        w.max_version.insert("gw1:4002".into(), max);
+        let acquire = w.acquire(Purpose::Backfill);
+        w.advance(SECS(6));
+        let g = &w.pool.stats(w.now).gateways[0];
+        assert_eq!((g.version_fallbacks, g.wide_offer), (0, false), "{pinned}");
+        assert!(
+            w.offers("gw1:4002").iter().all(|o| *o == pinned),
+            "{pinned}"
+        );
+        if max >= pinned.min {
+            assert!(w.acquired(acquire).is_some(), "{pinned}");
+        } else {
+            // A gateway below a pinned range is a plain handshake failure: backoff, breaker,
+            // and in the end the acquire's typed timeout.
+            assert!(g.failed >= 1, "{pinned}: {g:?}");
+            assert!(w.events.iter().any(|e| matches!(e,
+                PoolEvent::AcquireFailed { acquire: a, error: AcquireError::Timeout { .. } }
+                    if *a == acquire)));
+        }
+    }
+}
+
+#[test]
+fn an_upgraded_gateway_gets_the_modern_offer_again() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    w.max_version.insert("gw1:4002".into(), 176);
+    let (_lease, _) = w.lease(Purpose::Backfill);
+    assert!(w.pool.stats(w.now).gateways[0].wide_offer);
+    // The gateway restarts as a newer version: the session's redial (still wide) reports 226.
+    w.max_version.insert("gw1:4002".into(), 226);
+    w.drop_all();
+    w.advance(SECS(1));
+    assert_eq!(w.offers("gw1:4002"), [MODERN, WIDE, WIDE]);
+    assert!(!w.pool.stats(w.now).gateways[0].wide_offer);
+    let (_, _) = w.lease(Purpose::Backfill);
+    assert_eq!(w.offers("gw1:4002"), [MODERN, WIDE, WIDE, MODERN]);
+    assert_eq!(w.pool.stats(w.now).gateways[0].version_fallbacks, 1);
+}
+
+#[test]
+fn the_fallback_redial_uses_the_half_open_breakers_admission() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    w.down.insert("gw1:4002".into());
+    let acquire = w.pool.acquire(w.now, Purpose::Backfill, Some(SECS(60)));
+    w.settle();
+    assert_eq!(
+        w.pool.stats(w.now).gateways[0].breaker.state,
+        "open",
+        "one refused dial opens it here"
+    );
+    // It comes back as an old gateway; the one probe the half-open breaker admits is the modern
+    // offer, and the fallback redial goes through on the same admission.
+    w.down.clear();
+    w.max_version.insert("gw1:4002".into(), 176);
+    w.closes_on_newer.insert("gw1:4002".into());
+    w.advance(SECS(11));
+    assert!(w.acquired(acquire).is_some(), "{:?}", w.events);
+    assert_eq!(w.offers("gw1:4002"), [MODERN, WIDE]);
+    let g = &w.pool.stats(w.now).gateways[0];
+    assert_eq!((g.failed, g.version_fallbacks), (1, 1), "{g:?}");
+    assert_eq!(g.breaker.state, "closed");
+}
+
+#[test]
+fn a_fallback_whose_wide_dial_fails_counts_one_failure_and_backs_off() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    w.max_version.insert("gw1:4002".into(), 176);
+    w.closes_on_newer.insert("gw1:4002".into());
+    // The gateway accepts the first connect, closes it at the modern hello, then refuses.
+    w.pool.acquire(w.now, Purpose::Backfill, None);
+    let Some(Io::Dial { socket, addr, .. }) = w.pool.poll_io() else {
+        panic!("no dial")
+    };
+    w.peers.insert(
+        socket,
+        Peer {
+            addr,
+            decoder: FrameDecoder::server(),
+            hello: false,
+            version: 0,
+            client_id: 0,
+            got: Vec::new(),
+        },
+    );
+    w.pool.handle_dialed(w.now, socket);
+    w.down.insert("gw1:4002".into());
+    w.settle();
+    assert_eq!(w.offers("gw1:4002"), [MODERN]);
+    let stats = w.pool.stats(w.now);
+    let g = &stats.gateways[0];
+    assert_eq!((g.failed, g.version_fallbacks, g.wide_offer), (1, 1, true));
+    assert_eq!(g.breaker.state, "open");
+    assert_eq!(
+        w.dialed.len(),
+        1,
+        "the wide dial was refused; {:?}",
+        w.dialed
+    );
 }

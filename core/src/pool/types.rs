@@ -410,6 +410,13 @@ pub struct GatewayStats {
     pub established: u64,
     /// Dials or handshakes that failed.
     pub failed: u64,
+    /// Whether new sessions here offer the wide range v100..226: under the default
+    /// [`VersionPolicy::Auto`](crate::connection::VersionPolicy::Auto) the gateway turned out
+    /// older than the modern offer v213..226 (until a session reports a modern version again).
+    pub wide_offer: bool,
+    /// Sessions redialed at once with the wide offer after the gateway answered below the modern
+    /// one or closed before its hello (not counted in `failed`).
+    pub version_fallbacks: u64,
     /// Its circuit breaker.
     pub breaker: BreakerSnapshot,
     /// Its pacer.

@@ -25,9 +25,16 @@ impl VersionRange {
         Self { min, max }
     }
 
-    /// Everything this crate speaks: 100..=226.
+    /// Everything this crate speaks: 100..=226 (the "wide" offer: text-era gateways connect too,
+    /// but START_API can only go out after the server's hello, whose version decides its form).
     pub const fn supported() -> Self {
         Self::new(version::MIN_SUPPORTED, version::MAX_SUPPORTED)
+    }
+
+    /// The protobuf era this crate speaks: 213..=226, as `ibapi` offers. Every version in it
+    /// carries START_API in the same (protobuf) form, so it can travel with the hello.
+    pub const fn modern() -> Self {
+        Self::new(version::PROTOBUF_REST_MESSAGES_3, version::MAX_SUPPORTED)
     }
 
     /// Whether `v` is inside the range.
