@@ -29,5 +29,6 @@ pub mod fuzzing;
 pub mod message;
 pub mod pacer;
 pub mod pool;
+mod typed_calls;
 pub mod validator;
 pub mod wire;

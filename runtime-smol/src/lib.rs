@@ -42,8 +42,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
 use ibconn_core::connection::{Answer, Config, Query};
-use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
-use ibconn_core::message::{HeadTimestampRequest, HistoricalDataRequest};
 use ibconn_core::pool::Pool as CorePool;
 use ibconn_core::pool::{
     AcquireId, Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId,
@@ -214,48 +212,7 @@ impl PooledConnection {
         rx.recv().await.map_err(|_| Error::Closed)?
     }
 
-    async fn typed<T>(&self, query: Query, f: fn(Answer) -> Option<T>) -> Result<T, Error> {
-        f(self.request(query, None).await?).ok_or(Error::UnexpectedAnswer)
-    }
-
-    /// Server time, epoch seconds.
-    pub async fn current_time(&self) -> Result<i64, Error> {
-        self.typed(Query::CurrentTime, Answer::into_current_time)
-            .await
-    }
-
-    /// Historical bars.
-    pub async fn historical_data(&self, request: HistoricalDataRequest) -> Result<Bars, Error> {
-        self.typed(Query::HistoricalData(request), Answer::into_bars)
-            .await
-    }
-
-    /// Earliest available data point.
-    pub async fn head_timestamp(&self, request: HeadTimestampRequest) -> Result<String, Error> {
-        self.typed(Query::HeadTimestamp(request), Answer::into_head_timestamp)
-            .await
-    }
-
-    /// Contract details.
-    pub async fn contract_details(
-        &self,
-        contract: Contract,
-    ) -> Result<Vec<(Contract, ContractDetails)>, Error> {
-        self.typed(
-            Query::ContractDetails(contract),
-            Answer::into_contract_details,
-        )
-        .await
-    }
-
-    /// Symbol search.
-    pub async fn matching_symbols(&self, pattern: &str) -> Result<Vec<ContractDescription>, Error> {
-        self.typed(
-            Query::MatchingSymbols(pattern.to_owned()),
-            Answer::into_symbols,
-        )
-        .await
-    }
+    ibconn_core::typed_calls!();
 }
 
 impl Drop for PooledConnection {
