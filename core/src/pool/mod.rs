@@ -188,6 +188,9 @@ pub struct Pool {
     sockets: BTreeMap<SocketId, SlotId>,
     waiters: VecDeque<Waiter>,
     leases: BTreeMap<LeaseId, SlotId>,
+    /// Leases that ended with [`PoolEvent::LeaseLost`] and were not released yet: a call on one
+    /// is refused as [`SubmitError::LeaseLost`], not as unknown.
+    lost: BTreeSet<LeaseId>,
     requests: BTreeMap<Ticket, Req>,
     io: VecDeque<Io>,
     events: VecDeque<PoolEvent>,
@@ -230,6 +233,7 @@ impl Pool {
             sockets: BTreeMap::new(),
             waiters: VecDeque::new(),
             leases: BTreeMap::new(),
+            lost: BTreeSet::new(),
             requests: BTreeMap::new(),
             io: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,6 +349,7 @@ impl Pool {
     pub fn release(&mut self, now: Instant, lease: LeaseId) {
         self.advance(now);
         let Some(slot_id) = self.leases.remove(&lease) else {
+            self.lost.remove(&lease);
             return;
         };
         let tickets: Vec<Ticket> = self
@@ -381,7 +386,11 @@ impl Pool {
             return Err(SubmitError::ShuttingDown);
         }
         if !self.leases.contains_key(&lease) {
-            return Err(SubmitError::UnknownLease(lease));
+            return Err(if self.lost.contains(&lease) {
+                SubmitError::LeaseLost(lease)
+            } else {
+                SubmitError::UnknownLease(lease)
+            });
         }
         let ticket = Ticket(self.fresh());
         let deadline = now + timeout.unwrap_or(self.cfg.connection.request_timeout);
@@ -477,6 +486,7 @@ impl Pool {
             self.retire(now, slot);
         }
         self.leases.clear();
+        self.lost.clear();
         self.requests.clear();
         self.events.push_back(PoolEvent::ShutDown);
     }
@@ -1380,6 +1390,7 @@ impl Pool {
         let client_id = slot.grant.id;
         for lease in slot.leases {
             self.leases.remove(&lease);
+            self.lost.insert(lease);
             self.abandon_lease(lease);
             self.events.push_back(PoolEvent::LeaseLost {
                 lease,

@@ -895,10 +895,17 @@ fn a_fixed_id_taken_by_another_process_loses_the_lease_with_typed_errors() {
     assert_eq!(w.completed(t), Some(&Err(CallError::LeaseLost)));
     assert!(w.peers.is_empty(), "the session on 42 is closed");
     assert_eq!(w.pool.lease_client_id(lease), None);
-    assert!(matches!(
+    assert_eq!(
         w.pool.send(w.now, lease, Query::CurrentTime, None),
-        Err(SubmitError::UnknownLease(_))
-    ));
+        Err(SubmitError::LeaseLost(lease)),
+        "a call on a lost lease says so"
+    );
+    w.pool.release(w.now, lease);
+    assert_eq!(
+        w.pool.send(w.now, lease, Query::CurrentTime, None),
+        Err(SubmitError::UnknownLease(lease)),
+        "once released, the lease is forgotten"
+    );
     assert!(w.events.iter().any(|e| matches!(
         PoolNotice::from_event(e),
         Some(PoolNotice::LeaseLost { client_id: 42, .. })

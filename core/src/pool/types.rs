@@ -237,6 +237,10 @@ pub enum SubmitError {
     /// The lease was released (or never granted).
     #[error("unknown or released lease {0:?}")]
     UnknownLease(LeaseId),
+    /// The lease's connection lost its client id for good ([`PoolEvent::LeaseLost`]); release it
+    /// and acquire another.
+    #[error("lease {0:?} was lost with its client id; acquire a new connection")]
+    LeaseLost(LeaseId),
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
