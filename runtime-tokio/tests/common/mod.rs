@@ -5,7 +5,8 @@
 //!
 //! The including test crate provides the runtime-specific pieces at its root: `use ibconn_<rt> as
 //! rt;`, `within(what, future)` (every await here is bounded by it), `sleep(duration)`,
-//! `spawn(future)` (a task whose handle yields the output), `sim() -> SimServer` and `stop(sim)`.
+//! `spawn(future)` (a task whose handle yields the output), `start_sim(config) -> SimServer` and
+//! `stop(sim)`. The client scenarios are in `client.rs` beside this file.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,9 +21,9 @@ use ibconn_core::connection::ConnectionError;
 use ibconn_core::pool::{
     AcquireError, FileRegistry, PoolConfig, PoolError, PoolNotice, PurposeConfig, Sharing,
 };
-use ibconn_sim::{Fault, Target};
+use ibconn_sim::{Fault, GatewayConfig, ServerConfig, SimServer, Target};
 
-use crate::{rt, sim, sleep, spawn, stop, within};
+use crate::{rt, sleep, spawn, start_sim, stop, within};
 
 /// Health probe after this much silence…
 const PROBE_IDLE: Duration = Duration::from_millis(400);
@@ -32,6 +33,34 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 const SLACK: Duration = Duration::from_millis(400);
 /// A tripped gateway breaker lets a probe dial through after this.
 const BREAKER_OPEN_FOR: Duration = Duration::from_millis(300);
+
+/// Hands every scenario below to the including crate's `scenarios!` macro, which makes each a test
+/// of the same name (this module must be mounted as `common`).
+macro_rules! every_scenario {
+    ($runner:ident) => {
+        $runner!(common::{
+            acquire_release_reuse_then_shutdown_releases_every_lease,
+            thirty_two_concurrent_acquires_under_caps,
+            waiters_time_out_with_a_typed_error,
+            duplicate_client_id_moves_to_the_next_id,
+            dropped_sockets_reconnect_and_waiting_callers_complete,
+            first_gateway_down_new_work_goes_to_the_second,
+            half_open_socket_is_detected_by_the_probe_and_redialed,
+            link_loss_then_data_lost_tells_the_user_to_resubscribe,
+            failover_to_the_second_gateway_and_back_after_the_first_returns,
+            foreign_client_id_is_avoided_until_its_cooldown_ends,
+        });
+    };
+}
+pub(crate) use every_scenario;
+
+async fn sim() -> SimServer {
+    let config = ServerConfig {
+        gateway: GatewayConfig::default(),
+        seed: 7,
+    };
+    start_sim(config).await
+}
 
 /// Short backoff, a breaker that opens on the first failure and reopens quickly; backfill
 /// connections exclusive, at most `backfill_max`.
