@@ -234,7 +234,8 @@ impl Client {
     ///
     /// The default offer is v213..226 (as `ibapi` offers), with START_API sent with the hello:
     /// one round trip. A gateway older than server version 213 answers below that offer (or
-    /// closes before its hello); the session then redials it at once offering v100..226 (text
+    /// closes before its hello, or stays silent until the handshake timeout); the session then
+    /// redials it at once offering v100..226 (text
     /// era included) and keeps that offer for the gateway
     /// ([`VersionPolicy::Auto`](ibconn_core::connection::VersionPolicy::Auto)): one extra
     /// connect, no backoff. [`Client::connect_with`] with a pinned `versions` offers exactly

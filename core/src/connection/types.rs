@@ -17,8 +17,9 @@ use crate::wire::{DecodeError, EncodeError, FrameError, HandshakeError, VersionR
 pub enum VersionPolicy {
     /// The default. Offer [`VersionRange::modern`] (v213..226, as `ibapi` does): START_API then
     /// travels with the hello, one round trip sooner. A gateway older than that answers a version
-    /// below the offer ([`ConnectionError::VersionBelowOffer`]) or closes the socket before its
-    /// hello ([`ConnectionError::ClosedBeforeHello`]); a [`Pool`](crate::pool::Pool) (and so every
+    /// below the offer ([`ConnectionError::VersionBelowOffer`]), closes the socket before its
+    /// hello ([`ConnectionError::ClosedBeforeHello`]) or stays silent until the handshake times
+    /// out ([`ConnectionError::HandshakeTimeout`]); a [`Pool`](crate::pool::Pool) (and so every
     /// runtime `Client`) then redials it at once offering [`VersionRange::supported`]
     /// (v100..226) and keeps offering that range to this gateway until a session there reports a
     /// protobuf-era version again (the gateway was upgraded). A bare

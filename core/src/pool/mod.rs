@@ -1289,8 +1289,11 @@ impl Pool {
     }
 
     /// Under [`VersionPolicy::Auto`], a session that offered the modern range and ended before
-    /// its hello could be used — the gateway answered a version below the offer, or closed the
-    /// socket first — marks its gateway as needing the wide offer and redials it at once: no
+    /// its hello could be used — the gateway answered a version below the offer, closed the
+    /// socket first, or never finished the handshake (a gateway that stays silent on an offer it
+    /// does not know; a slow modern one merely costs one wide session, after which a reported
+    /// version ≥ 213 restores the modern offer) — marks its gateway as needing the wide offer and
+    /// redials it at once: no
     /// backoff, no failure counted, and the breaker admission of the first attempt carries over
     /// (the wide attempt reports the outcome). Returns whether it did.
     fn version_fallback(
@@ -1304,7 +1307,9 @@ impl Pool {
         };
         let older = matches!(
             reason,
-            ConnectionError::VersionBelowOffer { .. } | ConnectionError::ClosedBeforeHello { .. }
+            ConnectionError::VersionBelowOffer { .. }
+                | ConnectionError::ClosedBeforeHello { .. }
+                | ConnectionError::HandshakeTimeout(_)
         );
         if slot.offer != Offered::Modern || !older {
             return false;

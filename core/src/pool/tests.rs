@@ -110,6 +110,8 @@ struct World {
     max_version: BTreeMap<String, i32>,
     /// Old gateways that close the socket, without a hello, on an offer above their version.
     closes_on_newer: BTreeSet<String>,
+    /// Old gateways that say nothing at all on an offer above their version.
+    silent_on_newer: BTreeSet<String>,
     /// Every hello received: gateway and offer.
     hellos: Vec<(String, VersionRange)>,
 }
@@ -168,6 +170,7 @@ impl World {
             mute: BTreeSet::new(),
             max_version: BTreeMap::new(),
             closes_on_newer: BTreeSet::new(),
+            silent_on_newer: BTreeSet::new(),
             hellos: Vec::new(),
         }
     }
@@ -254,6 +257,12 @@ impl World {
                     self.peers.remove(&socket);
                     self.pool.handle_eof(self.now, socket, None);
                     return true;
+                }
+                if offer.min > max && self.silent_on_newer.contains(&peer.addr) {
+                    // No hello; what follows (START_API in protobuf) it cannot read either.
+                    peer.hello = true;
+                    peer.version = max;
+                    continue;
                 }
                 peer.hello = true;
                 peer.version = offer.max.min(max);
@@ -971,6 +980,36 @@ fn an_old_gateway_gets_the_wide_offer_after_one_immediate_fallback() {
         );
         assert_eq!(w.pool.stats(w.now).gateways[0].version_fallbacks, 1);
     }
+}
+
+#[test]
+fn an_old_gateway_silent_on_the_modern_offer_gets_the_wide_one_after_the_handshake_timeout() {
+    let mut cfg = config(&["gw1:4002"]);
+    cfg.connection.handshake_timeout = SECS(2);
+    let mut w = World::new(cfg);
+    w.max_version.insert("gw1:4002".into(), 176);
+    w.silent_on_newer.insert("gw1:4002".into());
+    let acquire = w.acquire(Purpose::Backfill);
+    w.advance(SECS(1));
+    assert_eq!(w.offers("gw1:4002"), [MODERN], "still waiting for a hello");
+    assert!(w.acquired(acquire).is_none());
+    w.advance(SECS(2));
+    assert_eq!(
+        w.offers("gw1:4002"),
+        [MODERN, WIDE],
+        "redialed wide at the timeout"
+    );
+    let (lease, _, _) = w.acquired(acquire).expect("granted on the wide session");
+    let t = w.send(lease, Query::CurrentTime);
+    assert_eq!(
+        w.completed(t),
+        Some(&Ok(Answer::CurrentTime(1_767_225_600)))
+    );
+    let g = &w.pool.stats(w.now).gateways[0];
+    assert_eq!(
+        (g.failed, g.version_fallbacks, g.wide_offer, g.established),
+        (0, 1, true, 1)
+    );
 }
 
 #[test]
