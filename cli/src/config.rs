@@ -21,10 +21,11 @@ use std::time::Duration;
 use ibconn_core::backoff::BackoffConfig;
 use ibconn_core::breaker::BreakerConfig;
 use ibconn_core::client_id::{IdRange, Purpose, RegistryConfig};
-use ibconn_core::connection::Config as ConnectionConfig;
+use ibconn_core::connection::{Config as ConnectionConfig, VersionPolicy};
 use ibconn_core::pacer::PacingRules;
 use ibconn_core::pool::{PoolConfig, PurposeConfig, Sharing, PACING_MARGIN};
 use ibconn_core::validator::CacheConfig;
+use ibconn_core::wire::VersionRange;
 use ibconn_sim::BackfillRun;
 use serde::{Deserialize, Serialize};
 
@@ -215,6 +216,9 @@ pub(crate) struct ConnectionSettings {
     pub(crate) probe_idle_secs: f64,
     /// A keepalive probe unanswered this long declares the connection dead (half-open socket).
     pub(crate) probe_timeout_secs: f64,
+    /// Protocol versions offered: `auto` (v213..226, falling back to v100..226 for an older
+    /// gateway) or a pinned `MIN..MAX`.
+    pub(crate) versions: String,
 }
 
 impl Default for ConnectionSettings {
@@ -225,8 +229,31 @@ impl Default for ConnectionSettings {
             request_timeout_secs: c.request_timeout.as_secs_f64(),
             probe_idle_secs: c.probe_idle.as_secs_f64(),
             probe_timeout_secs: c.probe_timeout.as_secs_f64(),
+            versions: AUTO_VERSIONS.to_owned(),
         }
     }
+}
+
+const AUTO_VERSIONS: &str = "auto";
+
+/// `connection.versions`: `auto`, or `MIN..MAX` within what the core speaks.
+pub(crate) fn parse_versions(s: &str) -> Result<VersionPolicy, String> {
+    if s == AUTO_VERSIONS {
+        return Ok(VersionPolicy::Auto);
+    }
+    let supported = VersionRange::supported();
+    let range = s
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .map(|(min, max)| VersionRange::new(min, max))
+        .ok_or_else(|| format!("{s:?} is neither \"auto\" nor MIN..MAX (e.g. \"100..226\")"))?;
+    if range.min > range.max || range.min < supported.min || range.max > supported.max {
+        return Err(format!(
+            "{s:?} is not a range inside {}..{}",
+            supported.min, supported.max
+        ));
+    }
+    Ok(VersionPolicy::Pinned(range))
 }
 
 /// `[pacing]`: IB's pacing rules as the pool applies them.
@@ -448,6 +475,8 @@ impl Settings {
             request_timeout: secs(self.connection.request_timeout_secs),
             probe_idle: secs(self.connection.probe_idle_secs),
             probe_timeout: secs(self.connection.probe_timeout_secs),
+            // Checked when the settings were loaded.
+            versions: parse_versions(&self.connection.versions).unwrap_or_default(),
             ..base.connection.clone()
         };
         PoolConfig {
@@ -833,6 +862,7 @@ fn validate(s: &Settings, sources: &BTreeMap<String, String>) -> Result<(), Conf
     if let Some(g) = &s.gateway {
         parse_host_port(g).map_err(|e| invalid("gateway", e))?;
     }
+    parse_versions(&s.connection.versions).map_err(|e| invalid("connection.versions", e))?;
     let p = &s.pool;
     for (key, v) in [
         ("pool.acquire_timeout_secs", p.acquire_timeout_secs),
@@ -1027,6 +1057,22 @@ impl fmt::Display for Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_offers_parse_as_auto_or_a_pinned_range_inside_what_we_speak() {
+        assert_eq!(parse_versions("auto"), Ok(VersionPolicy::Auto));
+        assert_eq!(
+            parse_versions("100..226"),
+            Ok(VersionPolicy::Pinned(VersionRange::new(100, 226)))
+        );
+        assert_eq!(
+            parse_versions("213 .. 220"),
+            Ok(VersionPolicy::Pinned(VersionRange::new(213, 220)))
+        );
+        for bad in ["", "Auto", "213", "226..213", "99..226", "100..227", "a..b"] {
+            assert!(parse_versions(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

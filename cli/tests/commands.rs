@@ -584,6 +584,33 @@ fn bad_config_exits_2_naming_the_file_and_key() {
 }
 
 #[test]
+fn the_configured_version_offer_reaches_the_connection() {
+    // A text-era gateway (server version 176): the default offer falls back and connects; a
+    // pinned modern offer cannot (and says so in the exit code); a pinned wide one can.
+    let mut config = ServerConfig::default();
+    config.gateway.versions = ibconn_core::wire::VersionRange::new(100, 176);
+    let sim = Sim::start_with(config);
+    let dir = scratch("config-versions");
+    let health = |versions: Option<&str>| {
+        let mut cmd = ibconn_in(&dir);
+        cmd.args(["health", "--gateway", &sim.addr, "--timeout", "3"]);
+        if let Some(v) = versions {
+            cmd.env("IBCONN_CONNECTION_VERSIONS", v);
+        }
+        cmd.assert()
+    };
+    health(None).code(0);
+    health(Some("213..226")).code(1);
+    health(Some("100..226")).code(0);
+    health(Some("100..300"))
+        .code(2)
+        .stderr(predicate::str::contains("connection.versions"));
+    health(Some("modern"))
+        .code(2)
+        .stderr(predicate::str::contains("neither \"auto\" nor MIN..MAX"));
+}
+
+#[test]
 fn configuration_reaches_the_commands_with_flags_on_top() {
     let sim = Sim::start();
     let sim_addr = sim.addr.clone();
