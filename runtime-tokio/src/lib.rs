@@ -376,17 +376,10 @@ async fn handshake_inline(
             }
         }
         if let Some(event) = pool.poll_event() {
-            match event {
-                PoolEvent::Acquired {
-                    acquire: a,
-                    lease,
-                    client_id,
-                    ..
-                } if a == acquire => return (Ok((lease, client_id)), open),
-                PoolEvent::AcquireFailed { acquire: a, error } if a == acquire => {
-                    return (Err(error.into()), None)
-                }
-                other => tracing::trace!(?other, "pool event"),
+            match event.answer_to(acquire) {
+                Ok(Ok(leased)) => return (Ok(leased), open),
+                Ok(Err(error)) => return (Err(error), None),
+                Err(other) => tracing::trace!(?other, "pool event"),
             }
             continue;
         }

@@ -266,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn an_event_answers_only_its_own_acquire() {
+        let t0 = Instant::now();
+        let mut pool = pool(t0);
+        let timeout = Duration::from_millis(50);
+        let mine = pool.acquire(t0, Purpose::Backfill, Some(timeout));
+        let other = pool.acquire(t0, Purpose::Backfill, Some(timeout * 4));
+        while pool.poll_io().is_some() {}
+        while pool.poll_event().is_some() {}
+        pool.handle_timeout(t0 + timeout);
+        let event = pool.poll_event().expect("the first acquire times out");
+        let event = event
+            .answer_to(other)
+            .expect_err("not the other acquire's answer");
+        let answer = event.answer_to(mine).expect("this acquire's answer");
+        assert!(
+            matches!(answer, Err(PoolError::Acquire(_))),
+            "got {answer:?}"
+        );
+    }
+
+    #[test]
     fn a_call_on_an_unknown_lease_is_refused_at_once() {
         let t0 = Instant::now();
         let mut pool = pool(t0);

@@ -376,6 +376,24 @@ pub enum PoolEvent {
     ShutDown,
 }
 
+impl PoolEvent {
+    /// The answer to acquire `id` if this event carries it, else the event back — for a runtime
+    /// that waits on one acquire inline (its `Client::connect` fast path) rather than through a
+    /// [`Router`](super::Router).
+    pub fn answer_to(self, id: AcquireId) -> Result<super::Leased, Self> {
+        match self {
+            Self::Acquired {
+                acquire,
+                lease,
+                client_id,
+                ..
+            } if acquire == id => Ok(Ok((lease, client_id))),
+            Self::AcquireFailed { acquire, error } if acquire == id => Ok(Err(error.into())),
+            other => Err(other),
+        }
+    }
+}
+
 /// Latency summary in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LatencyUs {
