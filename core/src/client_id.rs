@@ -391,24 +391,7 @@ impl RegistryState {
                 first: range.first,
                 last: range.last,
             })?;
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        self.leases.insert(
-            id,
-            Lease {
-                purpose: purpose.clone(),
-                holder: holder.clone(),
-                acquired_at: now,
-                heartbeat_at: now,
-                ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
-                generation,
-            },
-        );
-        Ok(Grant {
-            id,
-            generation,
-            purpose: purpose.clone(),
-        })
+        Ok(self.grant(config, id, purpose, holder, now))
     }
 
     /// Whether `grant` still matches a lease in the registry.
@@ -458,12 +441,24 @@ impl RegistryState {
         if self.leases.contains_key(&grant.id) || self.foreign.contains_key(&grant.id) {
             return Err(RegistryError::NotHeld { id: grant.id });
         }
+        Ok(self.grant(config, grant.id, &grant.purpose, holder, now))
+    }
+
+    /// Lease `id` to `holder` from `now` under a fresh generation.
+    fn grant(
+        &mut self,
+        config: &RegistryConfig,
+        id: ClientId,
+        purpose: &Purpose,
+        holder: &Holder,
+        now: UnixMillis,
+    ) -> Grant {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.leases.insert(
-            grant.id,
+            id,
             Lease {
-                purpose: grant.purpose.clone(),
+                purpose: purpose.clone(),
                 holder: holder.clone(),
                 acquired_at: now,
                 heartbeat_at: now,
@@ -471,11 +466,11 @@ impl RegistryState {
                 generation,
             },
         );
-        Ok(Grant {
-            id: grant.id,
+        Grant {
+            id,
             generation,
-            purpose: grant.purpose.clone(),
-        })
+            purpose: purpose.clone(),
+        }
     }
 
     /// Records a 326 for `grant`'s id: drops the lease (if still held) and marks the id foreign for
