@@ -495,17 +495,14 @@ fn run_gateway(
     progress: &Progress,
     output: &Output,
 ) -> Ran {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::session::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
+        Err(error) => {
             return Ran {
                 pool: None,
                 virtual_elapsed: None,
                 gateway_violations: None,
-                error: Some(format!("cannot start the runtime: {e}")),
+                error: Some(error),
             }
         }
     };

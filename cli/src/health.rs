@@ -84,12 +84,9 @@ pub(crate) fn health(settings: &Settings, gateway: &str, timeout: Duration) -> H
         server_time: None,
         error: Some(error),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::session::runtime() {
         Ok(rt) => rt,
-        Err(e) => return unhealthy(format!("cannot start the runtime: {e}")),
+        Err(error) => return unhealthy(error),
     };
     match rt.block_on(check(settings, gateway, timeout)) {
         Ok(ok) => HealthReport {
