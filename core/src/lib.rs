@@ -26,6 +26,8 @@ pub mod client_id;
 pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "file-store")]
+pub mod locked_file;
 pub mod message;
 pub mod pacer;
 pub mod pool;

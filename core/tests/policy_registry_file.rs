@@ -60,7 +60,8 @@ fn child_entry() {
         return;
     };
     let path = PathBuf::from(std::env::var("IBCONN_REGISTRY_FILE").unwrap_or_default());
-    let store = FileStore::new(&path);
+    // Eight processes hammer one lock here: allow for the queue (the default deadline is 1 s).
+    let store = FileStore::new(&path).with_lock_timeout(Duration::from_secs(60));
     let config = RegistryConfig::default();
     let me = current_holder(Some(format!("test child {mode}")));
     match mode.as_str() {

@@ -2,7 +2,8 @@
 //! `ibconn-core`**, shared by both runtimes so every process on a host agrees on who holds which id.
 //!
 //! Every operation is one transaction: take an exclusive `flock` on a sidecar lock file
-//! (`<file>.lock`, via `fs4`), read the JSON state, apply the pure [`RegistryState`] operation, and —
+//! (`<file>.lock`, via `fs4`) within a deadline ([`StoreError::Busy`] after it, never a hang; see
+//! [`crate::locked_file`]), read the JSON state, apply the pure [`RegistryState`] operation, and —
 //! if anything changed — write a temp file (`<file>.tmp`, mode 0600), `fsync` it and rename it over
 //! the state file (atomic: readers see the old or the new state, never a torn one). The lock lives on
 //! a separate file because the state file is replaced by rename on every write (a lock on the
@@ -14,16 +15,15 @@
 //! file find out on their next heartbeat, which fails with `NotHeld`.) A file with a newer schema
 //! version is left untouched and reported as [`StoreError::UnsupportedSchema`].
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-
-use fs4::FileExt;
+use std::time::Duration;
 
 use super::{
     Grant, Holder, Liveness, Purpose, Reclaimed, RegistryConfig, RegistryError, RegistryState,
     UnixMillis, SCHEMA_VERSION,
 };
+use crate::locked_file::{LockedFile, LockedFileError};
 
 /// File-store failures.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,14 @@ pub enum StoreError {
         /// Version this build reads and writes.
         supported: u32,
     },
+    /// Another process held the registry's lock past the deadline.
+    #[error("client-id registry lock {path} stayed held by another process for {waited:?}")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// The registry operation itself failed (range exhausted, lease not held, …).
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -70,24 +78,42 @@ pub enum StoreError {
 /// A registry persisted in one JSON file, safe for concurrent use by many processes.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    path: PathBuf,
+    file: LockedFile,
+}
+
+impl From<LockedFileError> for StoreError {
+    fn from(e: LockedFileError) -> Self {
+        match e {
+            LockedFileError::Io { op, path, source } => Self::Io { op, path, source },
+            LockedFileError::Busy { path, waited } => Self::Busy { path, waited },
+        }
+    }
 }
 
 impl FileStore {
     /// A store at `path` (created on first write; the parent directory must exist).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            file: LockedFile::new(path),
+        }
+    }
+
+    /// The same store with another lock deadline (default
+    /// [`crate::locked_file::DEFAULT_LOCK_TIMEOUT`]).
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.file = self.file.with_lock_timeout(timeout);
+        self
     }
 
     /// The state file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Reads the current state (under the exclusive lock, since a corrupt file is moved aside).
     pub fn load(&self, now: UnixMillis) -> Result<RegistryState, StoreError> {
-        let lock = self.open_lock()?;
-        FileExt::lock(&lock).map_err(|e| self.io("lock", &self.lock_path(), e))?;
+        let lock = self.file.lock()?;
         let state = self.read_state(now);
         drop(lock);
         state
@@ -100,8 +126,7 @@ impl FileStore {
         now: UnixMillis,
         op: impl FnOnce(&mut RegistryState) -> Result<T, RegistryError>,
     ) -> Result<T, StoreError> {
-        let lock = self.open_lock()?;
-        FileExt::lock(&lock).map_err(|e| self.io("lock", &self.lock_path(), e))?;
+        let lock = self.file.lock()?;
         let before = self.read_state(now)?;
         let mut state = before.clone();
         let result = op(&mut state);
@@ -174,36 +199,13 @@ impl FileStore {
         self.transact(now, |state| Ok(state.reclaim_stale(now, liveness)))
     }
 
-    fn lock_path(&self) -> PathBuf {
-        sibling(&self.path, ".lock")
-    }
-
-    fn open_lock(&self) -> Result<File, StoreError> {
-        let path = self.lock_path();
-        private_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| self.io("open", &path, e))
-    }
-
     /// Reads and validates the state file; must be called with the lock held.
     fn read_state(&self, now: UnixMillis) -> Result<RegistryState, StoreError> {
-        let mut text = String::new();
-        match File::open(&self.path) {
-            Ok(mut file) => {
-                if let Err(e) = file.read_to_string(&mut text) {
-                    if e.kind() != io::ErrorKind::InvalidData {
-                        return Err(self.io("read", &self.path, e));
-                    }
-                    return self.move_aside(now, format!("not UTF-8: {e}"));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RegistryState::new()),
-            Err(e) => return Err(self.io("open", &self.path, e)),
-        }
+        let text = match self.file.read()? {
+            None => return Ok(RegistryState::new()),
+            Some(Err(e)) => return self.move_aside(now, format!("not UTF-8: {e}")),
+            Some(Ok(text)) => text,
+        };
         let value: serde_json::Value = match serde_json::from_str(&text) {
             Ok(value) => value,
             Err(e) => return self.move_aside(now, e.to_string()),
@@ -215,7 +217,7 @@ impl FileStore {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(v) => {
                 return Err(StoreError::UnsupportedSchema {
-                    path: self.path.clone(),
+                    path: self.path().to_path_buf(),
                     found: u32::try_from(v).unwrap_or(u32::MAX),
                     supported: SCHEMA_VERSION,
                 })
@@ -227,85 +229,21 @@ impl FileStore {
 
     /// Moves the unreadable state file aside and reports it; never returns `Ok`.
     fn move_aside(&self, now: UnixMillis, reason: String) -> Result<RegistryState, StoreError> {
-        let mut preserved_at = sibling(&self.path, &format!(".corrupt-{}", now.0));
-        let mut n = 1;
-        while preserved_at.exists() {
-            preserved_at = sibling(&self.path, &format!(".corrupt-{}-{n}", now.0));
-            n += 1;
-        }
-        fs::rename(&self.path, &preserved_at).map_err(|e| self.io("rename", &self.path, e))?;
+        let preserved_at = self.file.move_aside(&format!(".corrupt-{}", now.0))?;
         Err(StoreError::Corrupt {
-            path: self.path.clone(),
+            path: self.path().to_path_buf(),
             preserved_at,
             reason,
         })
     }
 
-    /// Writes `state` atomically: temp file (0600) + fsync + rename.
+    /// Writes `state` atomically (see [`LockedFile::write`]).
     fn write_state(&self, state: &RegistryState) -> Result<(), StoreError> {
-        let tmp = sibling(&self.path, ".tmp");
-        let json = serde_json::to_vec_pretty(state).map_err(|e| {
-            self.io(
-                "serialize",
-                &self.path,
-                io::Error::new(io::ErrorKind::InvalidData, e),
-            )
+        let json = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Io {
+            op: "serialize",
+            path: self.path().to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
         })?;
-        let mut file = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| self.io("create", &tmp, e))?;
-        restrict_permissions(&file).map_err(|e| self.io("chmod", &tmp, e))?;
-        file.write_all(&json)
-            .map_err(|e| self.io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| self.io("fsync", &tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| self.io("rename", &tmp, e))?;
-        // No directory fsync: it only matters after a power loss or kernel crash, and after a reboot
-        // every lease is dead anyway (the boot id changes). The rename itself is atomic.
-        Ok(())
+        Ok(self.file.write(&json)?)
     }
-
-    fn io(&self, op: &'static str, path: &Path, source: io::Error) -> StoreError {
-        StoreError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-/// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// Open options that create files readable and writable by the owner only.
-fn private_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
-/// Forces mode 0600 (a leftover temp file may have been created with other permissions).
-fn restrict_permissions(file: &File) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
-    #[cfg(not(unix))]
-    let _ = file;
-    Ok(())
 }

@@ -52,17 +52,21 @@ use crate::connection::{
 };
 use crate::message::Contract;
 use crate::pacer::{
-    HeadTimestampKey, HistoricalRequestKey, PacedRequest, Pacer, PacerError, ReservationId,
+    HeadTimestampKey, HistoricalRequestKey, LedgerError, MemoryLedger, PaceLedger, PacedRequest,
+    PacerError, ReservationId, SharedError, SharedHold, SharedPacer,
 };
 use crate::wire::{version, VersionRange};
 
 type SlotId = u64;
 
+/// How long queued requests wait before trying an unreachable pacing store again.
+const LEDGER_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Gateway {
     addr: String,
     breaker: CircuitBreaker,
-    pacer: Pacer,
+    pacer: SharedPacer,
     established: u64,
     failed: u64,
     /// Under [`VersionPolicy::Auto`]: this gateway turned out older than the modern offer, so new
@@ -151,12 +155,12 @@ enum ReqState {
     Queued,
     Paced {
         gateway: usize,
-        res: ReservationId,
+        res: SharedHold,
         at: Instant,
     },
     Sent {
         gateway: usize,
-        res: ReservationId,
+        res: SharedHold,
     },
     Streaming {
         slot: SlotId,
@@ -179,6 +183,11 @@ struct Req {
 pub struct Pool {
     cfg: PoolConfig,
     registry: Box<dyn IdRegistry + Send>,
+    ledger: Box<dyn PaceLedger>,
+    /// A pacing-ledger step failed: try the queued requests again at this instant.
+    ledger_retry: Option<Instant>,
+    /// Gateways whose pacing store failed last time ([`PoolEvent::PacingStore`] said so).
+    ledger_down: BTreeSet<usize>,
     last_now: Instant,
     wall: (Instant, UnixMillis),
     rng: SplitMix64,
@@ -200,10 +209,24 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool with no connections yet. `wall` is the wall clock at `now` (for registry leases).
+    /// A pool with no connections yet, pacing in a ledger private to it. `wall` is the wall
+    /// clock at `now` (for registry leases).
     pub fn new(
         cfg: PoolConfig,
         registry: Box<dyn IdRegistry + Send>,
+        now: Instant,
+        wall: UnixMillis,
+    ) -> Self {
+        let ledger = Box::new(MemoryLedger::new(format!("pool-{:x}", cfg.rng_seed)));
+        Self::with_ledger(cfg, registry, ledger, now, wall)
+    }
+
+    /// A pool pacing through `ledger`: every process (or host) whose pools share the ledger
+    /// shares one pacing budget per gateway key ([`PoolConfig::pacing_key`]), as IB counts it.
+    pub fn with_ledger(
+        cfg: PoolConfig,
+        registry: Box<dyn IdRegistry + Send>,
+        ledger: Box<dyn PaceLedger>,
         now: Instant,
         wall: UnixMillis,
     ) -> Self {
@@ -213,7 +236,12 @@ impl Pool {
             .map(|addr| Gateway {
                 addr: addr.clone(),
                 breaker: CircuitBreaker::new(cfg.breaker),
-                pacer: Pacer::new(cfg.pacing.clone()),
+                pacer: SharedPacer::new(
+                    cfg.pacing.clone(),
+                    cfg.pacing_key(addr),
+                    cfg.pacing_claim_ttl,
+                    now,
+                ),
                 established: 0,
                 failed: 0,
                 wide_offer: false,
@@ -225,6 +253,9 @@ impl Pool {
             next_heartbeat: now + cfg.heartbeat_interval,
             cfg,
             registry,
+            ledger,
+            ledger_retry: None,
+            ledger_down: BTreeSet::new(),
             last_now: now,
             wall: (now, wall),
             next_id: 1,
@@ -265,22 +296,27 @@ impl Pool {
         self.slots.get(slot).map(|s| s.grant.id)
     }
 
-    /// Metrics as of `now`.
+    /// Metrics as of `now` (reads each gateway's shared pacing book once).
     pub fn stats(&mut self, now: Instant) -> PoolStats {
         let mut stats = self.stats.clone();
         stats.leases = self.leases.len();
         stats.waiters = self.waiters.len();
+        let ledger = &mut *self.ledger;
         stats.gateways = self
             .gateways
             .iter_mut()
-            .map(|g| GatewayStats {
-                addr: g.addr.clone(),
-                established: g.established,
-                failed: g.failed,
-                wide_offer: g.wide_offer,
-                version_fallbacks: g.version_fallbacks,
-                breaker: g.breaker.snapshot(now),
-                pacer: g.pacer.snapshot(now),
+            .map(|g| {
+                let (pacer, pacing) = g.pacer.snapshot(ledger, now);
+                GatewayStats {
+                    addr: g.addr.clone(),
+                    established: g.established,
+                    failed: g.failed,
+                    wide_offer: g.wide_offer,
+                    version_fallbacks: g.version_fallbacks,
+                    breaker: g.breaker.snapshot(now),
+                    pacer,
+                    pacing,
+                }
             })
             .collect();
         stats.connections = self
@@ -630,6 +666,9 @@ impl Pool {
                 _ => {}
             }
         }
+        if let Some(retry) = self.ledger_retry {
+            at(retry);
+        }
         for s in self.slots.values() {
             match &s.link {
                 Link::Dialing { deadline, .. } => at(*deadline),
@@ -684,6 +723,10 @@ impl Pool {
         // an id while this pool's own lapsed leases look free.
         if now >= self.next_heartbeat {
             self.renew_leases(now);
+            self.renew_pacing(now);
+        }
+        if self.ledger_retry.is_some_and(|r| now >= r) {
+            self.ledger_retry = None;
         }
         self.grant_waiters(now);
         self.pump(now);
@@ -948,18 +991,28 @@ impl Pool {
         let slot = self.slots.get_mut(&slot_id)?;
         let gateway = slot.gateway;
         let conn = slot.ready_conn()?;
+        if req.state == ReqState::Queued && self.ledger_retry.is_some_and(|r| now < r) {
+            return None;
+        }
         if req.state == ReqState::Queued {
             let pacer = &mut self.gateways.get_mut(gateway)?.pacer;
-            match pacer.reserve(now, &paced(&req.query)) {
-                Ok(r) => {
-                    req.state = ReqState::Paced {
-                        gateway,
-                        res: r.id,
-                        at: r.at,
+            match pacer.reserve(&mut *self.ledger, now, &paced(&req.query)) {
+                Ok((res, at, _)) => {
+                    req.state = ReqState::Paced { gateway, res, at };
+                    if self.ledger_down.remove(&gateway) {
+                        self.events.push_back(PoolEvent::PacingStore {
+                            gateway,
+                            error: None,
+                        });
                     }
                 }
-                Err(PacerError::OpenRequestsFull { .. }) => return None,
-                Err(e) => {
+                Err(SharedError::Pacer(PacerError::OpenRequestsFull { .. })) => return None,
+                Err(SharedError::Ledger(e)) => {
+                    // Never unpaced: wait for the store, within the request's deadline.
+                    self.ledger_wait(now, gateway, &e);
+                    return None;
+                }
+                Err(SharedError::Pacer(e)) => {
                     self.finish(ticket, Err(CallError::Pacing(e)));
                     return None;
                 }
@@ -1005,12 +1058,13 @@ impl Pool {
 
     /// Give back a request's unsent reservation; it is `Queued` again.
     fn unreserve(&mut self, ticket: Ticket) {
+        let now = self.last_now;
         let Some(req) = self.requests.get_mut(&ticket) else {
             return;
         };
         if let ReqState::Paced { gateway, res, .. } = req.state {
             if let Some(g) = self.gateways.get_mut(gateway) {
-                let _ = g.pacer.cancel(res);
+                g.pacer.cancel(&mut *self.ledger, now, res);
             }
         }
         req.state = ReqState::Queued;
@@ -1028,7 +1082,7 @@ impl Pool {
             match state {
                 ReqState::Sent { gateway, res } => {
                     if let Some(g) = self.gateways.get_mut(gateway) {
-                        let _ = g.pacer.complete(res);
+                        g.pacer.complete(&mut *self.ledger, self.last_now, res);
                     }
                     self.finish(ticket, Err(CallError::LeaseLost));
                 }
@@ -1171,7 +1225,7 @@ impl Pool {
         };
         if let ReqState::Sent { gateway, res } = req.state {
             if let Some(g) = self.gateways.get_mut(gateway) {
-                let _ = g.pacer.complete(res);
+                g.pacer.complete(&mut *self.ledger, now, res);
                 if matches!(
                     &result,
                     Err(RequestError::Api {
@@ -1179,7 +1233,7 @@ impl Pool {
                         ..
                     })
                 ) {
-                    g.pacer.on_violation(now);
+                    g.pacer.on_violation(&mut *self.ledger, now);
                     self.stats.pacing_violations += 1;
                 }
             }
@@ -1454,6 +1508,68 @@ impl Pool {
         }
         for slot_id in taken {
             self.move_to_fresh_id(now, slot_id);
+        }
+    }
+
+    /// A pacing-ledger step failed: queued requests wait (never unpaced, each within its own
+    /// deadline) and are tried again after [`LEDGER_RETRY`].
+    fn ledger_wait(&mut self, now: Instant, gateway: usize, error: &LedgerError) {
+        self.stats.pacing_store_errors += 1;
+        if self.ledger_down.insert(gateway) {
+            self.events.push_back(PoolEvent::PacingStore {
+                gateway,
+                error: Some(error.to_string()),
+            });
+        }
+        self.ledger_retry = Some(now + LEDGER_RETRY);
+    }
+
+    /// Renew this pool's claims in every gateway's pacing book, and take back to the queue the
+    /// paced requests whose slot the book dropped (this process's claim lapsed: it was stopped,
+    /// or the host slept, longer than [`PoolConfig::pacing_claim_ttl`]).
+    fn renew_pacing(&mut self, now: Instant) {
+        for gateway in 0..self.gateways.len() {
+            let held: Vec<ReservationId> = self
+                .requests
+                .values()
+                .filter_map(|r| match r.state {
+                    ReqState::Paced {
+                        gateway: g, res, ..
+                    }
+                    | ReqState::Sent { gateway: g, res }
+                        if g == gateway =>
+                    {
+                        res.shared()
+                    }
+                    _ => None,
+                })
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let Some(g) = self.gateways.get_mut(gateway) else {
+                continue;
+            };
+            let Ok(lost) = g.pacer.renew(&mut *self.ledger, now, &held) else {
+                continue;
+            };
+            for req in self.requests.values_mut() {
+                if let ReqState::Paced {
+                    gateway: g2, res, ..
+                } = req.state
+                {
+                    if g2 == gateway && res.shared().is_some_and(|id| lost.contains(&id)) {
+                        tracing::warn!(
+                            "this process's pacing claim lapsed; reserving the request again"
+                        );
+                        if let Some(g) = self.gateways.get_mut(gateway) {
+                            g.pacer.cancel(&mut *self.ledger, now, res);
+                        }
+                        req.state = ReqState::Queued;
+                        req.delayed = false;
+                    }
+                }
+            }
         }
     }
 

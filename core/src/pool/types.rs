@@ -13,7 +13,7 @@ use crate::classify::Connectivity;
 use crate::client_id::{ClientId, IdRange, Purpose, RegistryConfig};
 use crate::connection::{self, Answer, Config, ConnectionError, RequestError};
 use crate::message::{Bar, Contract, ContractDescription, ContractDetails};
-use crate::pacer::{PacerError, PacerSnapshot, PacingRules};
+use crate::pacer::{PacerError, PacerSnapshot, PacingRules, SharedPacerStatus};
 
 use super::registry::IdRegistryError;
 
@@ -79,8 +79,16 @@ pub struct PoolConfig {
     pub dial_timeout: Duration,
     /// A connection without leases or requests for this long is closed and its id released.
     pub idle_timeout: Duration,
-    /// Interval of registry lease heartbeats (keep it below a third of the lease TTL).
+    /// Interval of registry lease heartbeats (keep it below a third of the lease TTL); pacing
+    /// claims are renewed at the same time.
     pub heartbeat_interval: Duration,
+    /// How long this pool's claims in a shared pacing book outlive its last renewal: a process
+    /// killed mid-run frees its unsent slots and open requests after this (default 60 s; keep
+    /// it above three heartbeat intervals).
+    pub pacing_claim_ttl: Duration,
+    /// The pacing-book key per gateway address, where one gateway is reached under several
+    /// names (e.g. `localhost:4002` and `127.0.0.1:4002`); other addresses are their own key.
+    pub gateway_ids: BTreeMap<String, String>,
     /// How often the runtime should call `observe_clocks` (sleep detection, wall clock).
     pub clock_interval: Duration,
     /// TCP keepalive idle time the runtime sets on every socket (`None` = off).
@@ -119,6 +127,8 @@ impl Default for PoolConfig {
             dial_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(15),
+            pacing_claim_ttl: Duration::from_secs(60),
+            gateway_ids: BTreeMap::new(),
             clock_interval: Duration::from_secs(1),
             tcp_keepalive: Some(Duration::from_secs(30)),
         }
@@ -126,6 +136,14 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// The key of `addr`'s pacing book: its entry in [`PoolConfig::gateway_ids`], else the address.
+    pub fn pacing_key(&self, addr: &str) -> String {
+        self.gateway_ids
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| addr.to_owned())
+    }
+
     /// The purpose of the single session built by [`PoolConfig::single_session`].
     pub fn single_session_purpose() -> Purpose {
         Purpose::Custom("client".to_owned())
@@ -332,6 +350,14 @@ pub enum PoolEvent {
         /// The bar.
         bar: Bar,
     },
+    /// The gateway's pacing store failed (`error`: requests wait for it, none is sent unpaced)
+    /// or works again (`None`).
+    PacingStore {
+        /// Index of the gateway.
+        gateway: usize,
+        /// What failed, or `None` once a step succeeded again.
+        error: Option<String>,
+    },
     /// A session became ready.
     Connected {
         /// Its client id.
@@ -441,8 +467,11 @@ pub struct GatewayStats {
     pub version_fallbacks: u64,
     /// Its circuit breaker.
     pub breaker: BreakerSnapshot,
-    /// Its pacer.
+    /// Its pacer: the shared book's view (every process on the gateway) with this process's
+    /// message rate.
     pub pacer: PacerSnapshot,
+    /// Where its pacing book lives and who holds what in it.
+    pub pacing: SharedPacerStatus,
 }
 
 /// One pooled connection's status.
@@ -489,6 +518,8 @@ pub struct PoolStats {
     pub pacing_violations: u64,
     /// Error-100 rate limits reported to the pacer.
     pub rate_limited: u64,
+    /// Reservations that waited because the pacing store failed.
+    pub pacing_store_errors: u64,
     /// Acquires granted.
     pub acquired: u64,
     /// Acquires that timed out.

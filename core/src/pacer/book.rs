@@ -1,0 +1,734 @@
+//! The pacing schedule as plain data: every reserved send slot, the open requests and the adaptive
+//! pause, with times in [`PaceTime`] — so one book can live in a process ([`super::Pacer`]), or in
+//! a file or Redis shared by every process that talks to one gateway ([`super::PaceLedger`]).
+//!
+//! The book is rule-agnostic: every call takes the [`PacingRules`]. Slots may name an *owner* (a
+//! process's ledger handle); an owner that stops renewing itself ([`PaceBook::touch`]) is gone, and
+//! its slots that were still in the future (never sent) and its open requests are dropped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::rules::{HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules};
+use super::rules::{RequestClass, WindowLimit};
+use super::{PacerError, PacerSnapshot, ReservationId};
+
+/// A point in a ledger's time: nanoseconds since the ledger's epoch (the Unix epoch for shared
+/// ledgers, whose processes compare times; any fixed instant for a private [`super::Pacer`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct PaceTime(pub u64);
+
+impl PaceTime {
+    /// `self + d`, saturating.
+    #[must_use]
+    pub fn plus(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// How long after `earlier` this is (zero if it is not later).
+    pub fn since(self, earlier: Self) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch as ledger time.
+    pub fn from_unix_millis(ms: u64) -> Self {
+        Self(ms.saturating_mul(1_000_000))
+    }
+
+    /// Whole milliseconds since the epoch.
+    pub fn as_millis(self) -> u64 {
+        self.0 / 1_000_000
+    }
+}
+
+/// Per-contract burst scope: contract + exchange + `whatToShow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BurstKey {
+    contract: String,
+    exchange: String,
+    what_to_show: String,
+}
+
+/// Identity for the identical-request rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Identity {
+    Historical(HistoricalRequestKey),
+    HeadTimestamp(HeadTimestampKey),
+}
+
+/// Everything the rules need to know about one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Profile {
+    class: RequestClass,
+    weight: u32,
+    historical: bool,
+    burst: Option<BurstKey>,
+    identity: Option<Identity>,
+    open_slot: bool,
+    pausable: bool,
+    min_interval: Duration,
+}
+
+/// One reserved slot in the schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Slot {
+    id: ReservationId,
+    at: PaceTime,
+    profile: Profile,
+    /// After this the slot can no longer constrain any new reservation.
+    relevant_until: PaceTime,
+    /// The ledger handle that reserved it (`None`: a private pacer's, never expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+}
+
+/// An open request: reserved and not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Open {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+}
+
+/// A slot the book granted: send at `at` (ledger time), then complete or cancel `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookReservation {
+    /// Handle for [`PaceBook::complete`] / [`PaceBook::cancel`].
+    pub id: ReservationId,
+    /// Earliest rule-abiding send time, already recorded.
+    pub at: PaceTime,
+    /// The rule set that was applied.
+    pub class: RequestClass,
+}
+
+/// What one owner holds in a shared book, for status views ("what other processes reserved").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerView {
+    /// The owner's name (host, pid, …; see the ledger).
+    pub owner: String,
+    /// Its open requests.
+    pub open_requests: u32,
+    /// Its slots still in the future.
+    pub scheduled_ahead: u32,
+    /// Historical weight it sent in the window ending now.
+    pub historical_weight_in_window: u32,
+    /// Milliseconds until its lease on the book lapses (0: lapsed).
+    pub alive_for_ms: u64,
+}
+
+/// The schedule. See the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaceBook {
+    /// Changes when a book is created from nothing: a process that sees another generation than
+    /// it last saw knows the store lost the book (e.g. a Redis restart) and merges its copy back.
+    #[serde(default)]
+    pub generation: u64,
+    next_id: u64,
+    slots: Vec<Slot>,
+    open: BTreeMap<ReservationId, Open>,
+    /// Owner → the time its claim on its slots lapses unless renewed.
+    #[serde(default)]
+    owners: BTreeMap<String, PaceTime>,
+    pause_until: Option<PaceTime>,
+    rate_pause_until: Option<PaceTime>,
+    last_violation: Option<PaceTime>,
+    violation_streak: u32,
+    violations_total: u64,
+}
+
+impl PaceBook {
+    /// An empty book of the given generation.
+    pub fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            ..Self::default()
+        }
+    }
+
+    /// Reserves the earliest rule-abiding slot `≥ max(now, not_before)` for `request` and records
+    /// it (see [`super::Pacer::reserve`]). `owner` names the ledger handle that will send it.
+    pub fn reserve(
+        &mut self,
+        rules: &PacingRules,
+        now: PaceTime,
+        not_before: PaceTime,
+        request: &PacedRequest,
+        owner: Option<&str>,
+    ) -> Result<BookReservation, PacerError> {
+        self.prune(now);
+        let profile = profile(rules, request);
+        check_satisfiable(rules, &profile)?;
+        if profile.open_slot {
+            let open = u32::try_from(self.open.len()).unwrap_or(u32::MAX);
+            if open >= rules.open_max {
+                return Err(PacerError::OpenRequestsFull {
+                    open,
+                    max: rules.open_max,
+                });
+            }
+        }
+        let at = self.earliest(rules, now.max(not_before), &profile);
+        let id = ReservationId(self.next_id);
+        self.next_id += 1;
+        let owner = owner.map(str::to_owned);
+        if profile.open_slot {
+            self.open.insert(
+                id,
+                Open {
+                    owner: owner.clone(),
+                },
+            );
+        }
+        let class = profile.class;
+        let relevant_until = at.plus(relevance(rules, &profile));
+        self.slots.push(Slot {
+            id,
+            at,
+            profile,
+            relevant_until,
+            owner,
+        });
+        Ok(BookReservation { id, at, class })
+    }
+
+    /// The request was sent and has finished: free its open slot (its send slot stays).
+    pub fn complete(&mut self, id: ReservationId) -> Result<(), PacerError> {
+        if self.open.remove(&id).is_some()
+            || self
+                .slots
+                .iter()
+                .any(|s| s.id == id && !s.profile.open_slot)
+        {
+            Ok(())
+        } else {
+            Err(PacerError::UnknownReservation(id))
+        }
+    }
+
+    /// The request was never sent: free its slot and open slot.
+    pub fn cancel(&mut self, id: ReservationId) -> Result<(), PacerError> {
+        let before = self.slots.len();
+        self.slots.retain(|s| s.id != id);
+        let was_open = self.open.remove(&id).is_some();
+        if was_open || self.slots.len() != before {
+            Ok(())
+        } else {
+            Err(PacerError::UnknownReservation(id))
+        }
+    }
+
+    /// Whether `id` is still in the book (as a slot or an open request).
+    pub fn holds(&self, id: ReservationId) -> bool {
+        self.open.contains_key(&id) || self.slots.iter().any(|s| s.id == id)
+    }
+
+    /// A 162 pacing violation: pausable classes get no slot before the returned time; also the
+    /// pausable slots after `now` that fall inside the pause (see [`super::Pacer::on_violation`]).
+    pub fn on_violation(
+        &mut self,
+        rules: &PacingRules,
+        now: PaceTime,
+    ) -> (PaceTime, Vec<ReservationId>) {
+        let pause_rules = rules.pause;
+        let new_streak = self
+            .last_violation
+            .is_none_or(|last| now.since(last) >= pause_rules.reset_after);
+        if new_streak {
+            self.violation_streak = 0;
+        }
+        let mut pause = pause_rules.initial.min(pause_rules.max);
+        for _ in 0..self.violation_streak {
+            pause = pause
+                .saturating_mul(pause_rules.factor.max(1))
+                .min(pause_rules.max);
+        }
+        self.violation_streak = self.violation_streak.saturating_add(1);
+        self.violations_total += 1;
+        self.last_violation = Some(now);
+        let resume_at = self
+            .pause_until
+            .map_or(now.plus(pause), |until| until.max(now.plus(pause)));
+        self.pause_until = Some(resume_at);
+        let displaced = self
+            .slots
+            .iter()
+            .filter(|s| s.profile.pausable && s.at > now && s.at < resume_at)
+            .map(|s| s.id)
+            .collect();
+        (resume_at, displaced)
+    }
+
+    /// Error 100: no slot of any class before one message-rate window has passed.
+    pub fn on_rate_exceeded(&mut self, rules: &PacingRules, now: PaceTime) -> PaceTime {
+        let resume_at = now.plus(rules.message_rate.window);
+        self.rate_pause_until = Some(
+            self.rate_pause_until
+                .map_or(resume_at, |until| until.max(resume_at)),
+        );
+        resume_at
+    }
+
+    /// Renews `owner`'s claim on its slots until `until` (never shortens it).
+    pub fn touch(&mut self, owner: &str, until: PaceTime) {
+        let entry = self.owners.entry(owner.to_owned()).or_default();
+        *entry = (*entry).max(until);
+    }
+
+    /// Merges `other` (an older copy of this book kept by one process) into this one, keeping
+    /// every slot and open request of either: after a store lost its book, the processes that
+    /// still remember what was sent put it back. Conservative: nothing sent is forgotten.
+    pub fn merge(&mut self, other: &Self) {
+        for slot in &other.slots {
+            if !self.slots.iter().any(|s| s.id == slot.id) {
+                self.slots.push(slot.clone());
+            }
+        }
+        self.slots.sort_by_key(|s| (s.at, s.id));
+        for (id, open) in &other.open {
+            self.open.entry(*id).or_insert_with(|| open.clone());
+        }
+        for (owner, until) in &other.owners {
+            self.touch(owner, *until);
+        }
+        self.next_id = self.next_id.max(other.next_id);
+        self.pause_until = self.pause_until.max(other.pause_until);
+        self.rate_pause_until = self.rate_pause_until.max(other.rate_pause_until);
+        self.last_violation = self.last_violation.max(other.last_violation);
+        self.violation_streak = self.violation_streak.max(other.violation_streak);
+        self.violations_total = self.violations_total.max(other.violations_total);
+    }
+
+    /// Drops what can no longer matter at or after `now`: slots past their relevance, and the
+    /// unsent slots and open requests of owners whose claim lapsed.
+    pub fn prune(&mut self, now: PaceTime) {
+        let lapsed = |owner: &Option<String>, owners: &BTreeMap<String, PaceTime>| {
+            owner
+                .as_ref()
+                .is_some_and(|o| owners.get(o).is_none_or(|until| *until <= now))
+        };
+        let owners = &self.owners;
+        self.slots
+            .retain(|s| s.relevant_until > now && !(s.at > now && lapsed(&s.owner, owners)));
+        self.open.retain(|_, o| !lapsed(&o.owner, owners));
+        let slots = &self.slots;
+        let open = &self.open;
+        self.owners.retain(|name, until| {
+            *until > now
+                || slots.iter().any(|s| s.owner.as_deref() == Some(name))
+                || open.values().any(|o| o.owner.as_deref() == Some(name))
+        });
+    }
+
+    /// Status as of `now`.
+    pub fn snapshot(&self, rules: &PacingRules, now: PaceTime) -> PacerSnapshot {
+        let ahead: Vec<&Slot> = self.slots.iter().filter(|s| s.at > now).collect();
+        let horizon = ahead
+            .iter()
+            .map(|s| s.at.since(now))
+            .max()
+            .unwrap_or_default();
+        let paused = [self.pause_until, self.rate_pause_until]
+            .into_iter()
+            .flatten()
+            .map(|until| until.since(now))
+            .max()
+            .unwrap_or_default();
+        PacerSnapshot {
+            open_requests: count(self.open.len()),
+            open_max: rules.open_max,
+            historical_weight_in_window: self.historical_weight(rules, now, |_| true),
+            historical_weight_max: rules.historical.max_weight,
+            messages_in_window: count(
+                self.slots
+                    .iter()
+                    .filter(|s| in_window(s.at, now, rules.message_rate.window))
+                    .count(),
+            ),
+            scheduled_ahead: count(ahead.len()),
+            horizon_ms: millis(horizon),
+            paused_for_ms: millis(paused),
+            violations_total: self.violations_total,
+            violation_streak: self.violation_streak,
+            reservations_total: self.next_id,
+        }
+    }
+
+    /// What each named owner holds, as of `now` (a shared book's status view).
+    pub fn owners(&self, rules: &PacingRules, now: PaceTime) -> Vec<OwnerView> {
+        self.owners
+            .iter()
+            .map(|(owner, until)| {
+                let mine = |o: &Option<String>| o.as_deref() == Some(owner.as_str());
+                OwnerView {
+                    owner: owner.clone(),
+                    open_requests: count(self.open.values().filter(|o| mine(&o.owner)).count()),
+                    scheduled_ahead: count(
+                        self.slots
+                            .iter()
+                            .filter(|s| s.at > now && mine(&s.owner))
+                            .count(),
+                    ),
+                    historical_weight_in_window: self
+                        .historical_weight(rules, now, |s| mine(&s.owner)),
+                    alive_for_ms: millis(until.since(now)),
+                }
+            })
+            .collect()
+    }
+
+    /// The latest send time in the book (for planning on top of it).
+    pub fn last_slot(&self) -> Option<PaceTime> {
+        self.slots.iter().map(|s| s.at).max()
+    }
+
+    fn historical_weight(
+        &self,
+        rules: &PacingRules,
+        now: PaceTime,
+        pick: impl Fn(&Slot) -> bool,
+    ) -> u32 {
+        self.slots
+            .iter()
+            .filter(|s| s.profile.historical && pick(s))
+            .filter(|s| in_window(s.at, now, rules.historical.window))
+            .map(|s| s.profile.weight)
+            .sum()
+    }
+
+    /// The earliest time `≥ t` (and after any applicable pause) at which `profile` breaks no rule.
+    ///
+    /// Every rule forbids a set of times whose complement can only begin at `e + window` (or
+    /// `e + gap`) for some reserved slot `e`. So when some rules are broken at `t`, no time before
+    /// the latest of their next such boundaries can satisfy them all; jump there and re-check.
+    fn earliest(&self, rules: &PacingRules, mut t: PaceTime, profile: &Profile) -> PaceTime {
+        if profile.pausable {
+            t = self.pause_until.map_or(t, |until| t.max(until));
+        }
+        t = self.rate_pause_until.map_or(t, |until| t.max(until));
+        loop {
+            let mut next: Option<PaceTime> = None;
+            let mut bump = |candidate: Option<PaceTime>| {
+                if let Some(c) = candidate {
+                    next = Some(next.map_or(c, |n| n.max(c)));
+                }
+            };
+            bump(window_block(
+                t,
+                self.slots.iter().map(|s| (s.at, 1)),
+                1,
+                rules.message_rate,
+            ));
+            if profile.historical {
+                let events = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.profile.historical)
+                    .map(|s| (s.at, s.profile.weight));
+                bump(window_block(t, events, profile.weight, rules.historical));
+            }
+            if let Some(key) = &profile.burst {
+                let events = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.profile.burst.as_ref() == Some(key))
+                    .map(|s| (s.at, s.profile.weight));
+                bump(window_block(t, events, profile.weight, rules.burst));
+            }
+            if let Some(identity) = &profile.identity {
+                let events = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.profile.identity.as_ref() == Some(identity))
+                    .map(|s| s.at);
+                bump(gap_block(t, events, rules.identical_gap));
+            }
+            if profile.min_interval > Duration::ZERO {
+                let events = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.profile.class == profile.class)
+                    .map(|s| s.at);
+                bump(gap_block(t, events, profile.min_interval));
+            }
+            match next {
+                None => return t,
+                Some(n) => t = n,
+            }
+        }
+    }
+}
+
+fn profile(rules: &PacingRules, request: &PacedRequest) -> Profile {
+    let class = rules.class_of(request);
+    let class_rules = rules.class_rules(class);
+    let (burst, identity) = match request {
+        PacedRequest::Historical(key) => (
+            BurstKey {
+                contract: key.contract.clone(),
+                exchange: key.exchange.clone(),
+                what_to_show: key.what_to_show.clone(),
+            },
+            Identity::Historical(key.clone()),
+        ),
+        PacedRequest::HeadTimestamp(key) => (
+            BurstKey {
+                contract: key.contract.clone(),
+                exchange: key.exchange.clone(),
+                what_to_show: key.what_to_show.clone(),
+            },
+            Identity::HeadTimestamp(key.clone()),
+        ),
+        PacedRequest::ContractDetails | PacedRequest::Message => {
+            return Profile {
+                class,
+                weight: 1,
+                historical: class_rules.historical_window,
+                burst: None,
+                identity: None,
+                open_slot: class_rules.open_slot,
+                pausable: class_rules.pausable,
+                min_interval: class_rules.min_interval,
+            };
+        }
+    };
+    Profile {
+        class,
+        weight: rules.weight_of(request),
+        historical: class_rules.historical_window,
+        burst: class_rules.burst.then_some(burst),
+        identity: class_rules.identical.then_some(identity),
+        open_slot: class_rules.open_slot,
+        pausable: class_rules.pausable,
+        min_interval: class_rules.min_interval,
+    }
+}
+
+fn check_satisfiable(rules: &PacingRules, profile: &Profile) -> Result<(), PacerError> {
+    let mut limits = vec![(1, rules.message_rate.max_weight)];
+    if profile.historical {
+        limits.push((profile.weight, rules.historical.max_weight));
+    }
+    if profile.burst.is_some() {
+        limits.push((profile.weight, rules.burst.max_weight));
+    }
+    match limits.into_iter().find(|(weight, max)| weight > max) {
+        Some((weight, max)) => Err(PacerError::Unsatisfiable { weight, max }),
+        None => Ok(()),
+    }
+}
+
+/// How long after its send time a slot can still constrain another request.
+fn relevance(rules: &PacingRules, profile: &Profile) -> Duration {
+    let mut d = rules.message_rate.window;
+    if profile.historical {
+        d = d.max(rules.historical.window);
+    }
+    if profile.burst.is_some() {
+        d = d.max(rules.burst.window);
+    }
+    if profile.identity.is_some() {
+        d = d.max(rules.identical_gap);
+    }
+    d.max(profile.min_interval)
+}
+
+/// If adding weight `weight` at `t` overfills some window `[s, s + W)` containing `t`, the next time
+/// at which a slot leaves the windows around `t` (`min { e + W : e + W > t }`); else `None`.
+///
+/// The fullest window containing `t` starts either at `t` or at a slot `e ∈ (t − W, t]`: shifting any
+/// other window right until its start meets a slot (or `t`) loses nothing.
+fn window_block(
+    t: PaceTime,
+    events: impl Iterator<Item = (PaceTime, u32)>,
+    weight: u32,
+    limit: WindowLimit,
+) -> Option<PaceTime> {
+    let w = limit.window;
+    let mut near: Vec<(PaceTime, u32)> = Vec::new();
+    let mut next_exit: Option<PaceTime> = None;
+    for (at, wt) in events {
+        let exit = at.plus(w);
+        if exit > t {
+            next_exit = Some(next_exit.map_or(exit, |n| n.min(exit)));
+            if at < t.plus(w) {
+                near.push((at, wt));
+            }
+        }
+    }
+    near.sort_unstable_by_key(|(at, _)| *at);
+    let starts = std::iter::once(t).chain(near.iter().map(|(at, _)| *at).filter(|at| *at <= t));
+    let capacity = u64::from(limit.max_weight);
+    for start in starts {
+        let end = start.plus(w);
+        let load: u64 = near
+            .iter()
+            .filter(|(at, _)| *at >= start && *at < end)
+            .map(|(_, wt)| u64::from(*wt))
+            .sum();
+        if load + u64::from(weight) > capacity {
+            return next_exit;
+        }
+    }
+    None
+}
+
+/// If some slot lies within `gap` of `t` (`|t − e| < gap`), the next time at which a slot's
+/// exclusion zone ends (`min { e + gap : e + gap > t }`); else `None`.
+fn gap_block(
+    t: PaceTime,
+    events: impl Iterator<Item = PaceTime>,
+    gap: Duration,
+) -> Option<PaceTime> {
+    let mut blocked = false;
+    let mut next_exit: Option<PaceTime> = None;
+    for at in events {
+        let exit = at.plus(gap);
+        if exit > t {
+            next_exit = Some(next_exit.map_or(exit, |n| n.min(exit)));
+            if at < t.plus(gap) {
+                blocked = true;
+            }
+        }
+    }
+    if blocked {
+        next_exit
+    } else {
+        None
+    }
+}
+
+fn in_window(at: PaceTime, now: PaceTime, window: Duration) -> bool {
+    at <= now && now.since(at) < window
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar_size::BarSize;
+
+    fn small(contract: &str, end: &str) -> PacedRequest {
+        PacedRequest::Historical(HistoricalRequestKey {
+            contract: contract.to_owned(),
+            exchange: "SMART".to_owned(),
+            end: end.to_owned(),
+            duration: "1800 S".to_owned(),
+            bar_size: BarSize::Sec5,
+            what_to_show: "TRADES".to_owned(),
+            use_rth: true,
+        })
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_lapsed_owner_loses_its_unsent_slots_and_open_requests() -> Result<(), PacerError> {
+        let rules = PacingRules::default();
+        let mut book = PaceBook::new(1);
+        book.touch("a", PaceTime(10 * S));
+        book.touch("b", PaceTime(100 * S));
+        let sent = book.reserve(
+            &rules,
+            PaceTime(0),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("a"),
+        )?;
+        let later = book.reserve(
+            &rules,
+            PaceTime(0),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("a"),
+        )?;
+        assert_eq!(later.at, PaceTime(15 * S));
+        // b's identical request waits for both of a's.
+        let b = book.reserve(
+            &rules,
+            PaceTime(0),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("b"),
+        )?;
+        assert_eq!(b.at, PaceTime(30 * S));
+        book.cancel(b.id)?;
+        // a stops renewing at 10 s: its unsent slot at 15 s goes, its sent one stays.
+        book.prune(PaceTime(11 * S));
+        assert!(book.holds(sent.id) && !book.holds(later.id));
+        assert_eq!(book.snapshot(&rules, PaceTime(11 * S)).open_requests, 0);
+        let b = book.reserve(
+            &rules,
+            PaceTime(11 * S),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("b"),
+        )?;
+        assert_eq!(b.at, PaceTime(15 * S));
+        Ok(())
+    }
+
+    #[test]
+    fn merge_puts_back_what_a_lost_store_forgot() -> Result<(), PacerError> {
+        let rules = PacingRules::default();
+        let mut kept = PaceBook::new(1);
+        kept.touch("a", PaceTime(60 * S));
+        let first = kept.reserve(
+            &rules,
+            PaceTime(0),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("a"),
+        )?;
+        let mut fresh = PaceBook::new(2);
+        fresh.merge(&kept);
+        assert!(fresh.holds(first.id));
+        let again = fresh.reserve(
+            &rules,
+            PaceTime(S),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("b"),
+        )?;
+        assert_eq!(
+            again.at,
+            PaceTime(15 * S),
+            "the identical-request gap survives"
+        );
+        assert_ne!(again.id, first.id, "ids stay unique after a merge");
+        assert_eq!(fresh.generation, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn the_book_round_trips_through_json() -> Result<(), Box<dyn std::error::Error>> {
+        let rules = PacingRules::default();
+        let mut book = PaceBook::new(7);
+        book.touch("a", PaceTime(60 * S));
+        let _ = book.reserve(
+            &rules,
+            PaceTime(0),
+            PaceTime(0),
+            &small("X", "1"),
+            Some("a"),
+        )?;
+        let _ = book.on_violation(&rules, PaceTime(S));
+        let json = serde_json::to_string(&book)?;
+        let back: PaceBook = serde_json::from_str(&json)?;
+        assert_eq!(back, book);
+        Ok(())
+    }
+}

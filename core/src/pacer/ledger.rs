@@ -1,0 +1,167 @@
+//! Where pacing books live: the [`PaceLedger`] trait (one atomic read-modify-write of one
+//! gateway's [`PaceBook`]) and its in-memory implementation. Stores that do I/O (a locked file per
+//! host, Redis for many hosts) implement the same trait outside the pure core.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::book::{PaceBook, PaceTime};
+
+/// Why a ledger step failed. The caller never sends unpaced on an error: it waits and tries again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The store cannot be reached (Redis down, I/O error, …).
+    #[error("pacing store {store} is unavailable: {reason}")]
+    Unavailable {
+        /// The store, as [`PaceLedger::describe`] says.
+        store: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Another process held the store's lock past the deadline.
+    #[error("pacing store {store} stayed locked by another process for {waited:?}")]
+    Busy {
+        /// The store.
+        store: String,
+        /// How long we waited for the lock.
+        waited: Duration,
+    },
+    /// The stored book does not parse (it was preserved aside where the store says).
+    #[error("pacing store {store} is corrupt: {reason}")]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// The parse error and where the bad copy went.
+        reason: String,
+    },
+}
+
+/// A ledger step: gets the gateway's book and the ledger's clock (the time every rule is
+/// judged in), and may change the book.
+pub type LedgerOp<'a> = dyn FnMut(&mut PaceBook, PaceTime) + 'a;
+
+/// Where a pool's pacing books live, one per gateway key. Each handle has an owner name, unique
+/// among every process sharing the store; see [`PaceBook`] for what owners mean.
+pub trait PaceLedger: fmt::Debug + Send {
+    /// This handle's owner name in the books.
+    fn owner(&self) -> &str;
+
+    /// Where the books live, for messages and status (`"memory"`, `"file /path"`, `"redis://…"`).
+    fn describe(&self) -> String;
+
+    /// One atomic step on `gateway`'s book: load it (a fresh [`PaceBook::new`] with
+    /// [`fresh_generation`] if there is none), call `op` with it and the ledger's time, store it
+    /// if it changed. No other step on the same book may interleave. `op` may be called more
+    /// than once (optimistic retries): only its last call counts.
+    ///
+    /// The ledger's time is one clock every sharer reads and that never jumps: the memory
+    /// ledger measures the caller's monotonic `now` from a shared epoch; a file ledger reads the
+    /// host's boot-time clock (shared by every process on the host, counting suspend as IB does,
+    /// deaf to wall-clock steps); Redis its server's `TIME`, so hosts with skewed clocks agree.
+    /// Callers translate a time `t'` in the book back to their clock as `now + (t' − t)`.
+    fn transact(
+        &mut self,
+        gateway: &str,
+        now: Instant,
+        op: &mut LedgerOp<'_>,
+    ) -> Result<(), LedgerError>;
+}
+
+/// A generation number for a book created from nothing by `owner` at `now` (never 0, which is
+/// the generation of a book nobody has seen yet).
+pub fn fresh_generation(now: PaceTime, owner: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    now.hash(&mut h);
+    owner.hash(&mut h);
+    h.finish().max(1)
+}
+
+#[derive(Debug, Default)]
+struct MemoryBooks {
+    books: BTreeMap<String, PaceBook>,
+    unavailable: Option<String>,
+    /// `PaceTime(0)`: the first `now` any handle passed.
+    epoch: Option<Instant>,
+}
+
+/// Books in this process's memory. Handles made with [`MemoryLedger::handle`] share them: the
+/// pools of one process, or the simulated processes of a simulation, on one gateway.
+#[derive(Debug, Clone)]
+pub struct MemoryLedger {
+    owner: String,
+    books: Arc<Mutex<MemoryBooks>>,
+}
+
+impl MemoryLedger {
+    /// An empty ledger with one handle named `owner`.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            books: Arc::default(),
+        }
+    }
+
+    /// Another handle on the same books, for another owner.
+    pub fn handle(&self, owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            books: Arc::clone(&self.books),
+        }
+    }
+
+    /// A copy of `gateway`'s book (empty if none).
+    pub fn book(&self, gateway: &str) -> PaceBook {
+        self.lock().books.get(gateway).cloned().unwrap_or_default()
+    }
+
+    /// Simulates a store that cannot be reached (`Some(reason)`) or is back (`None`).
+    pub fn set_unavailable(&self, reason: Option<String>) {
+        self.lock().unavailable = reason;
+    }
+
+    /// Simulates a store restart that lost every book.
+    pub fn forget_all(&self) {
+        self.lock().books.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryBooks> {
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl PaceLedger for MemoryLedger {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+
+    fn transact(
+        &mut self,
+        gateway: &str,
+        now: Instant,
+        op: &mut LedgerOp<'_>,
+    ) -> Result<(), LedgerError> {
+        let mut books = self.lock();
+        let epoch = *books.epoch.get_or_insert(now);
+        let now = PaceTime(0).plus(now.saturating_duration_since(epoch));
+        if let Some(reason) = &books.unavailable {
+            return Err(LedgerError::Unavailable {
+                store: "memory".to_owned(),
+                reason: reason.clone(),
+            });
+        }
+        let book = books
+            .books
+            .entry(gateway.to_owned())
+            .or_insert_with(|| PaceBook::new(fresh_generation(now, &self.owner)));
+        op(book, now);
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! Request pacing: IB's message-rate and historical-data limits as data, enforced by atomic reservation.
+//!
+//! IB punishes clients that send too fast: more than 50 messages per second yields error 100 (and, if
+//! repeated, a dropped socket); historical requests that break the "small bar" rules yield error 162
+//! "pacing violation". The [`Pacer`] knows those rules ([`PacingRules`], defaults = IB's documented
+//! limits) and hands out send slots.
+//!
+//! # Atomic reservation
+//! [`Pacer::reserve`] computes the earliest instant at which the request can be sent without breaking any
+//! rule *and records it in the same call*, so two callers can never both be told "now" for the last free
+//! slot (the check-then-act race of earlier designs). The caller waits until [`Reservation::at`] (or
+//! later — see below), sends, and calls [`Pacer::complete`] when the request has finished (data end,
+//! error or cancel) to free its open-request slot.
+//!
+//! The schedule is exact: windows are half-open (`[s, s + window)`), so two requests exactly one window
+//! apart never share a window. Send at `at`; if your runtime can be late, add margin with
+//! [`PacingRules::with_margin`] — a late send can otherwise crowd a later window.
+//!
+//! # Optimality
+//! `reserve` returns the earliest instant `≥ now` at which adding the request keeps every rule satisfied
+//! given all slots already reserved (past and future): it never makes a request wait when sending it at
+//! that instant would break no rule. Only the adaptive pause ([`Pacer::on_violation`]) delays on purpose.
+//!
+//! # Shared between processes
+//! IB counts the historical rules per gateway session, across every API client. The schedule is a
+//! plain serializable [`PaceBook`] in [`PaceTime`], so it can live in a [`PaceLedger`]: in memory
+//! ([`MemoryLedger`], also shared between pools of one process or a simulation), in a file every
+//! process on a host locks, or in Redis for many hosts. [`SharedPacer`] is what a pool uses per
+//! gateway: gateway-wide classes through the ledger, the per-connection message rate locally.
+//!
+//! Sans-IO: `now` is passed in on every call and must not go backwards.
+
+mod book;
+#[cfg(feature = "file-store")]
+mod file;
+mod ledger;
+mod rules;
+mod shared;
+
+pub use self::book::{BookReservation, OwnerView, PaceBook, PaceTime};
+#[cfg(feature = "file-store")]
+pub use self::file::{FileLedger, BOOK_SCHEMA_VERSION};
+pub use self::ledger::{fresh_generation, LedgerError, LedgerOp, MemoryLedger, PaceLedger};
+pub use self::rules::{
+    ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules, PauseRules,
+    RequestClass, WindowLimit,
+};
+pub use self::shared::{SharedError, SharedHold, SharedPacer, SharedPacerStatus};
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one reservation for [`Pacer::complete`] and [`Pacer::cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReservationId(pub u64);
+
+/// A recorded send slot: send the request at `at` (not before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the request must be sent at `at`, and completed or cancelled afterwards"]
+pub struct Reservation {
+    /// Handle for [`Pacer::complete`] / [`Pacer::cancel`].
+    pub id: ReservationId,
+    /// Earliest rule-abiding send instant, already recorded in the schedule.
+    pub at: Instant,
+    /// The rule set that was applied.
+    pub class: RequestClass,
+}
+
+/// Why a reservation or completion failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PacerError {
+    /// All open-request slots are held; call `reserve` again after any [`Pacer::complete`].
+    #[error("{open} of {max} open historical requests in use; complete one first")]
+    OpenRequestsFull {
+        /// Slots held.
+        open: u32,
+        /// Configured maximum.
+        max: u32,
+    },
+    /// The request's weight exceeds a window's capacity, so no instant can ever satisfy the rules.
+    #[error("request weight {weight} exceeds the window capacity {max}")]
+    Unsatisfiable {
+        /// Weight of the request.
+        weight: u32,
+        /// Capacity of the smallest applicable window.
+        max: u32,
+    },
+    /// No such reservation is outstanding (already completed or cancelled, or never issued).
+    #[error("unknown or finished reservation {0:?}")]
+    UnknownReservation(ReservationId),
+}
+
+/// What [`Pacer::on_violation`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseOutcome {
+    /// Pausable classes get no slot before this instant.
+    pub resume_at: Instant,
+    /// Already-reserved pausable slots after `now` that fall inside the pause. They stay valid for the
+    /// rules; a caller who wants them to honour the pause cancels and re-reserves them.
+    pub displaced: Vec<ReservationId>,
+}
+
+/// Serializable status of the pacer (times relative to the `now` passed to [`Pacer::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacerSnapshot {
+    /// Open-request slots held (reserved and not completed).
+    pub open_requests: u32,
+    /// Configured maximum of open requests.
+    pub open_max: u32,
+    /// Historical weight sent in the window ending now.
+    pub historical_weight_in_window: u32,
+    /// Historical window capacity.
+    pub historical_weight_max: u32,
+    /// Messages sent in the last message-rate window.
+    pub messages_in_window: u32,
+    /// Reservations whose slot is still in the future.
+    pub scheduled_ahead: u32,
+    /// Milliseconds until the last reserved slot (0 if none ahead).
+    pub horizon_ms: u64,
+    /// Milliseconds of adaptive pause left (0 if not paused).
+    pub paused_for_ms: u64,
+    /// Pacing violations reported so far.
+    pub violations_total: u64,
+    /// Violations in the current streak.
+    pub violation_streak: u32,
+    /// Reservations made so far.
+    pub reservations_total: u64,
+}
+
+/// The pacer: rules plus a private [`PaceBook`] on this process's monotonic clock. See the
+/// module docs. (The pool paces gateway-wide classes through a shared [`PaceLedger`] instead.)
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    rules: PacingRules,
+    book: PaceBook,
+    /// The instant that is `PaceTime(0)`: the first `now` seen.
+    epoch: Option<Instant>,
+}
+
+impl Pacer {
+    /// A pacer with the given rules and an empty schedule.
+    pub fn new(rules: PacingRules) -> Self {
+        Self {
+            rules,
+            book: PaceBook::default(),
+            epoch: None,
+        }
+    }
+
+    /// The rules in force.
+    pub const fn rules(&self) -> &PacingRules {
+        &self.rules
+    }
+
+    /// Reserves the earliest rule-abiding send slot `≥ now` for `request` and records it atomically.
+    ///
+    /// Fails with [`PacerError::OpenRequestsFull`] when the request needs an open-request slot and all
+    /// are held (reserved slots count from reservation until [`Pacer::complete`]/[`Pacer::cancel`]).
+    pub fn reserve(
+        &mut self,
+        now: Instant,
+        request: &PacedRequest,
+    ) -> Result<Reservation, PacerError> {
+        self.reserve_after(now, now, request)
+    }
+
+    /// [`Pacer::reserve`] for a send no earlier than `not_before` (e.g. a slot another pacer
+    /// granted); the schedule is still pruned as of `now`.
+    pub fn reserve_after(
+        &mut self,
+        now: Instant,
+        not_before: Instant,
+        request: &PacedRequest,
+    ) -> Result<Reservation, PacerError> {
+        let t = self.time(now);
+        let not_before = self.time(not_before);
+        let r = self
+            .book
+            .reserve(&self.rules, t, not_before, request, None)?;
+        Ok(Reservation {
+            id: r.id,
+            at: now + r.at.since(t),
+            class: r.class,
+        })
+    }
+
+    /// Marks a sent request as finished (data end, error or cancel), freeing its open-request slot.
+    /// Its send slot stays in the schedule: the request *was* sent and still counts in the windows.
+    /// Classes without open slots need no completion (completing them while still scheduled is a no-op).
+    pub fn complete(&mut self, id: ReservationId) -> Result<(), PacerError> {
+        self.book.complete(id)
+    }
+
+    /// Withdraws a reservation whose request was **never sent**: its slot and open slot are freed.
+    pub fn cancel(&mut self, id: ReservationId) -> Result<(), PacerError> {
+        self.book.cancel(id)
+    }
+
+    /// Reports a 162 "pacing violation" from IB: pausable classes get no new slot until the returned
+    /// instant. The pause grows geometrically with each violation in a streak (see [`PauseRules`]).
+    pub fn on_violation(&mut self, now: Instant) -> PauseOutcome {
+        let t = self.time(now);
+        let (resume_at, displaced) = self.book.on_violation(&self.rules, t);
+        PauseOutcome {
+            resume_at: now + resume_at.since(t),
+            displaced,
+        }
+    }
+
+    /// Reports error 100 "Max rate of messages per second has been exceeded": no slot of any class
+    /// before one full message-rate window has passed. Returns the resume instant.
+    pub fn on_rate_exceeded(&mut self, now: Instant) -> Instant {
+        let t = self.time(now);
+        now + self.book.on_rate_exceeded(&self.rules, t).since(t)
+    }
+
+    /// Serializable status as of `now`.
+    pub fn snapshot(&self, now: Instant) -> PacerSnapshot {
+        let t = self.epoch.map_or(PaceTime(0), |e| {
+            PaceTime(nanos(now.saturating_duration_since(e)))
+        });
+        self.book.snapshot(&self.rules, t)
+    }
+
+    /// `now` as book time, fixing the epoch at the first call.
+    fn time(&mut self, now: Instant) -> PaceTime {
+        let epoch = *self.epoch.get_or_insert(now);
+        PaceTime(nanos(now.saturating_duration_since(epoch)))
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar_size::BarSize;
+
+    /// One arbitrary base instant; every other time in the tests is an offset from it.
+    #[allow(clippy::disallowed_methods)]
+    fn base() -> Instant {
+        Instant::now()
+    }
+
+    fn small(contract: &str, end: &str, what: &str) -> PacedRequest {
+        PacedRequest::Historical(HistoricalRequestKey {
+            contract: contract.to_owned(),
+            exchange: "SMART".to_owned(),
+            end: end.to_owned(),
+            duration: "1800 S".to_owned(),
+            bar_size: BarSize::Sec5,
+            what_to_show: what.to_owned(),
+            use_rth: true,
+        })
+    }
+
+    fn at_secs(t0: Instant, r: &Reservation) -> f64 {
+        r.at.duration_since(t0).as_secs_f64()
+    }
+
+    #[test]
+    fn identical_requests_are_fifteen_seconds_apart() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let a = p.reserve(t0, &small("AAPL", "e1", "TRADES"))?;
+        let b = p.reserve(t0, &small("AAPL", "e1", "TRADES"))?;
+        assert_eq!((at_secs(t0, &a), at_secs(t0, &b)), (0.0, 15.0));
+        Ok(())
+    }
+
+    #[test]
+    fn sixth_request_per_contract_waits_for_the_burst_window() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let mut ats = Vec::new();
+        for i in 0..7 {
+            ats.push(at_secs(
+                t0,
+                &p.reserve(t0, &small("AAPL", &format!("e{i}"), "TRADES"))?,
+            ));
+        }
+        assert_eq!(ats, [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0]);
+        // Another contract is not held up.
+        assert_eq!(
+            at_secs(t0, &p.reserve(t0, &small("MSFT", "e0", "TRADES"))?),
+            0.0
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bid_ask_counts_double_and_the_ten_minute_budget_holds() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let mut last = 0.0;
+        for i in 0..30 {
+            let r = p.reserve(t0, &small(&format!("C{i}"), "e", "BID_ASK"))?;
+            last = at_secs(t0, &r);
+            p.complete(r.id)?;
+        }
+        assert_eq!(last, 0.0, "30 × weight 2 = 60 fits in the first window");
+        let r = p.reserve(t0, &small("X", "e", "TRADES"))?;
+        assert_eq!(at_secs(t0, &r), 600.0);
+        Ok(())
+    }
+
+    #[test]
+    fn open_cap_rejects_until_complete() -> Result<(), PacerError> {
+        let t0 = base();
+        let rules = PacingRules {
+            open_max: 2,
+            ..PacingRules::default()
+        };
+        let mut p = Pacer::new(rules);
+        let a = p.reserve(t0, &small("A", "e", "TRADES"))?;
+        let _b = p.reserve(t0, &small("B", "e", "TRADES"))?;
+        assert_eq!(
+            p.reserve(t0, &small("C", "e", "TRADES")),
+            Err(PacerError::OpenRequestsFull { open: 2, max: 2 })
+        );
+        // Contract details do not take open slots by default.
+        assert!(p.reserve(t0, &PacedRequest::ContractDetails).is_ok());
+        p.complete(a.id)?;
+        assert!(p.reserve(t0, &small("C", "e", "TRADES")).is_ok());
+        assert_eq!(p.complete(a.id), Err(PacerError::UnknownReservation(a.id)));
+        Ok(())
+    }
+
+    #[test]
+    fn large_bars_and_messages_only_see_the_global_rate() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let hourly = PacedRequest::Historical(HistoricalRequestKey {
+            contract: "AAPL".to_owned(),
+            exchange: "SMART".to_owned(),
+            end: String::new(),
+            duration: "1 D".to_owned(),
+            bar_size: BarSize::Hour1,
+            what_to_show: "TRADES".to_owned(),
+            use_rth: true,
+        });
+        let mut ats = Vec::new();
+        for _ in 0..25 {
+            let r = p.reserve(t0, &hourly)?;
+            p.complete(r.id)?;
+            ats.push(at_secs(t0, &r));
+            ats.push(at_secs(t0, &p.reserve(t0, &PacedRequest::Message)?));
+        }
+        assert!(ats.iter().all(|a| *a == 0.0));
+        assert_eq!(
+            at_secs(t0, &p.reserve(t0, &PacedRequest::Message)?),
+            1.0,
+            "51st message in a second"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_free_earlier_slot_is_used_even_when_later_ones_are_booked() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let a = p.reserve(t0, &small("A", "e", "TRADES"))?;
+        let b = p.reserve(t0, &small("A", "e", "TRADES"))?; // booked for +15 s
+        assert_eq!(at_secs(t0, &b), 15.0);
+        p.complete(a.id)?;
+        // A message can go right now even though a slot at +15 s exists.
+        let m = p.reserve(t0 + Duration::from_secs(1), &PacedRequest::Message)?;
+        assert_eq!(at_secs(t0, &m), 1.0);
+        Ok(())
+    }
+
+    #[test]
+    fn violation_pauses_adaptively() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let booked = p.reserve(t0, &small("A", "e", "TRADES"))?;
+        let later = p.reserve(t0, &small("A", "e", "TRADES"))?;
+        let first = p.on_violation(t0);
+        assert_eq!(first.resume_at, t0 + Duration::from_secs(60));
+        assert_eq!(first.displaced, vec![later.id]);
+        assert!(!first.displaced.contains(&booked.id));
+        let r = p.reserve(t0, &small("B", "e", "TRADES"))?;
+        assert_eq!(at_secs(t0, &r), 60.0);
+        // Messages are not paused.
+        assert_eq!(at_secs(t0, &p.reserve(t0, &PacedRequest::Message)?), 0.0);
+        let second = p.on_violation(t0 + Duration::from_secs(61));
+        assert_eq!(second.resume_at, t0 + Duration::from_secs(61 + 120));
+        let snap = p.snapshot(t0 + Duration::from_secs(61));
+        assert_eq!(
+            (
+                snap.violations_total,
+                snap.violation_streak,
+                snap.paused_for_ms
+            ),
+            (2, 2, 120_000)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn snapshot_serializes() -> Result<(), PacerError> {
+        let t0 = base();
+        let mut p = Pacer::new(PacingRules::default());
+        let _ = p.reserve(t0, &small("A", "e", "BID_ASK"))?;
+        let _ = p.reserve(t0, &small("A", "e", "BID_ASK"))?;
+        let snap = p.snapshot(t0);
+        assert_eq!(
+            (
+                snap.open_requests,
+                snap.historical_weight_in_window,
+                snap.scheduled_ahead,
+                snap.horizon_ms
+            ),
+            (2, 2, 1, 15_000)
+        );
+        assert!(serde_json::to_string(&snap).is_ok_and(|s| s.contains("\"open_requests\":2")));
+        Ok(())
+    }
+}

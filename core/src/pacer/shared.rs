@@ -1,0 +1,329 @@
+//! One gateway's pacing as a pool sees it: the classes IB counts per gateway session go through
+//! the shared [`PaceLedger`]; the 50 messages/s rule, which IB applies per client connection,
+//! stays in a private [`Pacer`] of this process.
+//!
+//! Ledger steps that fail (store down, lock busy) never let a request out unpaced: a reservation
+//! fails with [`SharedError::Ledger`] and the caller waits; completions, cancels and violations
+//! that could not be written are kept and written with the next step that succeeds. After every
+//! step the book is remembered, so a store that lost it (a Redis restart) gets it back merged.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::book::{OwnerView, PaceBook, PaceTime};
+use super::ledger::{LedgerError, PaceLedger};
+use super::rules::{PacedRequest, PacingRules, RequestClass, WindowLimit};
+use super::{Pacer, PacerError, PacerSnapshot, ReservationId};
+
+/// What one request holds: its message-rate slot here and its slot in the shared book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedHold {
+    local: ReservationId,
+    shared: Option<ReservationId>,
+}
+
+impl SharedHold {
+    /// The reservation in the shared book, if the request's class is paced there.
+    pub fn shared(&self) -> Option<ReservationId> {
+        self.shared
+    }
+}
+
+/// Why [`SharedPacer::reserve`] gave no slot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedError {
+    /// The rules refuse (open slots full: try after a completion; or never satisfiable).
+    #[error(transparent)]
+    Pacer(#[from] PacerError),
+    /// The ledger could not be reached: wait and try again, never send unpaced.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A later ledger step owes the book this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    Complete(ReservationId),
+    Cancel(ReservationId),
+    Violation,
+}
+
+/// The shared book's view for status pages: the gateway as every process sees it, and who holds what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPacerStatus {
+    /// Where the book lives (`"memory"`, `"file …"`, `"redis://…"`).
+    pub store: String,
+    /// The book's key (the gateway id).
+    pub key: String,
+    /// This process's owner name.
+    pub owner: String,
+    /// Every owner with a claim on the book, this one included.
+    pub owners: Vec<OwnerView>,
+    /// The last ledger error, while it lasts.
+    pub error: Option<String>,
+    /// Steps that failed so far.
+    pub errors_total: u64,
+    /// Completions and cancels waiting to be written.
+    pub owed: u32,
+}
+
+/// One gateway's pacer in a pool. See the module docs.
+#[derive(Debug, Clone)]
+pub struct SharedPacer {
+    rules: PacingRules,
+    gateway_rules: PacingRules,
+    local: Pacer,
+    key: String,
+    ttl: Duration,
+    seen: PaceBook,
+    /// When `seen` was read: our clock and the ledger's.
+    seen_at: (Instant, PaceTime),
+    owed: Vec<Owed>,
+    error: Option<LedgerError>,
+    errors_total: u64,
+}
+
+impl SharedPacer {
+    /// A pacer for the book `key` (the gateway id); this process's claims on it lapse `ttl` after
+    /// its last ledger step unless renewed ([`SharedPacer::renew`]). `epoch`: any instant not
+    /// after the first call's `now`.
+    pub fn new(rules: PacingRules, key: impl Into<String>, ttl: Duration, epoch: Instant) -> Self {
+        let mut gateway_rules = rules.clone();
+        // IB counts the message rate per connection: the private pacer applies it.
+        gateway_rules.message_rate = WindowLimit {
+            window: Duration::ZERO,
+            max_weight: u32::MAX,
+        };
+        Self {
+            local: Pacer::new(rules.clone()),
+            rules,
+            gateway_rules,
+            key: key.into(),
+            ttl,
+            seen: PaceBook::default(),
+            seen_at: (epoch, PaceTime::default()),
+            owed: Vec::new(),
+            error: None,
+            errors_total: 0,
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &PacingRules {
+        &self.rules
+    }
+
+    /// The book's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The last ledger error, while the ledger stays unreachable.
+    pub fn error(&self) -> Option<&LedgerError> {
+        self.error.as_ref()
+    }
+
+    /// Reserves a send slot for `request` (see [`Pacer::reserve`]). Gateway-wide classes take
+    /// one ledger step (two when this connection's message rate is saturated at the granted time).
+    pub fn reserve(
+        &mut self,
+        ledger: &mut dyn PaceLedger,
+        now: Instant,
+        request: &PacedRequest,
+    ) -> Result<(SharedHold, Instant, RequestClass), SharedError> {
+        let class = self.rules.class_of(request);
+        if !self.rules.class_rules(class).is_gateway_scoped() {
+            let r = self.local.reserve(now, request)?;
+            let hold = SharedHold {
+                local: r.id,
+                shared: None,
+            };
+            return Ok((hold, r.at, r.class));
+        }
+        let mut message = self.local.reserve(now, &PacedRequest::Message)?;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let not_before = message.at;
+            let granted = self.step(ledger, now, |book, t, rules, owner| {
+                let not_before = t.plus(not_before.saturating_duration_since(now));
+                book.reserve(rules, t, not_before, request, Some(owner))
+                    .map(|r| (r.id, now + r.at.since(t)))
+            });
+            let (shared, at) = match granted {
+                Ok(Ok(granted)) => granted,
+                Ok(Err(e)) => {
+                    let _ = self.local.cancel(message.id);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    let _ = self.local.cancel(message.id);
+                    return Err(e.into());
+                }
+            };
+            if at > message.at {
+                let _ = self.local.cancel(message.id);
+                message = self.local.reserve_after(now, at, &PacedRequest::Message)?;
+            }
+            let hold = SharedHold {
+                local: message.id,
+                shared: Some(shared),
+            };
+            if message.at == at || rounds >= 3 {
+                // After three rounds on a saturated connection, send a little late (< 1 s, and
+                // the margin in the rules absorbs it) rather than keep the ledger busy.
+                return Ok((hold, message.at.max(at), class));
+            }
+            self.release(ledger, now, Owed::Cancel(shared));
+        }
+    }
+
+    /// The request was sent and finished: free its open slot.
+    pub fn complete(&mut self, ledger: &mut dyn PaceLedger, now: Instant, hold: SharedHold) {
+        let _ = self.local.complete(hold.local);
+        if let Some(id) = hold.shared {
+            self.release(ledger, now, Owed::Complete(id));
+        }
+    }
+
+    /// The request was never sent: free its slots.
+    pub fn cancel(&mut self, ledger: &mut dyn PaceLedger, now: Instant, hold: SharedHold) {
+        let _ = self.local.cancel(hold.local);
+        if let Some(id) = hold.shared {
+            self.release(ledger, now, Owed::Cancel(id));
+        }
+    }
+
+    /// IB answered 162 "pacing violation": every process on the gateway pauses.
+    pub fn on_violation(&mut self, ledger: &mut dyn PaceLedger, now: Instant) {
+        let _ = self.local.on_violation(now);
+        self.release(ledger, now, Owed::Violation);
+    }
+
+    /// IB answered 100 (message rate, per connection): only this process waits.
+    pub fn on_rate_exceeded(&mut self, now: Instant) -> Instant {
+        self.local.on_rate_exceeded(now)
+    }
+
+    /// Renews this process's claim on the book and pays what is owed. Returns the reservations
+    /// of `held` that the book no longer has (this process's claim lapsed, e.g. it was stopped
+    /// longer than the TTL): their requests must be reserved again before they are sent.
+    pub fn renew(
+        &mut self,
+        ledger: &mut dyn PaceLedger,
+        now: Instant,
+        held: &[ReservationId],
+    ) -> Result<Vec<ReservationId>, LedgerError> {
+        self.step(ledger, now, |book, _, _, _| {
+            held.iter().copied().filter(|id| !book.holds(*id)).collect()
+        })
+    }
+
+    /// The gateway as every process sees it: read from the ledger now (the last view if it
+    /// cannot be reached), with this connection's message rate.
+    pub fn snapshot(
+        &mut self,
+        ledger: &mut dyn PaceLedger,
+        now: Instant,
+    ) -> (PacerSnapshot, SharedPacerStatus) {
+        let _ = self.step(ledger, now, |_, _, _, _| ());
+        // The book as of now, on the ledger's clock (the last step's time moved on by our clock).
+        let t = self
+            .seen_at
+            .1
+            .plus(now.saturating_duration_since(self.seen_at.0));
+        let mut snapshot = self.seen.snapshot(&self.gateway_rules, t);
+        let local = self.local.snapshot(now);
+        snapshot.messages_in_window = local.messages_in_window;
+        snapshot.paused_for_ms = snapshot.paused_for_ms.max(local.paused_for_ms);
+        let status = SharedPacerStatus {
+            store: ledger.describe(),
+            key: self.key.clone(),
+            owner: ledger.owner().to_owned(),
+            owners: self.seen.owners(&self.gateway_rules, t),
+            error: self.error.as_ref().map(ToString::to_string),
+            errors_total: self.errors_total,
+            owed: u32::try_from(self.owed.len()).unwrap_or(u32::MAX),
+        };
+        (snapshot, status)
+    }
+
+    /// Writes `owed` now, or keeps it for the next step that succeeds.
+    fn release(&mut self, ledger: &mut dyn PaceLedger, now: Instant, owed: Owed) {
+        self.owed.push(owed);
+        let _ = self.step(ledger, now, |_, _, _, _| ());
+    }
+
+    /// One ledger step: put back a lost book, renew our claim, pay what is owed, run `op`,
+    /// remember the book.
+    fn step<T>(
+        &mut self,
+        ledger: &mut dyn PaceLedger,
+        now: Instant,
+        mut op: impl FnMut(&mut PaceBook, PaceTime, &PacingRules, &str) -> T,
+    ) -> Result<T, LedgerError> {
+        let owner = ledger.owner().to_owned();
+        let mut out = None;
+        let (rules, ttl, seen, owed) = (&self.gateway_rules, self.ttl, &self.seen, &self.owed);
+        let mut paid = false;
+        let mut after = None;
+        let result = ledger.transact(&self.key, now, &mut |book, t| {
+            if book.generation != seen.generation && seen.generation != 0 {
+                tracing::warn!(
+                    generation = seen.generation,
+                    "the pacing store lost this gateway's book; merging back what this process saw"
+                );
+                book.merge(seen);
+            }
+            book.touch(&owner, t.plus(ttl));
+            for o in owed {
+                match *o {
+                    Owed::Complete(id) => {
+                        let _ = book.complete(id);
+                    }
+                    Owed::Cancel(id) => {
+                        let _ = book.cancel(id);
+                    }
+                    Owed::Violation => {
+                        let _ = book.on_violation(rules, t);
+                    }
+                }
+            }
+            paid = true;
+            out = Some(op(book, t, rules, &owner));
+            after = Some((book.clone(), t));
+        });
+        match (result, out, after) {
+            (Ok(()), Some(out), Some((book, t))) => {
+                if paid {
+                    self.owed.clear();
+                }
+                if self.error.take().is_some() {
+                    tracing::info!(key = %self.key, "pacing store reachable again");
+                }
+                self.seen = book;
+                self.seen_at = (now, t);
+                Ok(out)
+            }
+            (Err(e), _, _) => {
+                self.errors_total += 1;
+                if self.error.as_ref() != Some(&e) {
+                    tracing::warn!(key = %self.key, error = %e, "pacing store step failed; requests wait");
+                }
+                self.error = Some(e.clone());
+                Err(e)
+            }
+            (Ok(()), _, _) => {
+                // A ledger that returned without running the step: treat as unreachable.
+                let e = LedgerError::Unavailable {
+                    store: ledger.describe(),
+                    reason: "the store did not run the step".to_owned(),
+                };
+                self.error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
