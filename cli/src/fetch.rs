@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::args::FetchArgs;
 use crate::config::{secs, Settings};
+use crate::coordination;
 use crate::csvio::{self, CsvError};
-use crate::ids;
 use crate::probe;
 
 /// Exit code: partial result.
@@ -533,8 +533,17 @@ async fn drive_gateway(
     }
     let cfg = settings.pool_config(vec![addr.to_owned()]);
     let acquire_timeout = cfg.acquire_timeout;
-    let registry = ids::registry(settings, "ibconn fetch");
-    let pool = ibconn_tokio::Pool::start(cfg, registry);
+    let pool = match coordination::start_pool(settings, cfg, "ibconn fetch") {
+        Ok(pool) => pool,
+        Err(e) => {
+            return Ran {
+                pool: None,
+                virtual_elapsed: None,
+                gateway_violations: None,
+                error: Some(e),
+            }
+        }
+    };
     let mut error = None;
     // A refused or failing dial ends the fetch at once (no waiting out the acquire timeout).
     match probe::acquire_fast(&pool, Purpose::Backfill, addr, acquire_timeout).await {

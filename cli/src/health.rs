@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use ibconn_core::client_id::Purpose;
 use ibconn_core::pool::{PoolConfig, PurposeConfig, Sharing};
-use ibconn_tokio::Pool;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::Settings;
-use crate::ids;
+use crate::coordination;
 use crate::probe::{self, ProbeError, ProbeOk};
 
 /// The longest a pool shutdown may delay the exit.
@@ -108,8 +107,12 @@ async fn check(
     timeout: Duration,
 ) -> Result<ProbeOk, ProbeError> {
     let deadline = Instant::now() + timeout;
-    let registry = ids::registry(settings, "ibconn health");
-    let pool = Pool::start(health_pool_config(settings, gateway, timeout), registry);
+    let pool = coordination::start_pool(
+        settings,
+        health_pool_config(settings, gateway, timeout),
+        "ibconn health",
+    )
+    .map_err(ProbeError::Pool)?;
     let started = Instant::now();
     let result = async {
         let conn = probe::acquire_fast(&pool, Purpose::Health, gateway, timeout).await?;

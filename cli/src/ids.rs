@@ -15,7 +15,7 @@ use ibconn_core::pool::{FileRegistry, IdRegistry, MemoryRegistry};
 use serde::Serialize;
 
 use crate::args::{IdsAction, IdsArgs, ReleaseArgs};
-use crate::config::Settings;
+use crate::config::{secs, Settings};
 use crate::util::{iso_utc_ms, table};
 
 /// The registry for a pool of this process: the shared file (its directory created if needed),
@@ -26,11 +26,9 @@ pub(crate) fn registry(settings: &Settings, label: &str) -> Box<dyn IdRegistry +
         let path = &settings.client_ids.registry_file;
         match ensure_parent(path) {
             Ok(()) => {
-                return Box::new(FileRegistry::new(
-                    config,
-                    FileStore::new(path),
-                    Some(label.to_owned()),
-                ))
+                let store = FileStore::new(path)
+                    .with_lock_timeout(secs(settings.coordination.lock_timeout_secs));
+                return Box::new(FileRegistry::new(config, store, Some(label.to_owned())));
             }
             Err(e) => eprintln!(
                 "ibconn: warning: client-id registry {}: {e}; leasing ids in memory (not shared \
@@ -39,8 +37,13 @@ pub(crate) fn registry(settings: &Settings, label: &str) -> Box<dyn IdRegistry +
             ),
         }
     }
+    memory_registry(settings)
+}
+
+/// A registry private to this process.
+pub(crate) fn memory_registry(settings: &Settings) -> Box<dyn IdRegistry + Send> {
     Box::new(MemoryRegistry::new(
-        config,
+        settings.registry_config(),
         Holder::from_pid(std::process::id()),
     ))
 }

@@ -23,6 +23,7 @@
 
 mod args;
 mod config;
+mod coordination;
 mod csvio;
 mod explain;
 mod fetch;

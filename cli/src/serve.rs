@@ -35,8 +35,8 @@ use tokio::time::Instant;
 
 use crate::args::ServeArgs;
 use crate::config::{secs, Settings};
+use crate::coordination;
 use crate::health::health_pool_config;
-use crate::ids;
 use crate::metrics::{self, LastProbe};
 use crate::probe::{self, ProbeError, ProbeOk};
 
@@ -546,11 +546,12 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
     if !addr.ip().is_loopback() && token.is_none() {
         eprintln!("ibconn: warning: serving on {addr} without a bearer token");
     }
-    let registry = ids::registry(settings, "ibconn serve");
-    let pool = Pool::start(
+    let pool = coordination::start_pool(
+        settings,
         health_pool_config(settings, &args.gateway, args.probe_timeout),
-        registry,
-    );
+        "ibconn serve",
+    )
+    .map_err(ServeError::Config)?;
     let state = Arc::new(AppState {
         pool: pool.clone(),
         gateway: args.gateway.clone(),

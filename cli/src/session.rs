@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use ibconn_core::client_id::{Holder, Purpose};
-use ibconn_core::pool::MemoryRegistry;
+use ibconn_core::client_id::Purpose;
+use ibconn_core::pacer::MemoryLedger;
 use ibconn_sim::{ServerConfig, SimServer};
 use ibconn_tokio::{Pool, PooledConnection};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::ids;
 use crate::probe::{self, ProbeError};
+use crate::{coordination, ids};
 
 /// The longest a shutdown may delay the exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -37,8 +37,12 @@ impl Session {
         settings: &Settings,
         label: &str,
     ) -> Result<Self, ProbeError> {
-        let (addr, sim, registry) = match gateway {
-            Some(addr) => (addr.to_owned(), None, ids::registry(settings, label)),
+        let (addr, sim, shared) = match gateway {
+            Some(addr) => (
+                addr.to_owned(),
+                None,
+                coordination::open(settings, label).map_err(ProbeError::Pool)?,
+            ),
             None => {
                 let started = async {
                     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -54,19 +58,18 @@ impl Session {
                 .map_err(|e| {
                     ProbeError::Pool(format!("cannot start the embedded simulator: {e}"))
                 })?;
-                // The simulator is private to this process: its ids need no shared lease.
-                let registry: Box<dyn ibconn_tokio::IdRegistry + Send> =
-                    Box::new(MemoryRegistry::new(
-                        settings.registry_config(),
-                        Holder::from_pid(std::process::id()),
-                    ));
-                (started.local_addr().to_string(), Some(started), registry)
+                // The simulator is private to this process: its ids and pacing are too.
+                let shared = coordination::Shared {
+                    registry: ids::memory_registry(settings),
+                    ledger: Box::new(MemoryLedger::new(label)),
+                };
+                (started.local_addr().to_string(), Some(started), shared)
             }
         };
         let config = settings.pool_config(vec![addr.clone()]);
         let acquire_timeout = config.acquire_timeout;
         Ok(Self {
-            pool: Pool::start(config, registry),
+            pool: Pool::start_with_ledger(config, shared.registry, shared.ledger),
             sim,
             addr,
             acquire_timeout,

@@ -453,6 +453,7 @@ fn config_prints_the_effective_configuration() {
     let a = ibconn_in(&dir).args(["config", "--json"]).assert().code(0);
     insta::assert_json_snapshot!("config_defaults", stdout_json(&a), {
         ".client_ids.registry_file" => "[state dir]/ibconn/client-ids.json",
+        ".coordination.pacing_dir" => "[state dir]/ibconn/pacing",
         ".validate.cache_file" => "[cache dir]/ibconn/symbols.json",
     });
     let v = stdout_json(&a);

@@ -82,6 +82,13 @@ fn normalise(v: &mut Value, gateway: &str) {
     const VOLATILE: [&str; 4] = ["cached", "last_probe_rtt_us", "handshake_us", "message"];
     match v {
         Value::Number(_) => *v = Value::from("[number]"),
+        // This process's name in the pacing book: host, pid, start time, then what it is.
+        Value::String(s) if s.ends_with(" (ibconn serve)") => {
+            *v = Value::from("[host]:[pid]:[start] (ibconn serve)");
+        }
+        Value::String(s) if s.starts_with("file /") && s.ends_with("/ibconn/pacing") => {
+            *v = Value::from("file [state dir]/ibconn/pacing");
+        }
         Value::String(s) if s == gateway => *v = Value::from("[gateway]"),
         Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, gateway)),
         Value::Object(o) => {

@@ -54,6 +54,7 @@ use smol::{Async, Task, Timer};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 pub use ibconn_core::client_id::Purpose;
+pub use ibconn_core::pacer::{MemoryLedger, PaceLedger};
 /// Why a call failed (the core's [`PoolError`](ibconn_core::pool::PoolError)).
 pub use ibconn_core::pool::PoolError as Error;
 pub use ibconn_core::pool::{
@@ -103,6 +104,17 @@ impl Pool {
     /// `acquire`.
     pub fn start(config: PoolConfig, registry: Box<dyn IdRegistry + Send>) -> Self {
         let pool = CorePool::new(config, registry, Instant::now(), wall());
+        Self::spawn(pool, None)
+    }
+
+    /// [`Pool::start`] pacing through `ledger`: processes (or hosts) whose pools share a ledger
+    /// share IB's per-gateway pacing budget (e.g. `ibconn_core::pacer::FileLedger`).
+    pub fn start_with_ledger(
+        config: PoolConfig,
+        registry: Box<dyn IdRegistry + Send>,
+        ledger: Box<dyn PaceLedger>,
+    ) -> Self {
+        let pool = CorePool::with_ledger(config, registry, ledger, Instant::now(), wall());
         Self::spawn(pool, None)
     }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use ibconn_core::wire::VersionRange;
 use tokio::net::TcpListener;
 
-use crate::{serve, GatewayConfig, Market, ServerConfig};
+use crate::{GatewayConfig, Market, ServerConfig, SimServer};
 
 /// A simulated IB Gateway: deterministic, rule-enforcing, speaks the TWS API.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,10 +25,15 @@ pub struct SimArgs {
     /// Extra instruments: a TOML (`.toml`) or JSON file.
     #[arg(long)]
     pub instruments: Option<PathBuf>,
+    /// Scale IB's historical pacing windows (10 min, 15 s, 2 s) by this factor, for tests that
+    /// cannot wait ten minutes (clients must scale their pacing rules alike).
+    #[arg(long, default_value_t = 1.0)]
+    pub pace_scale: f64,
 }
 
-/// Serve until SIGINT or SIGTERM. Prints exactly one line, `listening on ADDR`, on stdout when
-/// ready; errors go to stderr prefixed with `program`. Exit codes: 0 on a clean stop, 1 when the
+/// Serve until SIGINT or SIGTERM. Prints `listening on ADDR` on stdout when ready and, when
+/// stopped by a signal, `pacing violations: N` (every 162 pacing refusal, over all connections);
+/// errors go to stderr prefixed with `program`. Exit codes: 0 on a clean stop, 1 when the
 /// server fails, 2 for a bad argument or instruments file.
 pub async fn run(args: SimArgs, program: &str) -> ExitCode {
     let mut gateway = GatewayConfig::default();
@@ -38,6 +43,18 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
             return ExitCode::from(2);
         }
         gateway.versions = VersionRange::new(gateway.versions.min.min(v), v);
+    }
+    if !(args.pace_scale.is_finite() && args.pace_scale > 0.0 && args.pace_scale <= 1.0) {
+        eprintln!("{program}: --pace-scale must be in (0, 1]");
+        return ExitCode::from(2);
+    }
+    let h = &mut gateway.historical;
+    for d in [
+        &mut h.window,
+        &mut h.identical_within,
+        &mut h.same_contract_within,
+    ] {
+        *d = d.mul_f64(args.pace_scale);
     }
     if let Some(path) = &args.instruments {
         match Market::builtin_with_file(path) {
@@ -69,15 +86,26 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
         gateway,
         seed: args.seed,
     };
-    tokio::select! {
-        result = serve(listener, config) => match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("{program}: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        () = shutdown_signal() => ExitCode::SUCCESS,
+    let server = match SimServer::start(listener, config) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("{program}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    shutdown_signal().await;
+    let violations = server.pacing_violations().await;
+    server.shutdown().await;
+    match violations {
+        Some(n) => {
+            let _ = writeln!(out, "pacing violations: {n}");
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("{program}: the server stopped unexpectedly");
+            ExitCode::FAILURE
+        }
     }
 }
 

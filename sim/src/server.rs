@@ -37,6 +37,7 @@ enum Input {
     Reset(ConnId),
     DropAll,
     Inject(Fault, oneshot::Sender<()>),
+    Violations(oneshot::Sender<u64>),
     Shutdown,
 }
 
@@ -85,6 +86,14 @@ impl SimServer {
     /// (then the same address accepts again).
     pub async fn restart(&self, down_for: Duration) {
         self.inject(Fault::Restart { down_for }).await;
+    }
+
+    /// Historical requests the gateway refused with a 162 pacing violation so far, over every
+    /// connection (IB counts its pacing per gateway, and so does the simulator).
+    pub async fn pacing_violations(&self) -> Option<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Input::Violations(tx)).ok()?;
+        rx.await.ok()
     }
 
     /// Stop accepting and close every socket.
@@ -184,6 +193,9 @@ async fn run(
                         listener = None;
                     }
                     let _ = done.send(());
+                }
+                Some(Input::Violations(reply)) => {
+                    let _ = reply.send(gw.pacing_violations());
                 }
                 Some(Input::Shutdown) | None => break,
             },

@@ -357,9 +357,13 @@ pub(super) mod tests {
         let table: toml::Table = toml::from_str(text).unwrap();
         let mut documented: Vec<String> = leaf_keys(&table).into_iter().map(|(k, _)| k).collect();
         documented.extend(
-            ["client_ids.registry_file", "validate.cache_file"]
-                .into_iter()
-                .map(str::to_owned),
+            [
+                "client_ids.registry_file",
+                "coordination.pacing_dir",
+                "validate.cache_file",
+            ]
+            .into_iter()
+            .map(str::to_owned),
         );
         for (key, _) in leaf_keys(&to_table(&defaults)) {
             assert!(documented.contains(&key), "{key} is not in the example");

@@ -19,7 +19,7 @@ mod settings;
 mod validate;
 
 pub(crate) use load::{load, Loaded, Origin};
-pub(crate) use settings::{secs, Settings};
+pub(crate) use settings::{parse_store, secs, Settings, StoreKind};
 
 /// Why the configuration is unusable (exit 2).
 #[derive(Debug, thiserror::Error)]

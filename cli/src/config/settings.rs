@@ -142,6 +142,62 @@ impl Default for ClientIdSettings {
     }
 }
 
+/// `[coordination]`: what the processes (and hosts) sharing a gateway share — client-id leases
+/// and IB's per-gateway pacing budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CoordinationSettings {
+    /// `"file"` (every process on this host: the registry file and `pacing_dir`), `"memory"`
+    /// (this process only) or `"redis://HOST:PORT[/DB]"` (every host using that Redis).
+    pub(crate) store: String,
+    /// Directory of the file store's pacing books, one per gateway.
+    pub(crate) pacing_dir: PathBuf,
+    /// Pacing-book key of the configured gateway, where one gateway is reached under several
+    /// names (`localhost:4002`, `127.0.0.1:4002`, a container name); empty = the address.
+    pub(crate) gateway_id: String,
+    /// Longest wait for another process's file lock (then a typed error, never a hang).
+    pub(crate) lock_timeout_secs: f64,
+    /// A process that stops renewing (killed) frees its unsent pacing slots after this.
+    pub(crate) claim_ttl_secs: f64,
+}
+
+impl Default for CoordinationSettings {
+    fn default() -> Self {
+        Self {
+            store: "file".to_owned(),
+            pacing_dir: default_pacing_dir(),
+            gateway_id: String::new(),
+            lock_timeout_secs: ibconn_core::locked_file::DEFAULT_LOCK_TIMEOUT.as_secs_f64(),
+            claim_ttl_secs: PoolConfig::default().pacing_claim_ttl.as_secs_f64(),
+        }
+    }
+}
+
+/// Where coordination lives, parsed from `coordination.store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// This process only.
+    Memory,
+    /// Files on this host.
+    File,
+    /// A Redis server (the URL as given).
+    Redis(String),
+}
+
+/// Parses `coordination.store`.
+pub(crate) fn parse_store(s: &str) -> Result<StoreKind, String> {
+    match s {
+        "file" => Ok(StoreKind::File),
+        "memory" => Ok(StoreKind::Memory),
+        url if url.starts_with("redis://") && url.len() > "redis://".len() => {
+            Ok(StoreKind::Redis(url.to_owned()))
+        }
+        other => Err(format!(
+            "{other:?} is not a store: use \"file\", \"memory\" or \"redis://HOST:PORT[/DB]\""
+        )),
+    }
+}
+
 /// `[connection]`: every session's timeouts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -334,6 +390,8 @@ pub(crate) struct Settings {
     pub(crate) purposes: BTreeMap<String, PurposeSettings>,
     /// Client-id registry.
     pub(crate) client_ids: ClientIdSettings,
+    /// What processes and hosts share.
+    pub(crate) coordination: CoordinationSettings,
     /// Session timeouts.
     pub(crate) connection: ConnectionSettings,
     /// Pacing rules.
@@ -371,6 +429,7 @@ impl Default for Settings {
             pool: PoolSettings::default(),
             purposes,
             client_ids: ClientIdSettings::default(),
+            coordination: CoordinationSettings::default(),
             connection: ConnectionSettings::default(),
             pacing: PacingSettings::default(),
             health: HealthSettings::default(),
@@ -400,7 +459,6 @@ impl Settings {
             ..base.connection.clone()
         };
         PoolConfig {
-            gateways,
             purposes: self
                 .purposes
                 .iter()
@@ -422,8 +480,25 @@ impl Settings {
             dial_timeout: secs(self.pool.dial_timeout_secs),
             idle_timeout: secs(self.pool.idle_timeout_secs),
             heartbeat_interval: secs(self.pool.heartbeat_interval_secs),
+            pacing_claim_ttl: secs(self.coordination.claim_ttl_secs),
+            gateway_ids: self.gateway_ids(&gateways),
+            gateways,
             ..base
         }
+    }
+
+    /// `coordination.gateway_id` for the configured gateway (and for the one address given, when
+    /// there is one and no configured gateway).
+    fn gateway_ids(&self, gateways: &[String]) -> BTreeMap<String, String> {
+        let id = self.coordination.gateway_id.trim();
+        if id.is_empty() {
+            return BTreeMap::new();
+        }
+        gateways
+            .iter()
+            .filter(|g| self.gateway.as_ref().is_none_or(|c| c == *g) || gateways.len() == 1)
+            .map(|g| (g.clone(), id.to_owned()))
+            .collect()
     }
 
     /// IB's pacing rules as configured, margin included.
@@ -500,6 +575,12 @@ fn user_dir_file(xdg: &str, fallback: &str, name: &str) -> PathBuf {
 /// `~/.local/state/ibconn/client-ids.json`).
 fn default_registry_file() -> PathBuf {
     user_dir_file("XDG_STATE_HOME", ".local/state", "client-ids.json")
+}
+
+/// Default pacing books: `$XDG_STATE_HOME/ibconn/pacing/` (else `~/.local/state/ibconn/pacing/`),
+/// beside the client-id registry.
+fn default_pacing_dir() -> PathBuf {
+    user_dir_file("XDG_STATE_HOME", ".local/state", "pacing")
 }
 
 /// Default symbol cache: `$XDG_CACHE_HOME/ibconn/symbols.json` (else

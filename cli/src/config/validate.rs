@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use ibconn_core::client_id::IdRange;
 
-use super::settings::{parse_versions, Settings};
+use super::settings::{parse_store, parse_versions, Settings};
 use super::ConfigError;
 use crate::args::parse_host_port;
 
@@ -45,6 +45,7 @@ pub(super) fn validate(
         parse_host_port(g).map_err(|e| invalid("gateway", e))?;
     }
     parse_versions(&s.connection.versions).map_err(|e| invalid("connection.versions", e))?;
+    parse_store(&s.coordination.store).map_err(|e| invalid("coordination.store", e))?;
     let p = &s.pool;
     for (key, v) in [
         ("pool.acquire_timeout_secs", p.acquire_timeout_secs),
@@ -55,6 +56,11 @@ pub(super) fn validate(
         ("pool.reconnect_cap_secs", p.reconnect_cap_secs),
         ("pool.breaker_open_secs", p.breaker_open_secs),
         ("client_ids.lease_ttl_secs", s.client_ids.lease_ttl_secs),
+        (
+            "coordination.lock_timeout_secs",
+            s.coordination.lock_timeout_secs,
+        ),
+        ("coordination.claim_ttl_secs", s.coordination.claim_ttl_secs),
         (
             "client_ids.foreign_cooldown_secs",
             s.client_ids.foreign_cooldown_secs,
@@ -110,6 +116,16 @@ pub(super) fn validate(
                 "pool.heartbeat_interval_secs ({}) is more than a third of \
                  client_ids.lease_ttl_secs ({}): leases would expire between heartbeats",
                 p.heartbeat_interval_secs, s.client_ids.lease_ttl_secs
+            ),
+        ));
+    }
+    if p.heartbeat_interval_secs * 3.0 > s.coordination.claim_ttl_secs {
+        return Err(invalid(
+            "coordination.claim_ttl_secs",
+            format!(
+                "{} is less than three pool.heartbeat_interval_secs ({}): pacing claims would \
+                 lapse between renewals",
+                s.coordination.claim_ttl_secs, p.heartbeat_interval_secs
             ),
         ));
     }

@@ -1,0 +1,168 @@
+//! IB counts historical pacing per gateway, across every API client: several `ibconn fetch`
+//! processes on one host share one budget through the file store. Real processes, a real
+//! `ibconn sim --listen` over TCP, and the simulator's own count of 162 pacing refusals.
+//!
+//! IB's windows (10 min, 15 s, 2 s) are scaled by [`SCALE`] on both sides (`--pace-scale` for
+//! the simulator, `[pacing]` in the processes' `ibconn.toml`) so the run takes half a minute.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers
+
+mod common;
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use common::{ibconn_std_in, scratch};
+use serde_json::Value;
+
+/// IB's pacing windows times this.
+const SCALE: f64 = 0.05;
+/// IB's historical window (600 s) as scaled.
+const WINDOW_SECS: f64 = 600.0 * SCALE;
+
+/// `ibconn sim --listen` with its stdout kept open (it prints the violation count on SIGTERM).
+struct Gateway {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    addr: String,
+}
+
+impl Gateway {
+    fn start(dir: &Path) -> Self {
+        let mut child = ibconn_std_in(dir)
+            .args(["sim", "--listen", "127.0.0.1:0", "--pace-scale"])
+            .arg(SCALE.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let addr = first.strip_prefix("listening on ").unwrap().to_owned();
+        Self { child, lines, addr }
+    }
+
+    /// SIGTERM, then the simulator's count of pacing violations over every connection.
+    fn stop(mut self) -> u64 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let line = self.lines.next().unwrap().unwrap();
+        let _ = self.child.wait();
+        line.strip_prefix("pacing violations: ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ibconn.toml` with IB's windows scaled like the simulator's (margin scaled too).
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("ibconn.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[pacing]\nhistorical_window_secs = {}\nidentical_gap_secs = {}\n\
+             burst_window_secs = {}\nmargin_secs = {}\n",
+            600.0 * SCALE,
+            15.0 * SCALE,
+            2.0 * SCALE,
+            0.25 * SCALE
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A fetch of `hours` one-hour chunks of 5-second bars into `dir/SYMBOL.csv`, sharing the state
+/// directory `state` (the registry and the pacing books) with the other processes.
+fn fetch(
+    dir: &Path,
+    state: &Path,
+    config: &Path,
+    gateway: &str,
+    symbol: &str,
+    hours: u32,
+) -> Child {
+    let to = format!("2025-12-{:02}T{:02}:00:00Z", 1 + hours / 24, hours % 24);
+    ibconn_std_in(dir)
+        .env("XDG_STATE_HOME", state)
+        .arg("--config")
+        .arg(config)
+        .args([
+            "fetch",
+            symbol,
+            "--bar",
+            "5s",
+            "--from",
+            "2025-12-01",
+            "--to",
+            &to,
+        ])
+        .args(["--gateway", gateway, "--json", "--out"])
+        .arg(dir.join(format!("{symbol}.csv")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn four_processes_share_one_pacing_budget_and_the_gateway_sees_no_violation() {
+    let dir = scratch("shared-pacing");
+    let state = dir.join("shared-state");
+    let config = write_config(&dir);
+    let gateway = Gateway::start(&dir);
+    let started = Instant::now();
+    let children: Vec<(String, Child)> = ["AAPL", "MSFT", "SPY", "QQQ"]
+        .into_iter()
+        .map(|s| {
+            let run = dir.join(s);
+            std::fs::create_dir_all(&run).unwrap();
+            (
+                s.to_owned(),
+                fetch(&run, &state, &config, &gateway.addr, s, 26),
+            )
+        })
+        .collect();
+    let mut requests = 0;
+    for (symbol, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let summary: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{symbol}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(out.status.code(), Some(0), "{symbol}: {summary}");
+        assert_eq!(summary["pacing_violations"], 0, "{symbol}: {summary}");
+        assert_eq!(summary["job"]["progress"]["chunks_failed"], 0, "{symbol}");
+        assert!(summary["bars"].as_u64() > Some(0), "{symbol}: {summary}");
+        println!(
+            "{symbol}: {} requests, {} bars, {} pacing waits",
+            summary["requests"], summary["bars"], summary["pacing_waits"]
+        );
+        requests += summary["requests"].as_u64().unwrap();
+    }
+    let makespan = started.elapsed().as_secs_f64();
+    assert!(requests >= 100, "{requests} requests");
+    // IB's minimum for the combined requests: the 61st can go one window after the first.
+    let minimum = ((requests - 1) / 60) as f64 * WINDOW_SECS;
+    println!(
+        "{requests} requests from 4 processes in {makespan:.2} s; minimum {minimum:.2} s; \
+         ratio {:.3}",
+        makespan / minimum
+    );
+    assert!(
+        makespan >= minimum,
+        "faster than IB allows: the budget was not shared"
+    );
+    assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
+}
