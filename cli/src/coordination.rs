@@ -4,6 +4,7 @@
 use ibconn_core::client_id::liveness::current_holder;
 use ibconn_core::pacer::{FileLedger, MemoryLedger, PaceLedger};
 use ibconn_core::pool::IdRegistry;
+use ibconn_redis::{RedisLedger, RedisRegistry, RedisStore};
 
 use crate::config::{parse_store, secs, Settings, StoreKind};
 use crate::ids;
@@ -50,9 +51,20 @@ pub(crate) fn open(settings: &Settings, label: &str) -> Result<Shared, String> {
                 ledger: Box::new(ledger),
             })
         }
-        StoreKind::Redis(url) => Err(format!(
-            "coordination.store {url}: Redis support is not in this build"
-        )),
+        StoreKind::Redis(url) => {
+            // Leases and pacing books on one Redis: every host using it shares both, with
+            // Redis TIME as the one clock; no step waits longer than its timeouts.
+            let store = RedisStore::open(&url).map_err(|e| format!("coordination.store: {e}"))?;
+            let registry = RedisRegistry::for_current_process(
+                store.clone(),
+                settings.registry_config(),
+                Some(label.to_owned()),
+            );
+            Ok(Shared {
+                registry: Box::new(registry),
+                ledger: Box::new(RedisLedger::new(store, owner)),
+            })
+        }
     }
 }
 

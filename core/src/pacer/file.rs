@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::book::{PaceBook, PaceTime};
-use super::ledger::{fresh_generation, LedgerError, LedgerOp, PaceLedger};
+use super::ledger::{fresh_generation, LedgerError, LedgerNow, LedgerOp, PaceLedger};
 use crate::locked_file::{LockedFile, LockedFileError, DEFAULT_LOCK_TIMEOUT};
 
 /// Version of the book file layout this code reads and writes.
@@ -151,12 +151,15 @@ impl PaceLedger for FileLedger {
         })?;
         let file = LockedFile::new(self.book_path(gateway)).with_lock_timeout(self.lock_timeout);
         let _lock = file.lock().map_err(|e| self.err(e))?;
-        // Read under the lock: steps are then ordered on the clock as they are on the file.
+        // Read under the lock: steps are then ordered on the clock as they are on the file, and
+        // the caller's instant is taken at the same moment (after the wait for the lock).
         let now = boottime();
+        #[allow(clippy::disallowed_methods)] // the file store is the core's one I/O
+        let instant = Instant::now();
         let boot = boot_id();
         let mut book = self.load(&file, gateway, now, boot.as_deref())?;
         let before = book.clone();
-        op(&mut book, now);
+        op(&mut book, LedgerNow { time: now, instant });
         if book != before {
             let json = serde_json::to_vec(&BookFile {
                 schema_version: BOOK_SCHEMA_VERSION,
@@ -227,7 +230,8 @@ mod tests {
         let mut ats = Vec::new();
         for owner in ["a", "b"] {
             let mut ledger = FileLedger::new(&dir, owner);
-            ledger.transact("127.0.0.1:4002", now, &mut |book, t| {
+            ledger.transact("127.0.0.1:4002", now, &mut |book, clock| {
+                let t = clock.time;
                 book.touch(owner, t.plus(Duration::from_secs(60)));
                 ats.push(
                     book.reserve(&rules, t, t, &req, Some(owner))

@@ -40,9 +40,19 @@ pub enum LedgerError {
     },
 }
 
-/// A ledger step: gets the gateway's book and the ledger's clock (the time every rule is
-/// judged in), and may change the book.
-pub type LedgerOp<'a> = dyn FnMut(&mut PaceBook, PaceTime) + 'a;
+/// The ledger's clock at one moment, with the caller's monotonic instant at the same moment:
+/// a time `t'` in the book is the caller's `instant + (t' − time)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerNow {
+    /// The ledger's time (the time every rule is judged in).
+    pub time: PaceTime,
+    /// The caller's clock at that moment (or later: a late mapping only delays sends). A store
+    /// that waited for a lock or a server reads it after the wait, never before.
+    pub instant: Instant,
+}
+
+/// A ledger step: gets the gateway's book and the ledger's clock, and may change the book.
+pub type LedgerOp<'a> = dyn FnMut(&mut PaceBook, LedgerNow) + 'a;
 
 /// Where a pool's pacing books live, one per gateway key. Each handle has an owner name, unique
 /// among every process sharing the store; see [`PaceBook`] for what owners mean.
@@ -62,7 +72,8 @@ pub trait PaceLedger: fmt::Debug + Send {
     /// ledger measures the caller's monotonic `now` from a shared epoch; a file ledger reads the
     /// host's boot-time clock (shared by every process on the host, counting suspend as IB does,
     /// deaf to wall-clock steps); Redis its server's `TIME`, so hosts with skewed clocks agree.
-    /// Callers translate a time `t'` in the book back to their clock as `now + (t' − t)`.
+    /// The step gets the ledger's time with the caller's instant at that moment
+    /// ([`LedgerNow`]), read after any wait for a lock or a server.
     fn transact(
         &mut self,
         gateway: &str,
@@ -150,7 +161,7 @@ impl PaceLedger for MemoryLedger {
     ) -> Result<(), LedgerError> {
         let mut books = self.lock();
         let epoch = *books.epoch.get_or_insert(now);
-        let now = PaceTime(0).plus(now.saturating_duration_since(epoch));
+        let time = PaceTime(0).plus(now.saturating_duration_since(epoch));
         if let Some(reason) = &books.unavailable {
             return Err(LedgerError::Unavailable {
                 store: "memory".to_owned(),
@@ -160,8 +171,8 @@ impl PaceLedger for MemoryLedger {
         let book = books
             .books
             .entry(gateway.to_owned())
-            .or_insert_with(|| PaceBook::new(fresh_generation(now, &self.owner)));
-        op(book, now);
+            .or_insert_with(|| PaceBook::new(fresh_generation(time, &self.owner)));
+        op(book, LedgerNow { time, instant: now });
         Ok(())
     }
 }

@@ -40,7 +40,9 @@ mod shared;
 pub use self::book::{BookReservation, OwnerView, PaceBook, PaceTime};
 #[cfg(feature = "file-store")]
 pub use self::file::{FileLedger, BOOK_SCHEMA_VERSION};
-pub use self::ledger::{fresh_generation, LedgerError, LedgerOp, MemoryLedger, PaceLedger};
+pub use self::ledger::{
+    fresh_generation, LedgerError, LedgerNow, LedgerOp, MemoryLedger, PaceLedger,
+};
 pub use self::rules::{
     ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules, PauseRules,
     RequestClass, WindowLimit,

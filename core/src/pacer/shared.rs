@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::book::{OwnerView, PaceBook, PaceTime};
-use super::ledger::{LedgerError, PaceLedger};
+use super::ledger::{LedgerError, LedgerNow, PaceLedger};
 use super::rules::{PacedRequest, PacingRules, RequestClass, WindowLimit};
 use super::{Pacer, PacerError, PacerSnapshot, ReservationId};
 
@@ -147,10 +147,11 @@ impl SharedPacer {
         loop {
             rounds += 1;
             let not_before = message.at;
-            let granted = self.step(ledger, now, |book, t, rules, owner| {
-                let not_before = t.plus(not_before.saturating_duration_since(now));
+            let granted = self.step(ledger, now, |book, clock, rules, owner| {
+                let t = clock.time;
+                let not_before = t.plus(not_before.saturating_duration_since(clock.instant));
                 book.reserve(rules, t, not_before, request, Some(owner))
-                    .map(|r| (r.id, now + r.at.since(t)))
+                    .map(|r| (r.id, clock.instant + r.at.since(t)))
             });
             let (shared, at) = match granted {
                 Ok(Ok(granted)) => granted,
@@ -262,14 +263,15 @@ impl SharedPacer {
         &mut self,
         ledger: &mut dyn PaceLedger,
         now: Instant,
-        mut op: impl FnMut(&mut PaceBook, PaceTime, &PacingRules, &str) -> T,
+        mut op: impl FnMut(&mut PaceBook, LedgerNow, &PacingRules, &str) -> T,
     ) -> Result<T, LedgerError> {
         let owner = ledger.owner().to_owned();
         let mut out = None;
         let (rules, ttl, seen, owed) = (&self.gateway_rules, self.ttl, &self.seen, &self.owed);
         let mut paid = false;
         let mut after = None;
-        let result = ledger.transact(&self.key, now, &mut |book, t| {
+        let result = ledger.transact(&self.key, now, &mut |book, clock| {
+            let t = clock.time;
             if book.generation != seen.generation && seen.generation != 0 {
                 tracing::warn!(
                     generation = seen.generation,
@@ -292,11 +294,11 @@ impl SharedPacer {
                 }
             }
             paid = true;
-            out = Some(op(book, t, rules, &owner));
-            after = Some((book.clone(), t));
+            out = Some(op(book, clock, rules, &owner));
+            after = Some((book.clone(), clock));
         });
         match (result, out, after) {
-            (Ok(()), Some(out), Some((book, t))) => {
+            (Ok(()), Some(out), Some((book, clock))) => {
                 if paid {
                     self.owed.clear();
                 }
@@ -304,7 +306,7 @@ impl SharedPacer {
                     tracing::info!(key = %self.key, "pacing store reachable again");
                 }
                 self.seen = book;
-                self.seen_at = (now, t);
+                self.seen_at = (clock.instant, clock.time);
                 Ok(out)
             }
             (Err(e), _, _) => {
