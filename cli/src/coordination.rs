@@ -1,7 +1,7 @@
 //! What the processes (and hosts) sharing a gateway share: the client-id registry and the pacing
 //! ledger, from `[coordination]` — files on this host (default), this process's memory, or Redis.
 
-use ibconn_core::client_id::liveness::current_holder;
+use ibconn_core::client_id::liveness::owner_name;
 use ibconn_core::pacer::{FileLedger, MemoryLedger, PaceLedger};
 use ibconn_core::pool::IdRegistry;
 use ibconn_redis::{RedisLedger, RedisRegistry, RedisStore};
@@ -15,19 +15,6 @@ pub(crate) struct Shared {
     pub(crate) registry: Box<dyn IdRegistry + Send>,
     /// Pacing books.
     pub(crate) ledger: Box<dyn PaceLedger>,
-}
-
-/// This process's owner name in shared pacing books: host, pid and start time (unique on a
-/// host even across pid reuse), and what it is (`label`).
-pub(crate) fn owner_name(label: &str) -> String {
-    let me = current_holder(None);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
-    match me.start_time {
-        Some(start) => format!("{host}:{}:{start} ({label})", me.pid),
-        None => format!("{host}:{} ({label})", me.pid),
-    }
 }
 
 /// The registry and ledger for a pool of this process on a real gateway. A store that cannot be

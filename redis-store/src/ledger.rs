@@ -30,7 +30,7 @@ pub struct RedisLedger {
 
 impl RedisLedger {
     /// A handle named `owner` (unique among every process sharing the store, e.g.
-    /// [`default_owner`]) on `store`'s books.
+    /// `ibconn_core::client_id::liveness::owner_name`) on `store`'s books.
     pub fn new(store: RedisStore, owner: impl Into<String>) -> Self {
         Self {
             store,
@@ -135,20 +135,4 @@ fn ledger_error(e: RedisStoreError) -> LedgerError {
             LedgerError::Unavailable { store, reason }
         }
     }
-}
-
-/// An owner name for this process: `host:pid:start-ms` (call once and keep it: the start time
-/// is taken now).
-pub fn default_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    format!("{host}:{}:{start}", std::process::id())
 }

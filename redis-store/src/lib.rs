@@ -12,6 +12,6 @@ mod ledger;
 mod registry;
 mod store;
 
-pub use self::ledger::{default_owner, RedisLedger, DEFAULT_BOOK_TTL};
+pub use self::ledger::{RedisLedger, DEFAULT_BOOK_TTL};
 pub use self::registry::RedisRegistry;
 pub use self::store::{redact_url, RedisOptions, RedisStore, RedisStoreError, ServerTime};

@@ -23,6 +23,22 @@ pub fn current_holder(label: Option<String>) -> Holder {
     }
 }
 
+/// A name for the calling process that is unique among every process on every host sharing a
+/// store: host name, pid and process start time (pid reuse gets another start time), then what
+/// it is (`label`), e.g. `box1:4242:88123 (ibconn fetch)`. Owner names in pacing books.
+pub fn owner_name(label: &str) -> String {
+    let me = current_holder(None);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    match me.start_time {
+        Some(start) => format!("{host}:{}:{start} ({label})", me.pid),
+        None => format!("{host}:{} ({label})", me.pid),
+    }
+}
+
 /// Linux liveness check: `Dead` if the boot id differs, `/proc/<pid>` is gone, the process is a zombie,
 /// or its start time differs from the recorded one; `Unknown` if the holder lives in another PID
 /// namespace or `/proc` cannot be read; else `Alive`.
@@ -85,7 +101,8 @@ fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat { state, start_time })
 }
 
-fn boot_id() -> Option<String> {
+/// This boot's id (Linux `/proc/sys/kernel/random/boot_id`): a different one means a reboot.
+pub(crate) fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
         .map(|s| s.trim().to_owned())

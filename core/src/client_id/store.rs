@@ -2,7 +2,7 @@
 //! `ibconn-core`**, shared by both runtimes so every process on a host agrees on who holds which id.
 //!
 //! Every operation is one transaction: take an exclusive `flock` on a sidecar lock file
-//! (`<file>.lock`, via `fs4`) within a deadline ([`StoreError::Busy`] after it, never a hang; see
+//! (`<file>.lock`, via `fs4`) within a deadline ([`LockedFileError::Busy`] after it, never a hang; see
 //! [`crate::locked_file`]), read the JSON state, apply the pure [`RegistryState`] operation, and —
 //! if anything changed — write a temp file (`<file>.tmp`, mode 0600), `fsync` it and rename it over
 //! the state file (atomic: readers see the old or the new state, never a torn one). The lock lives on
@@ -29,17 +29,10 @@ use crate::locked_file::{LockedFile, LockedFileError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// An OS call failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What we were doing (`"lock"`, `"read"`, `"write"`, `"rename"`, …).
-        op: &'static str,
-        /// The file involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// The file or its lock failed: an OS call, or another process held the lock past the
+    /// deadline ([`LockedFileError::Busy`]).
+    #[error(transparent)]
+    File(#[from] LockedFileError),
     /// The state file did not parse; it was moved to `preserved_at` for inspection.
     #[error("client-id registry {path} is corrupt ({reason}); preserved at {preserved_at}")]
     Corrupt {
@@ -62,14 +55,6 @@ pub enum StoreError {
         /// Version this build reads and writes.
         supported: u32,
     },
-    /// Another process held the registry's lock past the deadline.
-    #[error("client-id registry lock {path} stayed held by another process for {waited:?}")]
-    Busy {
-        /// The lock file.
-        path: PathBuf,
-        /// How long we waited.
-        waited: Duration,
-    },
     /// The registry operation itself failed (range exhausted, lease not held, …).
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -79,15 +64,6 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     file: LockedFile,
-}
-
-impl From<LockedFileError> for StoreError {
-    fn from(e: LockedFileError) -> Self {
-        match e {
-            LockedFileError::Io { op, path, source } => Self::Io { op, path, source },
-            LockedFileError::Busy { path, waited } => Self::Busy { path, waited },
-        }
-    }
 }
 
 impl FileStore {
@@ -239,7 +215,7 @@ impl FileStore {
 
     /// Writes `state` atomically (see [`LockedFile::write`]).
     fn write_state(&self, state: &RegistryState) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Io {
+        let json = serde_json::to_vec_pretty(state).map_err(|e| LockedFileError::Io {
             op: "serialize",
             path: self.path().to_path_buf(),
             source: io::Error::new(io::ErrorKind::InvalidData, e),

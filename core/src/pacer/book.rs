@@ -38,11 +38,6 @@ impl PaceTime {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
-    /// Wall-clock milliseconds since the Unix epoch as ledger time.
-    pub fn from_unix_millis(ms: u64) -> Self {
-        Self(ms.saturating_mul(1_000_000))
-    }
-
     /// Whole milliseconds since the epoch.
     pub fn as_millis(self) -> u64 {
         self.0 / 1_000_000
@@ -383,11 +378,6 @@ impl PaceBook {
             .collect()
     }
 
-    /// The latest send time in the book (for planning on top of it).
-    pub fn last_slot(&self) -> Option<PaceTime> {
-        self.slots.iter().map(|s| s.at).max()
-    }
-
     fn historical_weight(
         &self,
         rules: &PacingRules,
@@ -619,21 +609,22 @@ pub(super) fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bar_size::BarSize;
-
-    fn small(contract: &str, end: &str) -> PacedRequest {
-        PacedRequest::Historical(HistoricalRequestKey {
-            contract: contract.to_owned(),
-            exchange: "SMART".to_owned(),
-            end: end.to_owned(),
-            duration: "1800 S".to_owned(),
-            bar_size: BarSize::Sec5,
-            what_to_show: "TRADES".to_owned(),
-            use_rth: true,
-        })
-    }
+    use crate::pacer::rules::small_bars;
 
     const S: u64 = 1_000_000_000;
+
+    /// `owner` reserves the one request the tests repeat (identical each time), at `now` seconds.
+    fn reserve(book: &mut PaceBook, now: u64, owner: &str) -> Result<BookReservation, PacerError> {
+        let rules = PacingRules::default();
+        let request = small_bars("X", "1", "TRADES");
+        book.reserve(
+            &rules,
+            PaceTime(now * S),
+            PaceTime(0),
+            &request,
+            Some(owner),
+        )
+    }
 
     #[test]
     fn a_lapsed_owner_loses_its_unsent_slots_and_open_requests() -> Result<(), PacerError> {
@@ -641,68 +632,43 @@ mod tests {
         let mut book = PaceBook::new(1);
         book.touch("a", PaceTime(10 * S));
         book.touch("b", PaceTime(100 * S));
-        let sent = book.reserve(
-            &rules,
-            PaceTime(0),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("a"),
-        )?;
-        let later = book.reserve(
-            &rules,
-            PaceTime(0),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("a"),
-        )?;
+        let sent = reserve(&mut book, 0, "a")?;
+        let later = reserve(&mut book, 0, "a")?;
         assert_eq!(later.at, PaceTime(15 * S));
         // b's identical request waits for both of a's.
-        let b = book.reserve(
-            &rules,
-            PaceTime(0),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("b"),
-        )?;
+        let b = reserve(&mut book, 0, "b")?;
         assert_eq!(b.at, PaceTime(30 * S));
+        // Who holds what, as status pages show it.
+        let view = |owner: &str, open, ahead, weight, alive| OwnerView {
+            owner: owner.to_owned(),
+            open_requests: open,
+            scheduled_ahead: ahead,
+            historical_weight_in_window: weight,
+            alive_for_ms: alive,
+        };
+        assert_eq!(
+            book.owners(&rules, PaceTime(S)),
+            [view("a", 2, 1, 1, 9_000), view("b", 1, 1, 0, 99_000)]
+        );
         book.cancel(b.id)?;
         // a stops renewing at 10 s: its unsent slot at 15 s goes, its sent one stays.
         book.prune(PaceTime(11 * S));
         assert!(book.holds(sent.id) && !book.holds(later.id));
         assert_eq!(book.snapshot(&rules, PaceTime(11 * S)).open_requests, 0);
-        let b = book.reserve(
-            &rules,
-            PaceTime(11 * S),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("b"),
-        )?;
+        let b = reserve(&mut book, 11, "b")?;
         assert_eq!(b.at, PaceTime(15 * S));
         Ok(())
     }
 
     #[test]
     fn merge_puts_back_what_a_lost_store_forgot() -> Result<(), PacerError> {
-        let rules = PacingRules::default();
         let mut kept = PaceBook::new(1);
         kept.touch("a", PaceTime(60 * S));
-        let first = kept.reserve(
-            &rules,
-            PaceTime(0),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("a"),
-        )?;
+        let first = reserve(&mut kept, 0, "a")?;
         let mut fresh = PaceBook::new(2);
         fresh.merge(&kept);
         assert!(fresh.holds(first.id));
-        let again = fresh.reserve(
-            &rules,
-            PaceTime(S),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("b"),
-        )?;
+        let again = reserve(&mut fresh, 1, "b")?;
         assert_eq!(
             again.at,
             PaceTime(15 * S),
@@ -718,13 +684,7 @@ mod tests {
         let rules = PacingRules::default();
         let mut book = PaceBook::new(7);
         book.touch("a", PaceTime(60 * S));
-        let _ = book.reserve(
-            &rules,
-            PaceTime(0),
-            PaceTime(0),
-            &small("X", "1"),
-            Some("a"),
-        )?;
+        let _ = reserve(&mut book, 0, "a")?;
         let _ = book.on_violation(&rules, PaceTime(S));
         let json = serde_json::to_string(&book)?;
         let back: PaceBook = serde_json::from_str(&json)?;

@@ -8,6 +8,7 @@
 //! moved aside (`<file>.corrupt-<ms>`) and replaced by a fresh one of a new generation, which the
 //! processes then refill from what they remember ([`PaceBook::merge`]); pacing never stops on it.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::book::{PaceBook, PaceTime};
 use super::ledger::{fresh_generation, LedgerError, LedgerNow, LedgerOp, PaceLedger};
+use crate::client_id::liveness::boot_id;
 use crate::locked_file::{LockedFile, LockedFileError, DEFAULT_LOCK_TIMEOUT};
 
 /// Version of the book file layout this code reads and writes.
@@ -37,19 +39,14 @@ fn boottime() -> PaceTime {
     PaceTime(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
-/// This boot's id (Linux), to tell books of an earlier boot.
-fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_owned())
-}
-
 /// A ledger handle whose books live in `dir` (see the module docs).
 #[derive(Debug, Clone)]
 pub struct FileLedger {
     dir: PathBuf,
     owner: String,
     lock_timeout: Duration,
+    /// This boot's id, read once: books of another boot are void.
+    boot_id: Option<String>,
 }
 
 impl FileLedger {
@@ -60,6 +57,7 @@ impl FileLedger {
             dir: dir.into(),
             owner: owner.into(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            boot_id: boot_id(),
         }
     }
 
@@ -145,26 +143,32 @@ impl PaceLedger for FileLedger {
         _now: Instant,
         op: &mut LedgerOp<'_>,
     ) -> Result<(), LedgerError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| LedgerError::Unavailable {
-            store: self.describe(),
-            reason: format!("create {}: {e}", self.dir.display()),
-        })?;
         let file = LockedFile::new(self.book_path(gateway)).with_lock_timeout(self.lock_timeout);
-        let _lock = file.lock().map_err(|e| self.err(e))?;
+        let _lock = match file.lock() {
+            // The directory is made on the first step that finds it missing, not on every step.
+            Err(LockedFileError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir).map_err(|e| LedgerError::Unavailable {
+                    store: self.describe(),
+                    reason: format!("create {}: {e}", self.dir.display()),
+                })?;
+                file.lock()
+            }
+            other => other,
+        }
+        .map_err(|e| self.err(e))?;
         // Read under the lock: steps are then ordered on the clock as they are on the file, and
         // the caller's instant is taken at the same moment (after the wait for the lock).
         let now = boottime();
         #[allow(clippy::disallowed_methods)] // the file store is the core's one I/O
         let instant = Instant::now();
-        let boot = boot_id();
-        let mut book = self.load(&file, gateway, now, boot.as_deref())?;
+        let mut book = self.load(&file, gateway, now, self.boot_id.as_deref())?;
         let before = book.clone();
         op(&mut book, LedgerNow { time: now, instant });
         if book != before {
             let json = serde_json::to_vec(&BookFile {
                 schema_version: BOOK_SCHEMA_VERSION,
                 gateway: gateway.to_owned(),
-                boot_id: boot,
+                boot_id: self.boot_id.clone(),
                 book,
             })
             .map_err(|e| LedgerError::Unavailable {
@@ -203,8 +207,8 @@ fn file_stem(gateway: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bar_size::BarSize;
-    use crate::pacer::{HistoricalRequestKey, PacedRequest, PacingRules};
+    use crate::pacer::rules::small_bars;
+    use crate::pacer::PacingRules;
 
     fn temp_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("ibconn-{name}-{}", std::process::id()))
@@ -216,15 +220,7 @@ mod tests {
         let dir = temp_dir("file-ledger");
         let _ = std::fs::remove_dir_all(&dir);
         let rules = PacingRules::default();
-        let req = PacedRequest::Historical(HistoricalRequestKey {
-            contract: "AAPL".to_owned(),
-            exchange: "SMART".to_owned(),
-            end: "e".to_owned(),
-            duration: "1800 S".to_owned(),
-            bar_size: BarSize::Sec5,
-            what_to_show: "TRADES".to_owned(),
-            use_rth: false,
-        });
+        let req = small_bars("AAPL", "e", "TRADES");
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let mut ats = Vec::new();

@@ -248,17 +248,7 @@ mod tests {
         Instant::now()
     }
 
-    fn small(contract: &str, end: &str, what: &str) -> PacedRequest {
-        PacedRequest::Historical(HistoricalRequestKey {
-            contract: contract.to_owned(),
-            exchange: "SMART".to_owned(),
-            end: end.to_owned(),
-            duration: "1800 S".to_owned(),
-            bar_size: BarSize::Sec5,
-            what_to_show: what.to_owned(),
-            use_rth: true,
-        })
-    }
+    use super::rules::small_bars as small;
 
     fn at_secs(t0: Instant, r: &Reservation) -> f64 {
         r.at.duration_since(t0).as_secs_f64()

@@ -279,3 +279,17 @@ impl PacingRules {
         }
     }
 }
+
+/// A 5-second-bar request (IB's small-bar rules apply) for the pacer's unit tests.
+#[cfg(test)]
+pub(crate) fn small_bars(contract: &str, end: &str, what: &str) -> PacedRequest {
+    PacedRequest::Historical(HistoricalRequestKey {
+        contract: contract.to_owned(),
+        exchange: "SMART".to_owned(),
+        end: end.to_owned(),
+        duration: "1800 S".to_owned(),
+        bar_size: BarSize::Sec5,
+        what_to_show: what.to_owned(),
+        use_rth: true,
+    })
+}

@@ -110,21 +110,6 @@ impl SharedPacer {
         }
     }
 
-    /// The rules in force.
-    pub fn rules(&self) -> &PacingRules {
-        &self.rules
-    }
-
-    /// The book's key.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// The last ledger error, while the ledger stays unreachable.
-    pub fn error(&self) -> Option<&LedgerError> {
-        self.error.as_ref()
-    }
-
     /// Reserves a send slot for `request` (see [`Pacer::reserve`]). Gateway-wide classes take
     /// one ledger step (two when this connection's message rate is saturated at the granted time).
     pub fn reserve(
@@ -153,15 +138,14 @@ impl SharedPacer {
                 book.reserve(rules, t, not_before, request, Some(owner))
                     .map(|r| (r.id, clock.instant + r.at.since(t)))
             });
+            let granted = granted
+                .map_err(SharedError::from)
+                .and_then(|r| r.map_err(SharedError::from));
             let (shared, at) = match granted {
-                Ok(Ok(granted)) => granted,
-                Ok(Err(e)) => {
-                    let _ = self.local.cancel(message.id);
-                    return Err(e.into());
-                }
+                Ok(granted) => granted,
                 Err(e) => {
                     let _ = self.local.cancel(message.id);
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             if at > message.at {
@@ -223,13 +207,21 @@ impl SharedPacer {
     }
 
     /// The gateway as every process sees it: read from the ledger now (the last view if it
-    /// cannot be reached), with this connection's message rate.
+    /// cannot be reached), with this connection's message rate. Only reads: a status page
+    /// neither renews this process's claim nor writes the store.
     pub fn snapshot(
         &mut self,
         ledger: &mut dyn PaceLedger,
         now: Instant,
     ) -> (PacerSnapshot, SharedPacerStatus) {
-        let _ = self.step(ledger, now, |_, _, _, _| ());
+        let mut read = None;
+        let result = ledger.transact(&self.key, now, &mut |book, clock| {
+            read = Some((book.clone(), clock));
+        });
+        if let (Ok(()), Some((book, clock))) = (result, read) {
+            self.seen = book;
+            self.seen_at = (clock.instant, clock.time);
+        }
         // The book as of now, on the ledger's clock (the last step's time moved on by our clock).
         let t = self
             .seen_at
@@ -268,7 +260,6 @@ impl SharedPacer {
         let owner = ledger.owner().to_owned();
         let mut out = None;
         let (rules, ttl, seen, owed) = (&self.gateway_rules, self.ttl, &self.seen, &self.owed);
-        let mut paid = false;
         let mut after = None;
         let result = ledger.transact(&self.key, now, &mut |book, clock| {
             let t = clock.time;
@@ -293,15 +284,13 @@ impl SharedPacer {
                     }
                 }
             }
-            paid = true;
             out = Some(op(book, clock, rules, &owner));
             after = Some((book.clone(), clock));
         });
         match (result, out, after) {
             (Ok(()), Some(out), Some((book, clock))) => {
-                if paid {
-                    self.owed.clear();
-                }
+                // The step ran, so it paid everything owed.
+                self.owed.clear();
                 if self.error.take().is_some() {
                     tracing::info!(key = %self.key, "pacing store reachable again");
                 }
