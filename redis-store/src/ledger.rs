@@ -84,7 +84,8 @@ impl PaceLedger for RedisLedger {
             serde_json::from_slice::<PaceBook>(bytes)
                 .map_err(|e| Undecodable::Corrupt(e.to_string()))
         };
-        let fresh = |t: ServerTime| PaceBook::new(fresh_generation(t.pace_time(), owner));
+        // A missing key may be a restart that lost the book (nothing tells it from a first use).
+        let fresh = |t: ServerTime| PaceBook::after_loss(fresh_generation(t.pace_time(), owner));
         let codec = Codec {
             decode: &decode,
             fresh: &fresh,

@@ -565,6 +565,14 @@ impl Gateway {
         self.held_ids.len()
     }
 
+    /// `by` passed for IB's servers that this gateway's clock skipped: the simulated host slept
+    /// (its monotonic clock, which the world runs on, stopped) while IB's historical-data service
+    /// kept counting, so every historical pacing window ages by `by` ([`HistoricalPacer::age`]).
+    /// Sessions and held ids are not touched (inject faults for what the gateway did meanwhile).
+    pub fn age_pacing(&mut self, by: Duration) {
+        self.pacer.age(by);
+    }
+
     /// Historical requests refused with a 162 pacing violation so far (every connection).
     pub fn pacing_violations(&self) -> u64 {
         self.pacing_violations

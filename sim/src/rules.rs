@@ -195,6 +195,9 @@ pub struct HistoricalPacer {
     window: VecDeque<(Instant, u32)>,
     identical: BTreeMap<String, Instant>,
     same_contract: BTreeMap<String, VecDeque<(Instant, u32)>>,
+    /// Time IB's servers lived through that the caller's clock skipped ([`HistoricalPacer::age`]):
+    /// every rule is judged at `now + aged`.
+    aged: Duration,
 }
 
 fn prune(q: &mut VecDeque<(Instant, u32)>, now: Instant, window: Duration) -> u32 {
@@ -215,7 +218,14 @@ impl HistoricalPacer {
             window: VecDeque::new(),
             identical: BTreeMap::new(),
             same_contract: BTreeMap::new(),
+            aged: Duration::ZERO,
         }
+    }
+
+    /// `by` passed for IB's servers but not on the caller's clock (the simulated host slept, its
+    /// monotonic clock stopped, while the real HMDS kept counting): every window ages by `by`.
+    pub fn age(&mut self, by: Duration) {
+        self.aged = self.aged.saturating_add(by);
     }
 
     /// The rules in force.
@@ -230,6 +240,7 @@ impl HistoricalPacer {
         req: &PacedRequest,
         open: usize,
     ) -> Result<(), PacingViolation> {
+        let now = now + self.aged;
         let r = &self.rules;
         if !r.enabled {
             return Ok(());
@@ -429,6 +440,26 @@ mod tests {
         );
         // The first leaves the 2 s window at exactly 2.000 s.
         assert_eq!(p.check(t0 + ms(2000), &req(7, "aapl"), 0), Ok(()));
+    }
+
+    #[test]
+    fn time_the_caller_skipped_ages_every_window() {
+        let t0 = Instant::now();
+        let mut p = only(|r| {
+            r.window_max = 2;
+            r.identical_within = Duration::from_secs(15);
+        });
+        assert_eq!(p.check(t0, &req(1, "c"), 0), Ok(()));
+        assert_eq!(p.check(t0, &req(2, "c"), 0), Ok(()));
+        assert_eq!(p.check(t0, &req(3, "c"), 0), Err(PacingViolation::Window));
+        // The host slept 10 minutes: IB's servers counted them, the caller's clock did not.
+        p.age(Duration::from_secs(600));
+        assert_eq!(p.check(t0, &req(3, "c"), 0), Ok(()));
+        assert_eq!(p.check(t0, &req(4, "c"), 0), Ok(()));
+        assert_eq!(
+            p.check(t0, &req(4, "c"), 0),
+            Err(PacingViolation::Identical)
+        );
     }
 
     #[test]

@@ -132,6 +132,12 @@ pub struct PaceBook {
     #[serde(default)]
     owners: BTreeMap<String, PaceTime>,
     pause_until: Option<PaceTime>,
+    /// Made by a store after losing a book; not stepped on yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    lost_predecessor: bool,
+    /// A lost book is being put back: no reservation before this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settle_until: Option<PaceTime>,
     rate_pause_until: Option<PaceTime>,
     last_violation: Option<PaceTime>,
     violation_streak: u32,
@@ -139,11 +145,24 @@ pub struct PaceBook {
 }
 
 impl PaceBook {
-    /// An empty book of the given generation.
+    /// An empty book of the given generation. Its reservation ids start in a range of their
+    /// own (the generation's low 32 bits, shifted up), so ids it hands out never collide with
+    /// the ids of an earlier generation that processes still hold and merge back.
     pub fn new(generation: u64) -> Self {
         Self {
             generation,
+            next_id: (generation & 0xFFFF_FFFF) << 32,
             ..Self::default()
+        }
+    }
+
+    /// [`PaceBook::new`] for a store that may have lost the book before (a Redis without the
+    /// key, a file kept aside as corrupt): processes that sent on the lost book put it back as
+    /// they step, so its first step makes it settle before it grants anything.
+    pub fn after_loss(generation: u64) -> Self {
+        Self {
+            lost_predecessor: true,
+            ..Self::new(generation)
         }
     }
 
@@ -276,10 +295,13 @@ impl PaceBook {
         *entry = (*entry).max(until);
     }
 
-    /// Merges `other` (an older copy of this book kept by one process) into this one, keeping
-    /// every slot and open request of either: after a store lost its book, the processes that
-    /// still remember what was sent put it back. Conservative: nothing sent is forgotten.
-    pub fn merge(&mut self, other: &Self) {
+    /// Merges `other` (the copy of a lost earlier generation that `owner` last stepped on) into
+    /// this one: after a store lost its book, the processes that still remember what was sent
+    /// put it back. Every slot of the copy comes back (conservative: nothing sent is forgotten),
+    /// but only `owner`'s own open requests — another owner's may have finished since; that
+    /// owner puts back its own when it steps. This book keeps handing out ids from its own
+    /// range (see [`PaceBook::new`]).
+    pub fn merge(&mut self, other: &Self, owner: &str) {
         for slot in &other.slots {
             if !self.slots.iter().any(|s| s.id == slot.id) {
                 self.slots.push(slot.clone());
@@ -287,17 +309,43 @@ impl PaceBook {
         }
         self.slots.sort_by_key(|s| (s.at, s.id));
         for (id, open) in &other.open {
-            self.open.entry(*id).or_insert_with(|| open.clone());
+            if open.owner.as_deref() == Some(owner) {
+                self.open.entry(*id).or_insert_with(|| open.clone());
+            }
         }
         for (owner, until) in &other.owners {
             self.touch(owner, *until);
         }
-        self.next_id = self.next_id.max(other.next_id);
         self.pause_until = self.pause_until.max(other.pause_until);
+        self.settle_until = self.settle_until.max(other.settle_until);
         self.rate_pause_until = self.rate_pause_until.max(other.rate_pause_until);
         self.last_violation = self.last_violation.max(other.last_violation);
         self.violation_streak = self.violation_streak.max(other.violation_streak);
         self.violations_total = self.violations_total.max(other.violations_total);
+    }
+
+    /// Whether `owner` has slots that still constrain reservations at or after `now`: then its
+    /// claim must be kept fresh even when it holds nothing, so that a store restart gets them back.
+    pub fn has_slots_of(&self, owner: &str, now: PaceTime) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.owner.as_deref() == Some(owner) && s.relevant_until > now)
+    }
+
+    /// No reservation before `until`: the processes put a lost book back meanwhile.
+    pub fn settle_until_at_least(&mut self, until: PaceTime) {
+        self.settle_until = self.settle_until.max(Some(until));
+    }
+
+    /// Until when the book still settles (see [`PaceBook::settle_until_at_least`]).
+    pub fn settling(&self, now: PaceTime) -> Option<PaceTime> {
+        self.settle_until.filter(|until| *until > now)
+    }
+
+    /// Whether the store made this book after losing an earlier one, and nobody has stepped on
+    /// it since; the first step clears it (and settles the book: see the shared pacer).
+    pub fn take_lost_predecessor(&mut self) -> bool {
+        std::mem::take(&mut self.lost_predecessor)
     }
 
     /// Drops what can no longer matter at or after `now`: slots past their relevance, and the
@@ -666,7 +714,7 @@ mod tests {
         kept.touch("a", PaceTime(60 * S));
         let first = reserve(&mut kept, 0, "a")?;
         let mut fresh = PaceBook::new(2);
-        fresh.merge(&kept);
+        fresh.merge(&kept, "a");
         assert!(fresh.holds(first.id));
         let again = reserve(&mut fresh, 1, "b")?;
         assert_eq!(

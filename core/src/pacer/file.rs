@@ -91,26 +91,27 @@ impl FileLedger {
         }
     }
 
-    /// The stored book, or a fresh one when there is none or it does not parse (moved aside).
+    /// The stored book, or a fresh one when there is none or it does not parse (moved aside:
+    /// then `true`, the book was lost).
     fn load(
         &self,
         file: &LockedFile,
         gateway: &str,
         now: PaceTime,
         boot: Option<&str>,
-    ) -> Result<PaceBook, LedgerError> {
+    ) -> Result<(PaceBook, bool), LedgerError> {
         let fresh = || PaceBook::new(fresh_generation(now, &self.owner));
         let reason = match file.read().map_err(|e| self.err(e))? {
-            None => return Ok(fresh()),
+            None => return Ok((fresh(), false)),
             Some(Err(e)) => format!("not UTF-8: {e}"),
             Some(Ok(text)) => match serde_json::from_str::<BookFile>(&text) {
                 Ok(f)
                     if f.schema_version == BOOK_SCHEMA_VERSION && f.boot_id.as_deref() != boot =>
                 {
                     // Times from another boot mean nothing now (and the reboot outlasted them).
-                    return Ok(fresh());
+                    return Ok((fresh(), false));
                 }
-                Ok(f) if f.schema_version == BOOK_SCHEMA_VERSION => return Ok(f.book),
+                Ok(f) if f.schema_version == BOOK_SCHEMA_VERSION => return Ok((f.book, false)),
                 Ok(f) => format!("schema version {}", f.schema_version),
                 Err(e) => e.to_string(),
             },
@@ -124,7 +125,10 @@ impl FileLedger {
             kept = %kept.display(),
             "pacing book unreadable; kept aside, starting a new one from what this process saw"
         );
-        Ok(fresh())
+        Ok((
+            PaceBook::after_loss(fresh_generation(now, &self.owner)),
+            true,
+        ))
     }
 }
 
@@ -161,10 +165,10 @@ impl PaceLedger for FileLedger {
         let now = boottime();
         #[allow(clippy::disallowed_methods)] // the file store is the core's one I/O
         let instant = Instant::now();
-        let mut book = self.load(&file, gateway, now, self.boot_id.as_deref())?;
+        let (mut book, recreated) = self.load(&file, gateway, now, self.boot_id.as_deref())?;
         let before = book.clone();
         op(&mut book, LedgerNow { time: now, instant });
-        if book != before {
+        if book != before || recreated {
             let json = serde_json::to_vec(&BookFile {
                 schema_version: BOOK_SCHEMA_VERSION,
                 gateway: gateway.to_owned(),

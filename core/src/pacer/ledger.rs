@@ -30,6 +30,14 @@ pub enum LedgerError {
         /// How long we waited for the lock.
         waited: Duration,
     },
+    /// The store lost the book and the processes are putting back what they sent: wait.
+    #[error("pacing store {store} lost this gateway's book; waiting {wait:?} for every process to put back what it sent")]
+    Settling {
+        /// The store.
+        store: String,
+        /// How long until reservations are granted again.
+        wait: Duration,
+    },
     /// The stored book does not parse (it was preserved aside where the store says).
     #[error("pacing store {store} is corrupt: {reason}")]
     Corrupt {
@@ -64,8 +72,9 @@ pub trait PaceLedger: fmt::Debug + Send {
     fn describe(&self) -> String;
 
     /// One atomic step on `gateway`'s book: load it (a fresh [`PaceBook::new`] with
-    /// [`fresh_generation`] if there is none), call `op` with it and the ledger's time, store it
-    /// if it changed. No other step on the same book may interleave. `op` may be called more
+    /// [`fresh_generation`] if there is none, or [`PaceBook::after_loss`] if the store may have
+    /// lost one: a restart, a corrupt file), call `op` with it and the ledger's time, store it
+    /// if it changed (a book made after a loss is stored even unchanged). No other step on the same book may interleave. `op` may be called more
     /// than once (optimistic retries): only its last call counts.
     ///
     /// The ledger's time is one clock every sharer reads and that never jumps: the memory
@@ -95,6 +104,8 @@ pub fn fresh_generation(now: PaceTime, owner: &str) -> u64 {
 struct MemoryBooks {
     books: BTreeMap<String, PaceBook>,
     unavailable: Option<String>,
+    /// [`MemoryLedger::forget_all`] was called: books made afresh since may have had a past.
+    lost: bool,
     /// `PaceTime(0)`: the first `now` any handle passed.
     epoch: Option<Instant>,
 }
@@ -136,7 +147,9 @@ impl MemoryLedger {
 
     /// Simulates a store restart that lost every book.
     pub fn forget_all(&self) {
-        self.lock().books.clear();
+        let mut books = self.lock();
+        books.books.clear();
+        books.lost = true;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryBooks> {
@@ -168,10 +181,15 @@ impl PaceLedger for MemoryLedger {
                 reason: reason.clone(),
             });
         }
-        let book = books
-            .books
-            .entry(gateway.to_owned())
-            .or_insert_with(|| PaceBook::new(fresh_generation(time, &self.owner)));
+        let lost = books.lost;
+        let book = books.books.entry(gateway.to_owned()).or_insert_with(|| {
+            let generation = fresh_generation(time, &self.owner);
+            if lost {
+                PaceBook::after_loss(generation)
+            } else {
+                PaceBook::new(generation)
+            }
+        });
         op(book, LedgerNow { time, instant: now });
         Ok(())
     }

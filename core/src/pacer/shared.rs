@@ -78,8 +78,10 @@ pub struct SharedPacer {
     key: String,
     ttl: Duration,
     seen: PaceBook,
-    /// When `seen` was read: our clock and the ledger's.
+    /// When `seen` was stepped on: our clock and the ledger's.
     seen_at: (Instant, PaceTime),
+    /// Our last step that renewed our claim (reads do not).
+    stepped_at: Option<Instant>,
     owed: Vec<Owed>,
     error: Option<LedgerError>,
     errors_total: u64,
@@ -104,6 +106,7 @@ impl SharedPacer {
             ttl,
             seen: PaceBook::default(),
             seen_at: (epoch, PaceTime::default()),
+            stepped_at: None,
             owed: Vec::new(),
             error: None,
             errors_total: 0,
@@ -132,15 +135,21 @@ impl SharedPacer {
         loop {
             rounds += 1;
             let not_before = message.at;
+            let store = ledger.describe();
             let granted = self.step(ledger, now, |book, clock, rules, owner| {
                 let t = clock.time;
+                if let Some(until) = book.settling(t) {
+                    return Err(SharedError::Ledger(LedgerError::Settling {
+                        store: store.clone(),
+                        wait: until.since(t),
+                    }));
+                }
                 let not_before = t.plus(not_before.saturating_duration_since(clock.instant));
                 book.reserve(rules, t, not_before, request, Some(owner))
                     .map(|r| (r.id, clock.instant + r.at.since(t)))
+                    .map_err(SharedError::from)
             });
-            let granted = granted
-                .map_err(SharedError::from)
-                .and_then(|r| r.map_err(SharedError::from));
+            let granted = granted.map_err(SharedError::from).and_then(|r| r);
             let (shared, at) = match granted {
                 Ok(granted) => granted,
                 Err(e) => {
@@ -206,11 +215,33 @@ impl SharedPacer {
         })
     }
 
+    /// Whether this process must renew its claim even while it holds nothing: the book (as last
+    /// seen) still has slots of `owner` that constrain others, and a store that loses the book
+    /// gets them back only from a process that steps.
+    pub fn needs_renewal(&self, owner: &str, now: Instant) -> bool {
+        self.seen.has_slots_of(owner, self.seen_time(now))
+    }
+
+    /// Whether this process's claim may have lapsed since its last step (half the TTL has
+    /// passed): before a reserved request is sent it must renew, or another process may
+    /// already have been given the slot.
+    pub fn claim_stale(&self, now: Instant) -> bool {
+        self.stepped_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= self.ttl / 2)
+    }
+
+    /// `now` on the ledger's clock, from our last step.
+    fn seen_time(&self, now: Instant) -> PaceTime {
+        self.seen_at
+            .1
+            .plus(now.saturating_duration_since(self.seen_at.0))
+    }
+
     /// The gateway as every process sees it: read from the ledger now (the last view if it
     /// cannot be reached), with this connection's message rate. Only reads: a status page
     /// neither renews this process's claim nor writes the store.
     pub fn snapshot(
-        &mut self,
+        &self,
         ledger: &mut dyn PaceLedger,
         now: Instant,
     ) -> (PacerSnapshot, SharedPacerStatus) {
@@ -218,16 +249,18 @@ impl SharedPacer {
         let result = ledger.transact(&self.key, now, &mut |book, clock| {
             read = Some((book.clone(), clock));
         });
-        if let (Ok(()), Some((book, clock))) = (result, read) {
-            self.seen = book;
-            self.seen_at = (clock.instant, clock.time);
-        }
-        // The book as of now, on the ledger's clock (the last step's time moved on by our clock).
-        let t = self
-            .seen_at
-            .1
-            .plus(now.saturating_duration_since(self.seen_at.0));
-        let mut snapshot = self.seen.snapshot(&self.gateway_rules, t);
+        // The book as of now on the ledger's clock. What was read stays out of `seen`: that is
+        // this process's memory of the book it stepped on, which a lost book is refilled from.
+        let (book, t) = match (result, read) {
+            (Ok(()), Some((book, clock))) => {
+                let t = clock
+                    .time
+                    .plus(now.saturating_duration_since(clock.instant));
+                (book, t)
+            }
+            _ => (self.seen.clone(), self.seen_time(now)),
+        };
+        let mut snapshot = book.snapshot(&self.gateway_rules, t);
         let local = self.local.snapshot(now);
         snapshot.messages_in_window = local.messages_in_window;
         snapshot.paused_for_ms = snapshot.paused_for_ms.max(local.paused_for_ms);
@@ -235,12 +268,22 @@ impl SharedPacer {
             store: ledger.describe(),
             key: self.key.clone(),
             owner: ledger.owner().to_owned(),
-            owners: self.seen.owners(&self.gateway_rules, t),
+            owners: book.owners(&self.gateway_rules, t),
             error: self.error.as_ref().map(ToString::to_string),
             errors_total: self.errors_total,
             owed: u32::try_from(self.owed.len()).unwrap_or(u32::MAX),
         };
         (snapshot, status)
+    }
+
+    /// Whether completions, cancels or a violation wait to be written (the store failed).
+    pub fn owes(&self) -> bool {
+        !self.owed.is_empty()
+    }
+
+    /// Writes what is owed now (one step); `false` if the store still fails.
+    pub fn pay(&mut self, ledger: &mut dyn PaceLedger, now: Instant) -> bool {
+        self.step(ledger, now, |_, _, _, _| ()).is_ok()
     }
 
     /// Writes `owed` now, or keeps it for the next step that succeeds.
@@ -268,7 +311,12 @@ impl SharedPacer {
                     generation = seen.generation,
                     "the pacing store lost this gateway's book; merging back what this process saw"
                 );
-                book.merge(seen);
+                book.merge(seen, &owner);
+            }
+            if book.take_lost_predecessor() {
+                // Until every process has stepped (within a third of the TTL: renewals come
+                // at least that often) the new book may lack what they sent.
+                book.settle_until_at_least(t.plus(ttl / 3));
             }
             book.touch(&owner, t.plus(ttl));
             for o in owed {
@@ -296,6 +344,7 @@ impl SharedPacer {
                 }
                 self.seen = book;
                 self.seen_at = (clock.instant, clock.time);
+                self.stepped_at = Some(clock.instant);
                 Ok(out)
             }
             (Err(e), _, _) => {

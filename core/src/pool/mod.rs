@@ -662,7 +662,24 @@ impl Pool {
         for r in self.requests.values() {
             match r.state {
                 ReqState::Queued => at(r.deadline),
-                ReqState::Paced { at: send_at, .. } => at(r.deadline.min(send_at)),
+                ReqState::Paced {
+                    at: send_at,
+                    gateway,
+                    res,
+                } => {
+                    // Due on a claim that may have lapsed, with the store out of reach: the
+                    // send waits for the next try of the store, not for the past instant.
+                    let stale = res.shared().is_some()
+                        && self
+                            .gateways
+                            .get(gateway)
+                            .is_some_and(|g| g.pacer.claim_stale(send_at.max(self.last_now)));
+                    let send_at = match self.ledger_retry {
+                        Some(retry) if stale => send_at.max(retry),
+                        _ => send_at,
+                    };
+                    at(r.deadline.min(send_at));
+                }
                 _ => {}
             }
         }
@@ -727,9 +744,18 @@ impl Pool {
         }
         if self.ledger_retry.is_some_and(|r| now >= r) {
             self.ledger_retry = None;
+            // Completions the store missed free their open slots as soon as it answers.
+            for g in &mut self.gateways {
+                if g.pacer.owes() && !g.pacer.pay(&mut *self.ledger, now) {
+                    self.ledger_retry = Some(now + LEDGER_RETRY);
+                }
+            }
         }
         self.grant_waiters(now);
         self.pump(now);
+        if self.ledger_retry.is_none() && self.gateways.iter().any(|g| g.pacer.owes()) {
+            self.ledger_retry = Some(now + LEDGER_RETRY);
+        }
     }
 
     fn grant_waiters(&mut self, now: Instant) {
@@ -967,6 +993,28 @@ impl Pool {
 
     /// Reserve and send queued requests on ready connections.
     fn pump(&mut self, now: Instant) {
+        // A claim that may have lapsed (the store was out of reach, the process stopped) is
+        // renewed before a reserved request goes out on it: its slot may be someone else's now.
+        let stale: BTreeSet<usize> = self
+            .requests
+            .values()
+            .filter_map(|r| match r.state {
+                ReqState::Paced { gateway, res, at } if at <= now && res.shared().is_some() => {
+                    Some(gateway)
+                }
+                _ => None,
+            })
+            .filter(|g| {
+                self.gateways
+                    .get(*g)
+                    .is_some_and(|g| g.pacer.claim_stale(now))
+            })
+            .collect();
+        for gateway in stale {
+            if !self.renew_gateway_pacing(now, gateway, true) {
+                self.ledger_retry = Some(now + LEDGER_RETRY);
+            }
+        }
         let tickets: Vec<Ticket> = self
             .requests
             .iter()
@@ -1035,6 +1083,15 @@ impl Pool {
                 self.events
                     .push_back(PoolEvent::RequestDelayed { ticket, until: at });
             }
+            return None;
+        }
+        if res.shared().is_some()
+            && self
+                .gateways
+                .get(g)
+                .is_some_and(|gw| gw.pacer.claim_stale(now))
+        {
+            // The renewal above failed: wait for the store rather than send on a lapsed claim.
             return None;
         }
         let timeout = req.deadline.saturating_duration_since(now);
@@ -1529,48 +1586,63 @@ impl Pool {
     /// or the host slept, longer than [`PoolConfig::pacing_claim_ttl`]).
     fn renew_pacing(&mut self, now: Instant) {
         for gateway in 0..self.gateways.len() {
-            let held: Vec<ReservationId> = self
-                .requests
-                .values()
-                .filter_map(|r| match r.state {
-                    ReqState::Paced {
-                        gateway: g, res, ..
-                    }
-                    | ReqState::Sent { gateway: g, res }
-                        if g == gateway =>
-                    {
-                        res.shared()
-                    }
-                    _ => None,
-                })
-                .collect();
-            if held.is_empty() {
-                continue;
-            }
-            let Some(g) = self.gateways.get_mut(gateway) else {
-                continue;
-            };
-            let Ok(lost) = g.pacer.renew(&mut *self.ledger, now, &held) else {
-                continue;
-            };
-            for req in self.requests.values_mut() {
-                if let ReqState::Paced {
-                    gateway: g2, res, ..
-                } = req.state
+            let _ = self.renew_gateway_pacing(now, gateway, false);
+        }
+    }
+
+    /// [`Pool::renew_pacing`] for one gateway. `overdue`: the claim may have lapsed and
+    /// reserved requests are due (or past due): renew even if nothing else needs it, and reserve
+    /// those again, since a request sent later than its slot counts later at IB than in the book.
+    /// `false` when the store could not be reached.
+    fn renew_gateway_pacing(&mut self, now: Instant, gateway: usize, overdue: bool) -> bool {
+        let held: Vec<ReservationId> = self
+            .requests
+            .values()
+            .filter_map(|r| match r.state {
+                ReqState::Paced {
+                    gateway: g, res, ..
+                }
+                | ReqState::Sent { gateway: g, res }
+                    if g == gateway =>
                 {
-                    if g2 == gateway && res.shared().is_some_and(|id| lost.contains(&id)) {
-                        tracing::warn!(
-                            "this process's pacing claim lapsed; reserving the request again"
-                        );
-                        if let Some(g) = self.gateways.get_mut(gateway) {
-                            g.pacer.cancel(&mut *self.ledger, now, res);
-                        }
-                        req.state = ReqState::Queued;
-                        req.delayed = false;
+                    res.shared()
+                }
+                _ => None,
+            })
+            .collect();
+        let owner = self.ledger.owner().to_owned();
+        let Some(g) = self.gateways.get_mut(gateway) else {
+            return true;
+        };
+        // With nothing held and nothing of ours left in the window, there is nothing to keep.
+        if !overdue && held.is_empty() && !g.pacer.needs_renewal(&owner, now) {
+            return true;
+        }
+        let Ok(lost) = g.pacer.renew(&mut *self.ledger, now, &held) else {
+            return false;
+        };
+        for req in self.requests.values_mut() {
+            if let ReqState::Paced {
+                gateway: g2,
+                res,
+                at,
+            } = req.state
+            {
+                let lost = res.shared().is_some_and(|id| lost.contains(&id));
+                if g2 == gateway && (lost || (overdue && at < now)) {
+                    tracing::warn!(
+                        lost,
+                        "pacing claim lapsed or slot missed; reserving the request again"
+                    );
+                    if let Some(g) = self.gateways.get_mut(gateway) {
+                        g.pacer.cancel(&mut *self.ledger, now, res);
                     }
+                    req.state = ReqState::Queued;
+                    req.delayed = false;
                 }
             }
         }
+        true
     }
 
     /// The slot's id belongs to someone else now: end its session (its requests go back to the
