@@ -84,3 +84,36 @@ fn health_rejects_a_bad_gateway_or_timeout_as_usage() {
         ibconn().args(args).assert().code(2);
     }
 }
+
+/// A process stopped while it holds the client-id registry's lock (Ctrl-Z, a stuck disk) used to
+/// hang every `ibconn` behind it: the container healthcheck must still answer within its timeout.
+#[test]
+fn health_answers_within_its_timeout_while_another_process_holds_the_registry_lock() {
+    let sim = Sim::start();
+    let dir = common::scratch("health-lock");
+    let lock = dir.join("state/ibconn/client-ids.json.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    // `flock` (util-linux) holds the lock as a stopped process would.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let out = common::ibconn_in(&dir)
+        .args(["health", "--gateway", &sim.addr, "--timeout", "2", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["healthy"], false);
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("locked by another process"), "{error}");
+}

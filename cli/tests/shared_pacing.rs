@@ -130,16 +130,20 @@ fn fetch(
         .unwrap()
 }
 
+/// One shared-pacing run at a time: each is pacing-bound, not CPU-bound, and two at once on a
+/// 2-core machine only add scheduling noise.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs one fetch per `(symbol, state dir)` at once against a fresh simulator and checks that
 /// together they stay inside IB's per-gateway budget: every fetch complete, no 162 at any
 /// process nor at the simulator, and no faster than IB's minimum for the combined requests.
 fn run_shared(name: &str, runs: &[(&str, &str)], hours: u32, store: Option<&str>) {
-    // One shared-pacing run at a time: each is pacing-bound, not CPU-bound, and two at once on
-    // a 2-core machine only add scheduling noise.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let dir = scratch(name);
     let config = write_config(&dir);
     let gateway = Gateway::start(&dir);
@@ -205,4 +209,65 @@ fn three_hosts_share_one_pacing_budget_through_redis() {
     // Separate state directories: nothing is shared but the Redis server.
     let hosts = [("AAPL", "host-a"), ("MSFT", "host-b"), ("SPY", "host-c")];
     run_shared("shared-redis", &hosts, 35, Some(&redis.url()));
+}
+
+/// The same fetch run twice in a row by two processes (the README's "Ctrl-C, run it again", or
+/// two users asking for the same data): the second process's requests are identical to the
+/// first's, and IB refuses identical requests within 15 s. The shared book makes it wait.
+#[test]
+fn the_same_request_from_two_processes_back_to_back_waits_the_identical_gap() {
+    let _one = one_at_a_time();
+    let dir = scratch("back-to-back");
+    let config = write_config(&dir);
+    let gateway = Gateway::start(&dir);
+    let state = dir.join("state");
+    let mut waits = Vec::new();
+    for run in ["first", "second"] {
+        let out_dir = dir.join(run);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let child = fetch(&out_dir, &state, &config, &gateway.addr, "AAPL", 2, None);
+        let out = child.wait_with_output().unwrap();
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{run}: {summary}");
+        assert_eq!(summary["pacing_violations"], 0, "{run}: {summary}");
+        waits.push(summary["pacing_waits"].as_u64().unwrap());
+    }
+    assert!(
+        waits[1] > 0,
+        "the second process waited for the first one's identical requests: {waits:?}"
+    );
+    assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
+}
+
+/// `kill -9` of one fetch while three share the budget: its unsent reservations lapse with its
+/// claim (3 s here), the others finish every chunk, and the gateway sees no violation.
+#[test]
+fn a_killed_process_frees_its_reservations_and_the_others_finish() {
+    let _one = one_at_a_time();
+    let dir = scratch("killed");
+    let config = write_config(&dir);
+    let gateway = Gateway::start(&dir);
+    let state = dir.join("state");
+    let mut children: Vec<(&str, Child)> = ["AAPL", "MSFT", "SPY"]
+        .into_iter()
+        .map(|s| {
+            let run = dir.join(s);
+            std::fs::create_dir_all(&run).unwrap();
+            (s, fetch(&run, &state, &config, &gateway.addr, s, 26, None))
+        })
+        .collect();
+    // 78 requests for a budget of 60 per window: some wait, then one process dies mid-run.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (_, victim) = children.remove(0);
+    let mut victim = victim;
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    for (symbol, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{symbol}: {summary}");
+        assert_eq!(summary["pacing_violations"], 0, "{symbol}: {summary}");
+        assert_eq!(summary["job"]["progress"]["chunks_failed"], 0, "{symbol}");
+    }
+    assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
 }
