@@ -1541,17 +1541,7 @@ mod tests {
                 down_for: Duration::from_secs(3),
             },
         );
-        let acquire = w.acquire(Purpose::Backfill);
-        let lease = loop {
-            match w.poll_event() {
-                Some(PoolEvent::Acquired {
-                    acquire: a, lease, ..
-                }) if a == acquire => break lease,
-                Some(PoolEvent::AcquireFailed { error, .. }) => panic!("{error}"),
-                Some(_) => {}
-                None => assert!(w.step().unwrap()),
-            }
-        };
+        let lease = lease_in(&mut w, 0, Purpose::Backfill);
         assert!(w.elapsed() >= Duration::from_secs(3));
         let ticket = w.send(lease, Query::CurrentTime, None).unwrap();
         loop {
