@@ -222,19 +222,51 @@ pub(crate) struct ServeArgs {
     /// the config).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub(crate) gateway: Option<String>,
-    /// Address of the HTTP API (port 0: any free port; the bound address is printed; default:
-    /// http.listen from the config, 127.0.0.1:8787).
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Address of the HTTP API: IP:PORT, [IPv6]:PORT or localhost:PORT (port 0: any free port;
+    /// the bound address is printed; default: http.listen from the config, 127.0.0.1:8787).
+    /// Anything but loopback (127.0.0.0/8, ::1, localhost) needs a token, or
+    /// --insecure-no-token.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub(crate) listen: Option<std::net::SocketAddr>,
     /// Bearer token every request must carry (`Authorization: Bearer TOKEN`); default: the
     /// IBCONN_HTTP_TOKEN environment variable, else http.token from the config; without any,
-    /// no authentication.
+    /// no authentication (allowed on a loopback address only, unless --insecure-no-token).
     #[arg(long, value_name = "TOKEN")]
     pub(crate) token: Option<String>,
+    /// Serve on a non-loopback address without a token: anyone who reaches the port reads the
+    /// pool's state. Without this flag `serve` refuses such a bind (exit 2). Use it only when
+    /// something in front (a firewall, an authenticating proxy) restricts access.
+    #[arg(long)]
+    pub(crate) insecure_no_token: bool,
     /// Deadline in seconds of the live probe behind /api/ib/pool/health (default:
     /// health.probe_timeout_secs from the config, 2).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) probe_timeout: Option<Duration>,
+    /// Deadline in seconds for one request: its headers and body must arrive, and the answer
+    /// be ready, within it; else 408 (client too slow) or 503 (answer too slow) in the JSON
+    /// envelope. Also how long an idle keep-alive connection stays open. Default: 10, or the
+    /// probe timeout + 2 when that is longer, so a health call can wait out its probe.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) request_timeout: Option<Duration>,
+    /// Requests handled at once; one more is answered 503 `overloaded` (with Retry-After) at
+    /// once instead of queueing. Default: 64.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub(crate) max_concurrent_requests: Option<u32>,
+}
+
+/// Parse the listen address: `IP:PORT`, `[IPv6]:PORT`, or `localhost:PORT` (127.0.0.1).
+pub(crate) fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let bad = || format!("invalid listen address {s:?}: expected ADDR:PORT, e.g. 127.0.0.1:8787");
+    match s.rsplit_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => port
+            .parse::<u16>()
+            .map(|p| std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, p)))
+            .map_err(|_| bad()),
+        _ => Err(bad()),
+    }
 }
 
 /// Parse `HOST:PORT` (a host name or IP, and a port 1–65535).
@@ -417,6 +449,28 @@ mod tests {
             "2026-01-01-01",
         ] {
             assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_take_ips_and_localhost() {
+        assert_eq!(
+            parse_listen("localhost:8787"),
+            Ok("127.0.0.1:8787".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Ok("0.0.0.0:80".parse().unwrap())
+        );
+        for bad in [
+            "localhost",
+            "localhost:x",
+            "example.com:80",
+            ":80",
+            "127.0.0.1",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
         }
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use ibconn_core::backfill::bar_start_unix;
 use ibconn_core::message::{Bar, BarTime};
 
+pub(crate) use crate::output::Fingerprint;
+
 /// Why the CSV could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CsvError {
@@ -27,6 +29,17 @@ pub(crate) enum CsvError {
         /// The error.
         source: csv::Error,
     },
+    /// Not a CSV this tool wrote: never overwritten.
+    #[error(
+        "{path} is not an ibconn CSV (its header is {header:?}); refusing to overwrite it — \
+         choose another --out"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Its first line.
+        header: String,
+    },
     /// A row whose time cannot be read.
     #[error("{path}: line {line}: bad time {time:?} (expected epoch seconds or YYYYMMDD)")]
     Time {
@@ -37,6 +50,16 @@ pub(crate) enum CsvError {
         /// The text.
         time: String,
     },
+}
+
+impl CsvError {
+    /// The documented exit code: 2 for a file we will not use, 1 for I/O.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Io { .. } => 1,
+            Self::Csv { .. } | Self::Time { .. } | Self::Foreign { .. } => 2,
+        }
+    }
 }
 
 const HEADER: [&str; 8] = [
@@ -63,16 +86,6 @@ fn time_text(t: &BarTime) -> String {
     }
 }
 
-/// What an earlier run of the same request answered, kept beside the CSV (`FILE.csv.covered.json`)
-/// so a resume skips empty chunks (weekends, holidays) as well as fetched ones.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Coverage {
-    /// Symbol, bar size, whatToShow and RTH of the run: coverage of another request is ignored.
-    pub(crate) request: String,
-    /// Answered spans, `[start, end)` unix seconds, merged.
-    pub(crate) covered: Vec<(i64, i64)>,
-}
-
 /// The coverage file beside `csv`.
 pub(crate) fn coverage_path(csv: &Path) -> PathBuf {
     let mut p = csv.as_os_str().to_owned();
@@ -80,33 +93,47 @@ pub(crate) fn coverage_path(csv: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The coverage recorded beside `csv`, if there is a readable one (it only saves requests, so a
-/// missing or unreadable file just means "unknown").
-pub(crate) fn read_coverage(csv: &Path) -> Option<Coverage> {
-    let text = fs::read_to_string(coverage_path(csv)).ok()?;
-    serde_json::from_str(&text).ok()
+/// An existing CSV: its bars, fingerprint and how its times are written.
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// The bars, as in the file.
+    pub(crate) bars: Vec<Bar>,
+    /// The bytes read.
+    pub(crate) fingerprint: Fingerprint,
+    /// `epoch` or `yyyymmdd` (`None` without rows).
+    pub(crate) time_format: Option<&'static str>,
 }
 
-/// Record `coverage` beside `csv` (atomically).
-pub(crate) fn write_coverage(csv: &Path, coverage: &Coverage) -> Result<(), CsvError> {
-    let path = coverage_path(csv);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    let io_err = |source| CsvError::Io {
-        path: path.clone(),
-        source,
-    };
-    let text = serde_json::to_string(coverage).map_err(|e| io_err(io::Error::other(e)))?;
-    fs::write(&tmp, text).map_err(io_err)?;
-    fs::rename(&tmp, &path).map_err(io_err)
+impl Held {
+    /// The first bar start (unix seconds) off the `step`-second grid: the file holds bars of
+    /// another (finer) size.
+    pub(crate) fn off_grid(&self, step: i64) -> Option<i64> {
+        if step <= 0 {
+            return None;
+        }
+        self.bars
+            .iter()
+            .filter_map(|b| bar_start_unix(&b.date))
+            .find(|t| t.rem_euclid(step) != 0)
+    }
 }
 
-/// Bars in an existing file (none if it does not exist). `daily` says how times are written.
-pub(crate) fn read(path: &Path, daily: bool) -> Result<Vec<Bar>, CsvError> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// A `YYYYMMDD` day (a date between 1900 and 2999), or `None`: tells daily files from epoch
+/// seconds (whose 8-digit values would be 1970).
+fn as_day(text: &str) -> Option<u32> {
+    let v: u32 = text.parse().ok()?;
+    let (y, m, d) = (v / 10_000, v / 100 % 100, v % 100);
+    (text.len() == 8 && (1900..3000).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d))
+        .then_some(v)
+}
+
+/// The bars in an existing file (`None` if there is none, or it is empty). A file that is not
+/// this tool's CSV — another header, a row that does not parse, times of two formats — is an
+/// error: it is never overwritten.
+pub(crate) fn read(path: &Path) -> Result<Option<Held>, CsvError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(CsvError::Io {
                 path: path.to_owned(),
@@ -114,8 +141,23 @@ pub(crate) fn read(path: &Path, daily: bool) -> Result<Vec<Bar>, CsvError> {
             })
         }
     };
-    let mut reader = csv::Reader::from_reader(file);
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let fingerprint = Fingerprint::of(&bytes);
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let header = reader.headers().map_err(|source| CsvError::Csv {
+        path: path.to_owned(),
+        source,
+    })?;
+    if header.iter().ne(HEADER) {
+        return Err(CsvError::Foreign {
+            path: path.to_owned(),
+            header: header.iter().collect::<Vec<_>>().join(","),
+        });
+    }
     let mut bars = Vec::new();
+    let mut format = None;
     for row in reader.deserialize::<Row>() {
         let row = row.map_err(|source| CsvError::Csv {
             path: path.to_owned(),
@@ -126,12 +168,14 @@ pub(crate) fn read(path: &Path, daily: bool) -> Result<Vec<Bar>, CsvError> {
             line: bars.len() as u64 + 2,
             time: row.time.clone(),
         };
-        let date = if daily {
-            BarTime::Day(row.time.parse().map_err(|_| bad())?)
-        } else {
-            BarTime::Epoch(row.time.parse().map_err(|_| bad())?)
+        let (date, this) = match as_day(&row.time) {
+            Some(day) => (BarTime::Day(day), "yyyymmdd"),
+            None => (
+                BarTime::Epoch(row.time.parse().map_err(|_| bad())?),
+                "epoch",
+            ),
         };
-        if bar_start_unix(&date).is_none() {
+        if *format.get_or_insert(this) != this || bar_start_unix(&date).is_none() {
             return Err(bad());
         }
         bars.push(Bar {
@@ -145,7 +189,11 @@ pub(crate) fn read(path: &Path, daily: bool) -> Result<Vec<Bar>, CsvError> {
             count: row.count,
         });
     }
-    Ok(bars)
+    Ok(Some(Held {
+        bars,
+        fingerprint,
+        time_format: format,
+    }))
 }
 
 /// Write `bars` (already sorted and unique) as CSV.
@@ -168,24 +216,6 @@ pub(crate) fn write_to<W: Write>(out: W, bars: &[Bar]) -> Result<(), csv::Error>
     Ok(())
 }
 
-/// Write `bars` to `path` atomically (a temporary file beside it, then a rename), so an
-/// interrupted run never leaves a truncated file.
-pub(crate) fn write_file(path: &Path, bars: &[Bar]) -> Result<(), CsvError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    let io_err = |source| CsvError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = fs::File::create(&tmp).map_err(io_err)?;
-    write_to(io::BufWriter::new(file), bars).map_err(|source| CsvError::Csv {
-        path: tmp.clone(),
-        source,
-    })?;
-    fs::rename(&tmp, path).map_err(io_err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,28 +234,41 @@ mod tests {
     }
 
     #[test]
-    fn bars_round_trip_through_a_file() {
+    fn bars_round_trip_and_foreign_files_are_refused() {
         let dir = std::env::temp_dir().join(format!("ibconn-csv-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        for (daily, date) in [
-            (false, BarTime::Epoch(1_767_225_600)),
-            (true, BarTime::Day(20_260_102)),
+        for (format, date) in [
+            ("epoch", BarTime::Epoch(1_767_225_600)),
+            ("yyyymmdd", BarTime::Day(20_260_102)),
         ] {
-            let path = dir.join(format!("b{daily}.csv"));
-            write_file(&path, &[bar(date.clone())]).unwrap();
-            assert_eq!(read(&path, daily).unwrap(), vec![bar(date)]);
+            let path = dir.join(format!("b-{format}.csv"));
+            let mut bytes = Vec::new();
+            write_to(&mut bytes, &[bar(date.clone())]).unwrap();
+            fs::write(&path, &bytes).unwrap();
+            let held = read(&path).unwrap().unwrap();
+            assert_eq!(held.bars, vec![bar(date)]);
+            assert_eq!(held.time_format, Some(format));
+            assert_eq!(held.fingerprint, Fingerprint::of(&bytes));
         }
-        assert!(read(&dir.join("missing.csv"), false).unwrap().is_empty());
-        let bad = dir.join("bad.csv");
-        fs::write(
-            &bad,
+        assert!(read(&dir.join("missing.csv")).unwrap().is_none());
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            fs::write(&p, text).unwrap();
+            p
+        };
+        let bad = write(
+            "bad.csv",
             "time,open,high,low,close,volume,wap,count\nx,1,1,1,1,1,1,1\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            read(&bad, false),
-            Err(CsvError::Time { line: 2, .. })
-        ));
+        );
+        assert!(matches!(read(&bad), Err(CsvError::Time { line: 2, .. })));
+        // A one-line file of someone else's is not "an empty CSV" to overwrite.
+        let notes = write("notes.csv", "remember the milk\n");
+        assert!(matches!(read(&notes), Err(CsvError::Foreign { .. })));
+        let mixed = write(
+            "mixed.csv",
+            "time,open,high,low,close,volume,wap,count\n20260102,1,1,1,1,1,1,1\n1767225600,1,1,1,1,1,1,1\n",
+        );
+        assert!(matches!(read(&mixed), Err(CsvError::Time { line: 3, .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

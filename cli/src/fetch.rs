@@ -2,18 +2,19 @@
 //! time, [`PoolWorld`]) or on a real gateway (wall time, [`ibconn_tokio::Pool`]).
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ibconn_core::backfill::{
-    aligned_range, bar_start_unix, estimate, BackfillJob, BackfillSpec, JobConfig, PlanError,
-    Summary,
+    aligned_range, bar_start_unix, estimate_behind, BackfillJob, BackfillSpec, JobConfig,
+    PlanError, Summary,
 };
 use ibconn_core::civil::SECS_PER_DAY;
 use ibconn_core::client_id::Purpose;
 use ibconn_core::message::{Bar, Contract};
-use ibconn_core::pool::{CallError, PoolConfig, PoolStats};
+use ibconn_core::pacer::{OwnerView, PaceBook, PaceTime, Pacer};
+use ibconn_core::pool::{CallError, PoolConfig, PoolNotice, PoolStats};
 use ibconn_sim::{BackfillRun, PoolWorld, PoolWorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -21,11 +22,17 @@ use serde::Serialize;
 use crate::args::FetchArgs;
 use crate::config::{secs, Settings};
 use crate::coordination;
-use crate::csvio::{self, CsvError};
+use crate::csvio;
+use crate::output::{Identity, OutError, OutFile, Resume};
 use crate::probe;
+use crate::signals::Stop;
+use crate::spans;
 
 /// Exit code: partial result.
 pub(crate) const EXIT_PARTIAL: u8 = 3;
+
+/// Exit code: the symbol does not exist (IB error 200).
+pub(crate) const EXIT_NO_SUCH_SYMBOL: u8 = 4;
 
 /// Why a command could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +40,15 @@ pub(crate) enum CliError {
     /// Bad arguments or input (exit 2).
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// The output file cannot be read (exit 2) or written (exit 1).
+    /// The output file cannot be used (exit 2) or written (exit 1).
     #[error(transparent)]
-    Csv(#[from] CsvError),
+    Out(#[from] OutError),
     /// Writing the summary or the bars failed (exit 1).
     #[error("{0}")]
     Io(String),
+    /// Arguments that cannot make a fetch (exit 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {
@@ -46,46 +56,98 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Self::Plan(_) => 2,
-            Self::Csv(CsvError::Csv { .. } | CsvError::Time { .. }) => 2,
-            Self::Csv(CsvError::Io { .. }) | Self::Io(_) => 1,
+            Self::Out(e) => e.exit_code(),
+            Self::Usage(_) => 2,
+            Self::Io(_) => 1,
         }
     }
 }
 
-/// The job for `args`, resumed from `--out` if it exists, and the file's bars outside the range
-/// (kept when the file is rewritten).
-fn prepare(args: &FetchArgs) -> Result<(BackfillJob, Vec<Bar>), CliError> {
+/// What `args` asks for, as recorded beside an `--out` file.
+fn identity(args: &FetchArgs) -> Identity {
+    Identity {
+        contract: format!("{} STK SMART USD", args.symbol.to_uppercase()),
+        bar_size: args.bar.as_str().to_owned(),
+        what_to_show: args.what.to_uppercase(),
+        rth: args.rth,
+        time_format: if args.bar.is_daily_or_longer() {
+            "yyyymmdd"
+        } else {
+            "epoch"
+        }
+        .to_owned(),
+    }
+}
+
+/// Whether IB's bars for `what` carry no volume (-1): quote bars.
+fn is_quotes(what: &str) -> bool {
+    matches!(
+        what.to_ascii_uppercase().as_str(),
+        "MIDPOINT" | "BID" | "ASK" | "BID_ASK"
+    )
+}
+
+/// `--out`, unless it is `-` (stdout).
+fn out_path(args: &FetchArgs) -> Option<&Path> {
+    args.out.as_deref().filter(|p| p.as_os_str() != "-")
+}
+
+/// The job for `args`, resumed from `file` if it holds the same request, and the output. `file`
+/// is `None` for stdout.
+fn prepare(args: &FetchArgs, file: Option<OutFile>) -> Result<(BackfillJob, Output), CliError> {
     let spec = BackfillSpec {
         contract: Contract::stock(&args.symbol.to_uppercase()),
         bar_size: args.bar,
         what_to_show: args.what.clone(),
         use_rth: args.rth,
     };
-    let daily = args.bar.is_daily_or_longer();
-    let held = match &args.out {
-        Some(path) => csvio::read(path, daily)?,
-        None => Vec::new(),
+    let identity = identity(args);
+    let step = (!args.bar.is_daily_or_longer()).then(|| i64::from(args.bar.seconds()));
+    let resume = match &file {
+        Some(f) => f.resume(&identity, is_quotes(&args.what), step)?,
+        None => Resume::default(),
     };
+    if let Some(note) = &resume.note {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "ibconn: warning: {note}");
+    }
     let to_unix = effective_to(args);
+    if args.from >= to_unix && args.to > to_unix {
+        return Err(CliError::Usage(format!(
+            "--from {} is in the future: IB has no bars there yet",
+            ibconn_core::civil::format_utc(args.from)
+        )));
+    }
     let (from, to) = aligned_range(args.bar, args.from, to_unix);
-    let (inside, outside): (Vec<Bar>, Vec<Bar>) = held
+    let (inside, outside): (Vec<Bar>, Vec<Bar>) = resume
+        .bars
         .into_iter()
         .partition(|b| bar_start_unix(&b.date).is_some_and(|t| t >= from && t < to));
-    let mut job = BackfillJob::new(spec, args.from, to_unix, inside, JobConfig::default())?;
-    if let Some(coverage) = args.out.as_deref().and_then(csvio::read_coverage) {
-        if coverage.request == request_key(args) {
-            job.skip_covered(&coverage.covered);
-        }
-    }
-    Ok((job, outside))
+    let cfg = JobConfig {
+        // An exact record of what was answered beats guessing from the bars.
+        infer_coverage_from_bars: resume.covered.is_none(),
+        // One request tells an unknown symbol; the head timestamp clips the range.
+        lookup: true,
+        ..JobConfig::default()
+    };
+    let mut job = BackfillJob::new(spec, args.from, to_unix, inside, cfg)?;
+    let earlier = resume.covered.unwrap_or_default();
+    job.skip_covered(&earlier);
+    job.note_empty_before(&resume.empty_once);
+    let output = Output {
+        file,
+        identity,
+        outside,
+        earlier,
+        empty_before: resume.empty_once,
+    };
+    Ok((job, output))
 }
 
-/// `--to`, or for a real gateway (wall time) at most the start of the current bar: IB answers an
-/// end date in the future with an error, and a bar still forming would change later.
+/// `--to`, at most the start of the current bar: IB answers an end date in the future with an
+/// error, and a bar still forming would change later.
 fn effective_to(args: &FetchArgs) -> i64 {
-    if args.gateway.is_none() {
-        return args.to;
-    }
+    // The embedded simulator too: a range in the future has no bars, not invented ones.
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -95,17 +157,6 @@ fn effective_to(args: &FetchArgs) -> i64 {
         i64::from(args.bar.seconds())
     };
     args.to.min(now - now.rem_euclid(step))
-}
-
-/// What makes two runs the same request (their coverage is interchangeable).
-fn request_key(args: &FetchArgs) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        args.symbol.to_uppercase(),
-        args.bar.as_str(),
-        args.what,
-        args.rth
-    )
 }
 
 /// What `plan` prints.
@@ -127,24 +178,75 @@ pub(crate) struct PlanReport {
     pub(crate) from_unix: i64,
     /// Aligned range end (exclusive), unix seconds.
     pub(crate) to_unix: i64,
+    /// The gateway's shared pacing book, when planning for a gateway (`--gateway`): the
+    /// estimate starts behind what other processes and hosts hold in it.
+    pub(crate) shared: Option<SharedView>,
+}
+
+/// What other processes (and hosts) hold in a gateway's shared pacing book.
+#[derive(Debug, Serialize)]
+pub(crate) struct SharedView {
+    /// Where the book lives (`file /path`, `redis://…`).
+    pub(crate) store: String,
+    /// Every owner with a live claim.
+    pub(crate) owners: Vec<OwnerView>,
+    /// Historical weight they sent in the window ending now.
+    pub(crate) historical_weight_in_window: u32,
+    /// Their requests still scheduled ahead.
+    pub(crate) scheduled_ahead: u32,
+}
+
+/// A copy of `addr`'s shared pacing book and the ledger's time, read (never written) through
+/// the configured coordination store.
+fn read_shared_book(
+    settings: &Settings,
+    addr: &str,
+) -> Result<(PaceBook, PaceTime, String), String> {
+    let mut shared = coordination::open(settings, "ibconn plan")?;
+    let key = settings.pool_config(vec![addr.to_owned()]).pacing_key(addr);
+    let mut copy = None;
+    #[allow(clippy::disallowed_methods)] // the ledger maps its clock to this instant
+    let now = Instant::now();
+    shared
+        .ledger
+        .transact(&key, now, &mut |book, clock| {
+            copy = Some((book.clone(), clock.time))
+        })
+        .map_err(|e| e.to_string())?;
+    let (book, time) = copy.ok_or("the pacing store answered without a book")?;
+    Ok((book, time, shared.ledger.describe()))
 }
 
 /// `ibconn plan`: count and time the requests under the configured pacing rules; nothing is
 /// sent.
 pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, CliError> {
-    let (job, _) = prepare(args)?;
+    // Only reads the file: a fetch writing it at the same time does not stop a plan.
+    let file = out_path(args).map(OutFile::inspect).transpose()?;
+    let (job, _) = prepare(args, file)?;
     let pending: Vec<_> = job.pending_chunks().cloned().collect();
     // One origin instant for the virtual-time estimate; nothing is sent.
     #[allow(clippy::disallowed_methods)]
     let origin = Instant::now();
-    let est = estimate(
-        job.spec(),
-        &pending,
-        settings.pacing_rules(),
-        Duration::from_secs(1),
-        origin,
-    )
-    .map_err(|e| CliError::Io(format!("pacing estimate: {e}")))?;
+    let rules = settings.pacing_rules();
+    let (pacer, shared) = match &args.gateway {
+        Some(addr) => {
+            let (book, time, store) = read_shared_book(settings, addr).map_err(CliError::Io)?;
+            let owners = book.owners(&rules, time);
+            let shared = SharedView {
+                store,
+                historical_weight_in_window: owners
+                    .iter()
+                    .map(|o| o.historical_weight_in_window)
+                    .sum(),
+                scheduled_ahead: owners.iter().map(|o| o.scheduled_ahead).sum(),
+                owners,
+            };
+            (Pacer::from_book(rules, book, origin, time), Some(shared))
+        }
+        None => (Pacer::new(rules), None),
+    };
+    let est = estimate_behind(job.spec(), &pending, pacer, Duration::from_secs(1), origin)
+        .map_err(|e| CliError::Io(format!("pacing estimate: {e}")))?;
     let p = job.progress();
     let (from_unix, to_unix) = job.range();
     Ok(PlanReport {
@@ -156,21 +258,33 @@ pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, 
         bar_size: args.bar.as_str().to_owned(),
         from_unix,
         to_unix,
+        shared,
     })
 }
 
 impl PlanReport {
     /// Human-readable lines.
     pub(crate) fn text(&self) -> String {
-        format!(
+        let mut s = format!(
             "requests: {} ({} chunks, {} already in the output file)\n\
-             IB pacing: about {} ({} requests held back by the 60-per-10-minutes rule)\n",
+             IB pacing: about {} ({} requests held back by IB's pacing rules)\n",
             self.requests,
             self.chunks_total,
             self.chunks_resumed,
             human(Duration::from_secs(self.estimate_secs)),
             self.delayed
-        )
+        );
+        if let Some(shared) = &self.shared {
+            s.push_str(&format!(
+                "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
+                 and {} scheduled ahead; the estimate waits behind them\n",
+                shared.store,
+                shared.owners.len(),
+                shared.historical_weight_in_window,
+                shared.scheduled_ahead
+            ));
+        }
+        s
     }
 }
 
@@ -249,6 +363,9 @@ impl FetchSummary {
                 f.chunk, f.start_unix, f.end_unix, f.error
             ));
         }
+        if let Some(e) = &self.job.lookup_error {
+            s.push_str(&format!("error: {e}\n"));
+        }
         if let Some(e) = &self.error {
             s.push_str(&format!("error: {e}\n"));
         }
@@ -303,14 +420,16 @@ impl Progress {
     }
 }
 
-/// Where the bars go: `--out` (rewritten atomically, with the file's bars outside the range kept)
+/// Where the bars go: `--out` (rewritten durably, with the file's bars outside the range kept)
 /// or stdout at the end.
 struct Output {
-    path: Option<PathBuf>,
+    file: Option<OutFile>,
+    identity: Identity,
     outside: Vec<Bar>,
-    request: String,
     /// Spans an earlier run covered (kept: this run's plan may cover less).
     earlier: Vec<(i64, i64)>,
+    /// Spans an earlier run saw empty once.
+    empty_before: Vec<(i64, i64)>,
 }
 
 impl Output {
@@ -322,26 +441,18 @@ impl Output {
     }
 
     /// Write what the job holds now to `--out` and its coverage beside it (a no-op for stdout).
-    fn checkpoint(&self, job: &BackfillJob) -> Result<(), CsvError> {
-        let Some(path) = &self.path else {
+    fn checkpoint(&self, job: &BackfillJob) -> Result<(), OutError> {
+        let Some(file) = &self.file else {
             return Ok(());
         };
-        csvio::write_file(path, &self.bars(job))?;
-        let mut spans = self.earlier.clone();
-        spans.extend(job.covered_spans());
-        spans.sort_unstable();
-        let mut covered: Vec<(i64, i64)> = Vec::new();
-        for (s, e) in spans {
-            match covered.last_mut() {
-                Some(last) if last.1 >= s => last.1 = last.1.max(e),
-                _ => covered.push((s, e)),
-            }
-        }
-        let coverage = csvio::Coverage {
-            request: self.request.clone(),
-            covered,
-        };
-        csvio::write_coverage(path, &coverage)
+        let mut covered = self.earlier.clone();
+        covered.extend(job.covered_spans());
+        let covered = spans::merge(covered);
+        // Empty once before and not answered since: still to be asked again.
+        let mut empty_once = spans::subtract(&self.empty_before, &covered);
+        empty_once.extend(job.tentative_empty_spans());
+        let empty_once = spans::merge(empty_once);
+        file.write(&self.bars(job), &self.identity, covered, empty_once)
     }
 }
 
@@ -354,34 +465,24 @@ struct Ran {
 
 /// `ibconn fetch`: run, write the CSV (also on failure: nothing fetched is lost), summarise.
 pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummary, CliError> {
-    let (mut job, outside) = prepare(args)?;
-    let request = request_key(args);
-    let earlier = args
-        .out
-        .as_deref()
-        .and_then(csvio::read_coverage)
-        .filter(|c| c.request == request)
-        .map(|c| c.covered)
-        .unwrap_or_default();
-    let output = Output {
-        path: args.out.clone(),
-        outside,
-        request,
-        earlier,
-    };
+    let file = out_path(args).map(OutFile::open).transpose()?;
+    let (mut job, output) = prepare(args, file)?;
+    let stop = Stop::install();
     let held = job.progress().bars;
     #[allow(clippy::disallowed_methods)] // wall time of the run, for the summary only
     let started = Instant::now();
     let progress = Progress::new(job.progress().chunks_total, args.gateway.is_none());
     let ran = match &args.gateway {
-        None => run_embedded(args, settings, &mut job, &progress),
-        Some(addr) => run_gateway(args, settings, addr, &mut job, &progress, &output),
+        None => run_embedded(args, settings, &mut job, &progress, &stop),
+        Some(addr) => run_gateway(args, settings, addr, &mut job, &progress, &output, &stop),
     };
     progress.bar.finish_and_clear();
     let wall = started.elapsed();
 
     let bars = output.bars(&job);
-    match &args.out {
+    match &output.file {
+        // A symbol that does not exist leaves no file behind.
+        Some(_) if job.lookup_error().is_some() => {}
         Some(_) => output.checkpoint(&job)?,
         None => {
             let stdout = std::io::stdout();
@@ -392,7 +493,13 @@ pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummar
 
     let summary = job.summary();
     let failed = !summary.failures.is_empty();
-    let exit_code = if ran.error.is_some() && summary.progress.bars_added == 0 && held == 0 {
+    let exit_code = if let Some(e) = &summary.lookup_error {
+        if e.is_unknown_contract() {
+            EXIT_NO_SUCH_SYMBOL
+        } else {
+            1
+        }
+    } else if ran.error.is_some() && summary.progress.bars_added == 0 && held == 0 {
         1
     } else if ran.error.is_some() || failed {
         if summary.progress.bars == 0 {
@@ -449,6 +556,7 @@ fn run_embedded(
     settings: &Settings,
     job: &mut BackfillJob,
     progress: &Progress,
+    stop: &Stop,
 ) -> Ran {
     let mut cfg = PoolWorldConfig::new(args.seed);
     // The configured pool (purposes, pacing, timeouts); the simulator's gateway label and seed.
@@ -468,9 +576,12 @@ fn run_embedded(
         request_timeout: secs(settings.fetch.request_timeout_secs),
         ..BackfillRun::default()
     };
-    let result = world.run_backfill(job, run, |job, elapsed| {
-        progress.update(job, Some(elapsed), None);
-    });
+    let result = world.run_backfill_until(
+        job,
+        run,
+        |job, elapsed| progress.update(job, Some(elapsed), None),
+        stop.flag(),
+    );
     match result {
         Ok(report) => Ran {
             pool: Some(report.pool),
@@ -494,6 +605,7 @@ fn run_gateway(
     job: &mut BackfillJob,
     progress: &Progress,
     output: &Output,
+    stop: &Stop,
 ) -> Ran {
     let rt = match crate::session::runtime() {
         Ok(rt) => rt,
@@ -506,14 +618,95 @@ fn run_gateway(
             }
         }
     };
-    rt.block_on(drive_gateway(args, settings, addr, job, progress, output))
+    rt.block_on(drive_gateway(
+        args, settings, addr, job, progress, output, stop,
+    ))
+}
+
+/// What a wall-time fetch tells its user about the gateway while it runs (on stderr, also when
+/// stderr is not a terminal), and when it gives up on a gateway that stays away.
+struct GatewayWatch<'a> {
+    addr: &'a str,
+    patience: Duration,
+    /// Since when no session is up (`None`: connected).
+    down_since: Option<tokio::time::Instant>,
+    /// The notice stream ended (the pool shut down).
+    closed: bool,
+}
+
+impl<'a> GatewayWatch<'a> {
+    fn new(addr: &'a str, patience: Duration) -> Self {
+        Self {
+            addr,
+            patience,
+            down_since: None,
+            closed: false,
+        }
+    }
+
+    fn on_notice(&mut self, notice: &PoolNotice, progress: &Progress) {
+        let text = match notice {
+            PoolNotice::Disconnected { reason, .. } => {
+                self.down_since
+                    .get_or_insert_with(tokio::time::Instant::now);
+                format!(
+                    "lost the connection to {} ({reason}); reconnecting for up to {} — \
+                     requests in flight are asked again",
+                    self.addr,
+                    human(self.patience)
+                )
+            }
+            PoolNotice::Connected { client_id, .. } => match self.down_since.take() {
+                Some(since) => format!(
+                    "reconnected to {} (client id {client_id}) after {}",
+                    self.addr,
+                    human(since.elapsed())
+                ),
+                None => return,
+            },
+            PoolNotice::PacingStore {
+                error: Some(error), ..
+            } => format!("{error}; requests wait for it, none is sent unpaced"),
+            PoolNotice::PacingStore { error: None, .. } => {
+                "the pacing store answers again; requests go on".to_owned()
+            }
+            PoolNotice::Connectivity { change, .. } => {
+                format!("{} reports its link to IB: {change:?}", self.addr)
+            }
+            PoolNotice::LeaseLost { error, .. } => format!("lost the connection's lease: {error}"),
+            // Streams are not a fetch's; a missed notice changes nothing it would say.
+            _ => return,
+        };
+        tracing::debug!(%text, "pool notice");
+        progress.bar.suspend(|| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "ibconn: {text}");
+        });
+    }
+
+    /// Resolves once the gateway has been away longer than the patience (never while up).
+    async fn given_up(&self) {
+        match self.down_since {
+            Some(since) => tokio::time::sleep_until(since + self.patience).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn give_up_message(&self) -> String {
+        format!(
+            "{} stayed unreachable for {}; stopped (what was fetched is written — run the same \
+             command again to resume; fetch.gateway_down_secs sets the patience)",
+            self.addr,
+            human(self.patience)
+        )
+    }
 }
 
 /// Interval of `--out` checkpoints during a wall-time fetch.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
-/// Drive `job` on a real gateway. Ctrl-C stops it: what was fetched is written and the exit code
-/// says "partial". `--out` is rewritten every [`CHECKPOINT_EVERY`], so even a killed process keeps
+/// Drive `job` on a real gateway. SIGINT or SIGTERM stops it: what was fetched is written and the
+/// exit code says "partial". `--out` is rewritten every [`CHECKPOINT_EVERY`], so even a killed process keeps
 /// most of its work.
 async fn drive_gateway(
     args: &FetchArgs,
@@ -522,6 +715,7 @@ async fn drive_gateway(
     job: &mut BackfillJob,
     progress: &Progress,
     output: &Output,
+    stop: &Stop,
 ) -> Ran {
     if job.is_finished() {
         return Ran {
@@ -545,6 +739,9 @@ async fn drive_gateway(
         }
     };
     let mut error = None;
+    // Subscribed before the first acquire, so no notice of this run is missed.
+    let mut notices = pool.events();
+    let mut watch = GatewayWatch::new(addr, secs(settings.fetch.gateway_down_secs));
     // A refused or failing dial ends the fetch at once (no waiting out the acquire timeout).
     match probe::acquire_fast(&pool, Purpose::Backfill, addr, acquire_timeout).await {
         Ok(conn) => {
@@ -563,7 +760,18 @@ async fn drive_gateway(
                 }
                 let joined = tokio::select! {
                     joined = set.join_next() => joined,
-                    _ = tokio::signal::ctrl_c() => {
+                    notice = notices.recv(), if !watch.closed => {
+                        match notice {
+                            Some(n) => watch.on_notice(&n, progress),
+                            None => watch.closed = true,
+                        }
+                        continue;
+                    }
+                    () = watch.given_up() => {
+                        error = Some(watch.give_up_message());
+                        break;
+                    }
+                    () = stop.wait() => {
                         error = Some("interrupted".to_owned());
                         break;
                     }

@@ -30,9 +30,12 @@ mod fetch;
 mod health;
 mod ids;
 mod metrics;
+mod output;
 mod probe;
 mod serve;
 mod session;
+mod signals;
+mod spans;
 mod util;
 mod validate;
 
@@ -53,7 +56,7 @@ fn main() -> ExitCode {
             if args.json {
                 print_json(&verdict, ExitCode::SUCCESS)
             } else {
-                print!("{}", verdict.text());
+                say(&verdict.text());
                 ExitCode::SUCCESS
             }
         }
@@ -83,7 +86,7 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
                     if args.json {
                         print_json(&summary, code)
                     } else {
-                        eprint!("{}", summary.text());
+                        say_err(&summary.text());
                         code
                     }
                 }
@@ -98,7 +101,7 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
                     if args.json {
                         print_json(&report, ExitCode::SUCCESS)
                     } else {
-                        print!("{}", report.text());
+                        say(&report.text());
                         ExitCode::SUCCESS
                     }
                 }
@@ -121,9 +124,9 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
                 return print_json(&report, code);
             }
             if report.healthy {
-                print!("{}", report.text());
+                say(&report.text());
             } else {
-                eprint!("{}", report.text());
+                say_err(&report.text());
             }
             code
         }
@@ -134,13 +137,13 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
         Command::Validate(args) => match validate::validate(&args, settings) {
             Ok(report) => {
                 if let Some(w) = &report.cache_warning {
-                    eprintln!("ibconn: warning: {w}");
+                    say_err(&format!("ibconn: warning: {w}\n"));
                 }
                 let code = ExitCode::from(report.exit_code());
                 if args.json {
                     print_json(&report, code)
                 } else {
-                    print!("{}", report.text());
+                    say(&report.text());
                     code
                 }
             }
@@ -152,10 +155,10 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
                 if args.json {
                     print_json(&report, code)
                 } else if report.exit_code == 0 {
-                    print!("{}", report.text());
+                    say(&report.text());
                     code
                 } else {
-                    eprint!("{}", report.text());
+                    say_err(&report.text());
                     code
                 }
             }
@@ -169,7 +172,7 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
                 let code = if args.json {
                     print_json(&out, code)
                 } else {
-                    print!("{}", out.text());
+                    say(&out.text());
                     code
                 };
                 match refused {
@@ -192,7 +195,9 @@ fn print_config(settings: &Settings, origin: &config::Origin, json: bool) -> Exi
     }
     match toml::to_string_pretty(&shown) {
         Ok(text) => {
-            print!("# effective configuration (defaults < file < IBCONN_* environment)\n{origin}\n{text}");
+            say(&format!(
+                "# effective configuration (defaults < file < IBCONN_* environment)\n{origin}\n{text}"
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e.to_string(), 1),
@@ -203,14 +208,28 @@ fn print_config(settings: &Settings, origin: &config::Origin, json: bool) -> Exi
 fn print_json(value: &impl Serialize, code: ExitCode) -> ExitCode {
     match serde_json::to_string_pretty(value) {
         Ok(s) => {
-            println!("{s}");
+            say(&format!("{s}\n"));
             code
         }
         Err(e) => fail(&e.to_string(), 1),
     }
 }
 
+/// `text` on stdout. A reader that went away (`ibconn config | head -1`) is not an error of
+/// ours: the rest is dropped quietly instead of panicking like `print!`.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// `text` on stderr, quietly dropped if stderr is closed (see [`say`]).
+fn say_err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 fn fail(message: &str, code: u8) -> ExitCode {
-    eprintln!("ibconn: {message}");
+    say_err(&format!("ibconn: {message}\n"));
     ExitCode::from(code)
 }

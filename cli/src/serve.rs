@@ -11,27 +11,40 @@
 //! - `GET /metrics`: the same snapshot in Prometheus text format.
 //!
 //! With a token (`--token` or `IBCONN_HTTP_TOKEN`) every route, `/metrics` included, needs
-//! `Authorization: Bearer TOKEN`; otherwise 401 in the envelope.
+//! `Authorization: Bearer TOKEN` (the scheme in any case, RFC 7235; the token compared in
+//! constant time); otherwise 401 in the envelope. Without a token `serve` binds to loopback
+//! only, unless told `--insecure-no-token`.
+//!
+//! Every error is the envelope too: 401, 404, 405, and the limits of [`limits`] (408, 413, 431,
+//! 503). Health probes are single-flight ([`flight`]); the server under the router bounds slow
+//! clients, connections and the shutdown ([`server`]).
 
-use std::net::SocketAddr;
+mod flight;
+mod limits;
+mod server;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ibconn_core::breaker::BreakerSnapshot;
 use ibconn_core::client_id::Purpose;
-use ibconn_core::pacer::PacerSnapshot;
+use ibconn_core::pacer::{PacerSnapshot, SharedPacerStatus};
 use ibconn_core::pool::PoolStats;
 use ibconn_tokio::{Pool, PooledConnection};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use self::flight::SingleFlight;
+use self::limits::{Gate, Limits};
 
 use crate::args::ServeArgs;
 use crate::config::{secs, Settings};
@@ -43,8 +56,12 @@ use crate::probe::{self, ProbeError, ProbeOk};
 /// The environment variable holding the bearer token when `--token` is not given.
 pub(crate) const TOKEN_ENV: &str = "IBCONN_HTTP_TOKEN";
 
-/// The longest the pool's shutdown may delay the exit.
+/// The longest the pool's shutdown may delay the exit (after the HTTP drain,
+/// [`server::SHUTDOWN_DRAIN`]).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest the runtime waits for blocking work (registry file I/O) when `serve` returns.
+const RUNTIME_GRACE: Duration = Duration::from_millis(500);
 
 /// Why `serve` could not run.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +69,18 @@ pub(crate) enum ServeError {
     /// Bad configuration (e.g. an empty token).
     #[error("{0}")]
     Config(String),
+    /// A non-loopback address without a token and without `--insecure-no-token`: anyone who
+    /// can reach the port could read the pool's state.
+    #[error(
+        "refusing to serve on {listen} without a bearer token: anyone who can reach that \
+         address could read the pool's state. Set a token (--token, {TOKEN_ENV} or http.token \
+         in ibconn.toml), listen on loopback (e.g. --listen 127.0.0.1:8787), or pass \
+         --insecure-no-token if something in front restricts access"
+    )]
+    NoToken {
+        /// The listen address asked for.
+        listen: SocketAddr,
+    },
     /// The runtime or the listening socket failed.
     #[error("{context}: {source}")]
     Io {
@@ -66,7 +95,7 @@ impl ServeError {
     /// The process exit code: 2 for configuration, 1 otherwise.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) => 2,
+            Self::Config(_) | Self::NoToken { .. } => 2,
             Self::Io { .. } => 1,
         }
     }
@@ -120,6 +149,21 @@ fn fail<T: Serialize>(
         .into_response()
 }
 
+/// An error envelope as JSON bytes, for answers written outside axum (the connection layer).
+fn envelope_json(code: &'static str, message: &str) -> Vec<u8> {
+    let envelope = Envelope::<()> {
+        success: false,
+        data: None,
+        error: Some(ApiError {
+            code,
+            message: message.to_owned(),
+        }),
+    };
+    serde_json::to_vec(&envelope).unwrap_or_else(|_| {
+        br#"{"success":false,"data":null,"error":{"code":"internal","message":""}}"#.to_vec()
+    })
+}
+
 /// How long a successful probe answers later health calls (IB ignores a `reqCurrentTime` sent
 /// within a second of the previous one).
 const PROBE_REUSE: Duration = Duration::from_millis(1_100);
@@ -131,6 +175,9 @@ struct ProbeSession {
     last_ok: Option<(Instant, ProbeOk)>,
 }
 
+/// A probe's result: the probe and whether it was answered from the cache.
+type ProbeOutcome = Result<(ProbeOk, bool), ProbeError>;
+
 /// Shared state of the handlers.
 #[derive(Debug)]
 struct AppState {
@@ -138,17 +185,31 @@ struct AppState {
     gateway: String,
     token: Option<String>,
     probe_timeout: Duration,
-    /// The probe session, kept between probes (dropped after a failed probe).
+    /// The probe session, kept between probes (dropped after a failed probe). Only the probe
+    /// in flight locks it.
     probe_session: Mutex<ProbeSession>,
+    /// The probe in flight, shared by every health call that arrives while it runs.
+    probe_flight: SingleFlight<ProbeOutcome>,
     /// The outcome of the last probe, for `/metrics`.
     last_probe: std::sync::Mutex<Option<LastProbe>>,
 }
 
 impl AppState {
+    /// The health probe, single-flight: joins the probe in flight, or starts one. A burst of
+    /// health calls thus costs one probe and answers in about one probe's time, instead of
+    /// queueing for a lock held up to the probe timeout per caller.
+    async fn shared_probe(self: &Arc<Self>) -> ProbeOutcome {
+        let state = Arc::clone(self);
+        self.probe_flight
+            .run(|| async move { state.probe().await })
+            .await
+            .unwrap_or_else(|e| Err(ProbeError::Pool(e.to_string())))
+    }
+
     /// One probe: lease (or reuse) the health session and time `reqCurrentTime`. IB ignores a
     /// `reqCurrentTime` within a second of the last one, so a success younger than
     /// [`PROBE_REUSE`] on a session that is still ready is answered from the cache.
-    async fn probe(&self) -> Result<(ProbeOk, bool), ProbeError> {
+    async fn probe(&self) -> ProbeOutcome {
         let mut session = self.probe_session.lock().await;
         if let (Some(_), Some((at, last))) = (&session.conn, session.last_ok) {
             if at.elapsed() < PROBE_REUSE && self.health_session_ready().await {
@@ -271,6 +332,9 @@ struct GatewayPace {
     /// Whether an adaptive pause (after a violation or rate limit) is in force.
     paused: bool,
     pacer: PacerSnapshot,
+    /// The gateway's shared pacing book: where it lives and what every process (and host)
+    /// sharing the gateway holds in it, this one included.
+    shared: SharedPacerStatus,
 }
 
 /// `data` of `/api/ib/pace/stats`.
@@ -342,7 +406,7 @@ async fn pool_metrics(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn pool_health(State(s): State<Arc<AppState>>) -> Response {
-    let probed = s.probe().await;
+    let probed = s.shared_probe().await;
     let connections_ready = s.pool.stats().await.map_or(0, |st| ready(&st));
     let health = |p: Option<&ProbeOk>, cached: bool| Health {
         healthy: p.is_some(),
@@ -377,6 +441,7 @@ async fn pace_status(State(s): State<Arc<AppState>>) -> Response {
                 addr: g.addr,
                 paused: g.pacer.paused_for_ms > 0,
                 pacer: g.pacer,
+                shared: g.pacing,
             })
             .collect(),
     })
@@ -429,9 +494,37 @@ async fn not_found() -> Response {
     )
 }
 
-/// Equal in time independent of where the inputs differ (lengths may leak).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A known path with another method than `GET`/`HEAD` (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method) -> Response {
+    fail::<()>(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method_not_allowed",
+        format!("{method} is not allowed here; this API answers GET"),
+    )
+}
+
+/// Whether `presented` equals `secret`, in a time that depends on `presented`'s length only
+/// (what the caller sent), never on where or whether it differs from the secret, nor on the
+/// secret's length.
+fn constant_time_eq(presented: &[u8], secret: &[u8]) -> bool {
+    if secret.is_empty() {
+        return presented.is_empty();
+    }
+    let mut diff = presented.len() ^ secret.len();
+    for (i, p) in presented.iter().enumerate() {
+        diff |= usize::from(p ^ secret[i % secret.len()]);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The credentials of an `Authorization: Bearer TOKEN` header: the scheme matched in any case
+/// (RFC 7235 §2.1), one or more spaces, then the token. `None` for another scheme.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
 }
 
 /// Reject requests without the configured bearer token.
@@ -443,7 +536,7 @@ async fn auth(State(s): State<Arc<AppState>>, request: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer);
     match presented {
         Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(request).await,
         Some(_) => unauthorized("invalid bearer token"),
@@ -463,8 +556,9 @@ fn unauthorized(message: &str) -> Response {
     r
 }
 
-/// The router over `state`.
-fn router(state: Arc<AppState>) -> Router {
+/// The router over `state`: the limits first (they bound unauthenticated clients too), then
+/// the token, then the routes.
+fn router(state: Arc<AppState>, limits: Limits) -> Router {
     Router::new()
         .route("/api/ib/pool/status", get(pool_status))
         .route("/api/ib/pool/metrics", get(pool_metrics))
@@ -472,8 +566,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/ib/pace/status", get(pace_status))
         .route("/api/ib/pace/stats", get(pace_stats))
         .route("/metrics", get(prometheus))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Gate::new(limits)),
+            limits::enforce,
+        ))
         .with_state(state)
 }
 
@@ -489,16 +588,27 @@ fn token(args: &ServeArgs, settings: &Settings) -> Result<Option<String>, ServeE
     }
 }
 
+/// Whether `ip` is a loopback address (127.0.0.0/8, ::1, or either mapped into IPv6).
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// What `serve` runs with: flags over the configuration.
 struct Resolved {
     gateway: String,
     listen: SocketAddr,
     token: Option<String>,
     probe_timeout: Duration,
+    limits: Limits,
 }
 
-/// Run the server until Ctrl-C or SIGTERM.
+/// Run the server until Ctrl-C or SIGTERM, then stop accepting, give requests in flight up to
+/// [`server::SHUTDOWN_DRAIN`], close what is left and shut the pool down (up to
+/// [`SHUTDOWN_GRACE`]): the exit is bounded whatever clients or the gateway do.
 pub(crate) fn serve(args: &ServeArgs, settings: &Settings) -> Result<(), ServeError> {
+    let probe_timeout = args
+        .probe_timeout
+        .unwrap_or_else(|| secs(settings.health.probe_timeout_secs));
     let resolved = Resolved {
         gateway: args
             .gateway
@@ -520,15 +630,45 @@ pub(crate) fn serve(args: &ServeArgs, settings: &Settings) -> Result<(), ServeEr
             }
         },
         token: token(args, settings)?,
-        probe_timeout: args
-            .probe_timeout
-            .unwrap_or_else(|| secs(settings.health.probe_timeout_secs)),
+        probe_timeout,
+        limits: Limits::new(
+            args.request_timeout,
+            args.max_concurrent_requests,
+            probe_timeout,
+        ),
     };
+    if resolved.token.is_none() && !is_loopback(resolved.listen.ip()) {
+        if !args.insecure_no_token {
+            return Err(ServeError::NoToken {
+                listen: resolved.listen,
+            });
+        }
+        eprintln!(
+            "ibconn: warning: serving on {} without a bearer token (--insecure-no-token)",
+            resolved.listen
+        );
+        tracing::warn!(listen = %resolved.listen, "serving without a bearer token");
+    }
+    if resolved.limits.request_timeout <= resolved.probe_timeout {
+        eprintln!(
+            "ibconn: warning: --request-timeout ({:?}) is not longer than the probe timeout \
+             ({:?}): a slow health probe is answered 503 response_timeout",
+            resolved.limits.request_timeout, resolved.probe_timeout
+        );
+        tracing::warn!(
+            request_timeout = ?resolved.limits.request_timeout,
+            probe_timeout = ?resolved.probe_timeout,
+            "the request timeout does not outlast the probe timeout"
+        );
+    }
     let rt = tokio::runtime::Runtime::new().map_err(|source| ServeError::Io {
         context: "cannot start the runtime".to_owned(),
         source,
     })?;
-    rt.block_on(run(&resolved, settings))
+    let served = rt.block_on(run(&resolved, settings));
+    // Tasks still running (a probe's file I/O) must not hold the exit up.
+    rt.shutdown_timeout(RUNTIME_GRACE);
+    served
 }
 
 async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
@@ -543,9 +683,6 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         context: "cannot read the bound address".to_owned(),
         source,
     })?;
-    if !addr.ip().is_loopback() && token.is_none() {
-        eprintln!("ibconn: warning: serving on {addr} without a bearer token");
-    }
     let pool = coordination::start_pool(
         settings,
         health_pool_config(settings, &args.gateway, args.probe_timeout),
@@ -558,25 +695,32 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         token,
         probe_timeout: args.probe_timeout,
         probe_session: Mutex::new(ProbeSession::default()),
+        probe_flight: SingleFlight::default(),
         last_probe: std::sync::Mutex::new(None),
     });
     // Connect right away, so status and /metrics show the session before the first health call.
     let first = Arc::clone(&state);
     tokio::spawn(async move {
-        if let Err(e) = first.probe().await {
+        if let Err(e) = first.shared_probe().await {
             tracing::warn!(error = %e, "initial probe failed");
         }
     });
     println!("listening on {addr}");
-    let served = axum::serve(listener, router(Arc::clone(&state)))
-        .with_graceful_shutdown(stop_signal())
-        .await;
-    drop(state.probe_session.lock().await.conn.take());
+    server::run(
+        listener,
+        router(Arc::clone(&state), args.limits),
+        args.limits,
+        stop_signal(),
+    )
+    .await;
+    // A probe still waiting on the gateway must not hold the shutdown up.
+    state.probe_flight.abort();
+    if let Ok(mut session) = tokio::time::timeout(SHUTDOWN_GRACE, state.probe_session.lock()).await
+    {
+        drop(session.conn.take());
+    }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, pool.shutdown()).await;
-    served.map_err(|source| ServeError::Io {
-        context: "the HTTP server failed".to_owned(),
-        source,
-    })
+    Ok(())
 }
 
 /// Ctrl-C, or SIGTERM on Unix (how containers stop).
@@ -611,6 +755,34 @@ mod tests {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"secretsecret", b"secret"));
         assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_matches_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn loopback_is_127_8_and_ipv6_one_also_mapped() {
+        for ip in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "0.0.0.0",
+            "::",
+            "10.0.0.1",
+            "::ffff:10.0.0.1",
+            "192.168.1.1",
+        ] {
+            assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
+        }
     }
 }

@@ -36,6 +36,9 @@ impl Gateway {
         let mut child = ibconn_std_in(dir)
             .args(["sim", "--listen", "127.0.0.1:0", "--pace-scale"])
             .arg(SCALE.to_string())
+            // The fetches ask for December 2025's 5-second bars: pin the gateway's clock within
+            // IB's six months of small-bar history, whatever the date the test runs on.
+            .args(["--wall-clock", "20260106-15:00:00"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -103,6 +106,22 @@ fn fetch(
     hours: u32,
     store: Option<&str>,
 ) -> Child {
+    fetch_cmd(dir, state, config, gateway, symbol, hours, store)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The command line of [`fetch`], stdout piped, stderr not set.
+fn fetch_cmd(
+    dir: &Path,
+    state: &Path,
+    config: &Path,
+    gateway: &str,
+    symbol: &str,
+    hours: u32,
+    store: Option<&str>,
+) -> Command {
     let to = format!("2025-12-{:02}T{:02}:00:00Z", 1 + hours / 24, hours % 24);
     let mut cmd = ibconn_std_in(dir);
     if let Some(store) = store {
@@ -124,10 +143,8 @@ fn fetch(
         ])
         .args(["--gateway", gateway, "--json", "--out"])
         .arg(dir.join(format!("{symbol}.csv")))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stdout(Stdio::piped());
+    cmd
 }
 
 /// One shared-pacing run at a time: each is pacing-bound, not CPU-bound, and two at once on a
@@ -142,7 +159,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// Runs one fetch per `(symbol, state dir)` at once against a fresh simulator and checks that
 /// together they stay inside IB's per-gateway budget: every fetch complete, no 162 at any
 /// process nor at the simulator, and no faster than IB's minimum for the combined requests.
-fn run_shared(name: &str, runs: &[(&str, &str)], hours: u32, store: Option<&str>) {
+fn run_shared(name: &str, runs: &[(&str, &str)], hours: u32, store: Option<&str>) -> Plans {
     let _one = one_at_a_time();
     let dir = scratch(name);
     let config = write_config(&dir);
@@ -158,6 +175,18 @@ fn run_shared(name: &str, runs: &[(&str, &str)], hours: u32, store: Option<&str>
             ((*symbol).to_owned(), child)
         })
         .collect();
+    // While they run: `plan` on one host sees them in the shared book, and waits behind them.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let plans = Plans {
+        shared: plan(&dir, &dir.join(runs[0].1), &config, &gateway.addr, store),
+        alone: plan(
+            &dir,
+            &dir.join("nobody"),
+            &config,
+            &gateway.addr,
+            Some("memory"),
+        ),
+    };
     let mut requests = 0;
     for (symbol, child) in children {
         let out = child.wait_with_output().unwrap();
@@ -188,6 +217,47 @@ fn run_shared(name: &str, runs: &[(&str, &str)], hours: u32, store: Option<&str>
         "faster than IB allows: the budget was not shared"
     );
     assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
+    plans
+}
+
+/// `ibconn plan --json` reports of one more fetch, made while a shared run was going.
+struct Plans {
+    /// Through the run's store.
+    shared: Value,
+    /// Through a private (memory) store: what the plan would say alone.
+    alone: Value,
+}
+
+/// `ibconn plan --json` for a day of IWM 5-second bars on `gateway`, sharing `state`.
+fn plan(dir: &Path, state: &Path, config: &Path, gateway: &str, store: Option<&str>) -> Value {
+    let mut cmd = ibconn_std_in(dir);
+    if let Some(store) = store {
+        cmd.env("IBCONN_COORDINATION_STORE", store);
+    }
+    let out = cmd
+        .env("XDG_STATE_HOME", state)
+        .arg("--config")
+        .arg(config)
+        .args([
+            "plan",
+            "IWM",
+            "--bar",
+            "5s",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2025-12-02",
+        ])
+        .args(["--gateway", gateway, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -198,7 +268,22 @@ fn four_processes_on_one_host_share_one_pacing_budget_through_the_file_store() {
         ("SPY", "state"),
         ("QQQ", "state"),
     ];
-    run_shared("shared-file", &one_host, 26, None);
+    let plans = run_shared("shared-file", &one_host, 26, None);
+    let shared = &plans.shared["shared"];
+    assert!(
+        shared["owners"].as_array().is_some_and(|o| o.len() >= 2),
+        "plan sees the fetches in the shared book: {shared}"
+    );
+    assert!(
+        shared["historical_weight_in_window"].as_u64() > Some(0),
+        "{shared}"
+    );
+    assert!(
+        plans.shared["estimate_secs"].as_u64() > plans.alone["estimate_secs"].as_u64(),
+        "the shared estimate waits behind the others: {} vs {} alone",
+        plans.shared["estimate_secs"],
+        plans.alone["estimate_secs"]
+    );
 }
 
 #[test]
@@ -208,7 +293,10 @@ fn three_hosts_share_one_pacing_budget_through_redis() {
     };
     // Separate state directories: nothing is shared but the Redis server.
     let hosts = [("AAPL", "host-a"), ("MSFT", "host-b"), ("SPY", "host-c")];
-    run_shared("shared-redis", &hosts, 35, Some(&redis.url()));
+    let plans = run_shared("shared-redis", &hosts, 35, Some(&redis.url()));
+    assert!(plans.shared["shared"]["store"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("redis://")));
 }
 
 /// The same fetch run twice in a row by two processes (the README's "Ctrl-C, run it again", or
@@ -269,5 +357,55 @@ fn a_killed_process_frees_its_reservations_and_the_others_finish() {
         assert_eq!(summary["pacing_violations"], 0, "{symbol}: {summary}");
         assert_eq!(summary["job"]["progress"]["chunks_failed"], 0, "{symbol}");
     }
+    assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
+}
+
+/// Redis killed mid-run and started again empty: the fetches wait while it is down and say so,
+/// put the lost book back when it returns, and finish every chunk with no violation.
+#[test]
+fn a_redis_restart_mid_run_loses_no_chunk_and_causes_no_violation() {
+    let Some(mut redis) = redis_common::RedisServer::start().unwrap() else {
+        return;
+    };
+    let _one = one_at_a_time();
+    let dir = scratch("redis-restart");
+    let config = write_config(&dir);
+    let gateway = Gateway::start(&dir);
+    let url = redis.url();
+    let children: Vec<(&str, Child)> = [("AAPL", "host-a"), ("MSFT", "host-b")]
+        .into_iter()
+        .map(|(symbol, host)| {
+            let run = dir.join(symbol);
+            std::fs::create_dir_all(&run).unwrap();
+            let state = dir.join(host);
+            let mut cmd = fetch_cmd(&run, &state, &config, &gateway.addr, symbol, 35, Some(&url));
+            (symbol, cmd.stderr(Stdio::piped()).spawn().unwrap())
+        })
+        .collect();
+    // 70 requests for a budget of 60 per window: the run is pacing-bound when Redis goes.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    redis.kill();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    redis.restart().unwrap();
+    let mut said = String::new();
+    for (symbol, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let summary: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{symbol}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{symbol}: {summary}");
+        assert_eq!(summary["pacing_violations"], 0, "{symbol}: {summary}");
+        let p = &summary["job"]["progress"];
+        assert_eq!(p["chunks_failed"], 0, "{symbol}: {summary}");
+        assert_eq!(
+            p["chunks_done"], p["chunks_total"],
+            "{symbol}: no chunk lost"
+        );
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        said.contains("is unavailable") && said.contains("none is sent unpaced"),
+        "a clear message while it waits: {said}"
+    );
+    assert!(said.contains("answers again"), "{said}");
     assert_eq!(gateway.stop(), 0, "the gateway counted pacing violations");
 }

@@ -141,7 +141,8 @@ impl Backoff {
         now: Instant,
         rng: &mut R,
     ) -> Option<Instant> {
-        self.next_delay(rng).map(|delay| now + delay)
+        self.next_delay(rng)
+            .map(|delay| crate::deadline::after(now, delay))
     }
 
     /// Forgets past failures; the next delay is drawn from `[0, base]` again.

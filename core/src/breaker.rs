@@ -204,7 +204,7 @@ impl CircuitBreaker {
 
     fn open(&mut self, now: Instant) {
         self.state = BreakerState::Open {
-            until: now + self.config.open_for,
+            until: crate::deadline::after(now, self.config.open_for),
         };
         self.times_opened += 1;
     }

@@ -24,6 +24,7 @@ pub mod civil;
 pub mod classify;
 pub mod client_id;
 pub mod connection;
+pub mod deadline;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "file-store")]

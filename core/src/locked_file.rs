@@ -178,8 +178,8 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> LockedFileError {
     }
 }
 
-/// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name (`a.csv` + `.lock` = `a.csv.lock`).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())

@@ -1,8 +1,11 @@
 //! Backfill planning properties: for any range and bar size the chunks tile the aligned range
-//! exactly, each is IB-legal, and merging is idempotent and order-independent.
+//! exactly, each is IB-legal, the chunk grid does not depend on `from`, and merging is idempotent
+//! and order-independent.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use ibconn_core::backfill::{aligned_range, plan_chunks, BarSet};
+use std::collections::BTreeSet;
+
+use ibconn_core::backfill::{aligned_range, plan_chunks, BarSet, Chunk};
 use ibconn_core::bar_size::BarSize;
 use ibconn_core::message::{Bar, BarTime};
 use proptest::prelude::*;
@@ -18,8 +21,9 @@ proptest! {
     ) {
         let to = from + len;
         let Ok(chunks) = plan_chunks(bar, from, to) else {
-            // Only the request cap may refuse a non-empty range.
-            prop_assert!(i64::from(bar.max_request_secs()) * 200_000 < len);
+            // Only the request cap may refuse a non-empty range (the grid cells it touches,
+            // partial ones at both ends included).
+            prop_assert!(i64::from(bar.max_request_secs()) * 199_996 < len);
             return Ok(());
         };
         let (a, b) = aligned_range(bar, from, to);
@@ -33,6 +37,37 @@ proptest! {
             if i > 0 {
                 prop_assert_eq!(chunks[i - 1].end_unix, c.start_unix);
             }
+        }
+    }
+
+    #[test]
+    fn the_chunk_grid_does_not_depend_on_from(
+        bar in prop::sample::select(BarSize::ALL.to_vec()),
+        from1 in 946_684_800i64..1_800_000_000,
+        from2 in 946_684_800i64..1_800_000_000,
+        len in 1i64..(3 * 365 * 86_400),
+    ) {
+        let to = from1.max(from2) + len;
+        let (Ok(one), Ok(two)) = (plan_chunks(bar, from1, to), plan_chunks(bar, from2, to)) else {
+            return Ok(()); // over the request cap
+        };
+        let bounds = |chunks: &[Chunk]| -> BTreeSet<i64> {
+            chunks.iter().flat_map(|c| [c.start_unix, c.end_unix]).collect()
+        };
+        let two_bounds = bounds(&two);
+        // Past both starts, every boundary of one plan is a boundary of the other. (At the
+        // later start itself, its own plan begins a partial chunk the other need not split.)
+        let start = from1.max(from2);
+        for b in bounds(&one).range(start + 1..) {
+            prop_assert!(
+                two_bounds.contains(b),
+                "{bar}: boundary {b} of plan({from1}) is not one of plan({from2}) (to {to})"
+            );
+        }
+        // Interior boundaries lie on the epoch-anchored grid.
+        let span = i64::from(bar.max_request_secs());
+        for c in &one[1..] {
+            prop_assert_eq!(c.start_unix.rem_euclid(span), 0);
         }
     }
 

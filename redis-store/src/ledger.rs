@@ -84,8 +84,14 @@ impl PaceLedger for RedisLedger {
             serde_json::from_slice::<PaceBook>(bytes)
                 .map_err(|e| Undecodable::Corrupt(e.to_string()))
         };
-        // A missing key may be a restart that lost the book (nothing tells it from a first use).
-        let fresh = |t: ServerTime| PaceBook::after_loss(fresh_generation(t.pace_time(), owner));
+        // A missing key may be a restart that lost the book; nothing tells it from a first use
+        // but the server's uptime: a book lost before the server started was lost with it.
+        let fresh = |t: ServerTime, lost_since: ServerTime| {
+            PaceBook::after_loss_since(
+                fresh_generation(t.pace_time(), owner),
+                lost_since.pace_time(),
+            )
+        };
         let codec = Codec {
             decode: &decode,
             fresh: &fresh,

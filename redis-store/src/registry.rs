@@ -119,7 +119,7 @@ impl RedisRegistry {
     ) -> Result<T, IdRegistryError> {
         let codec = Codec {
             decode: &decode_state,
-            fresh: &|_: ServerTime| RegistryState::new(),
+            fresh: &|_: ServerTime, _: ServerTime| RegistryState::new(),
             ttl: self.key_ttl(),
         };
         let Self { store, key, me } = self;

@@ -162,8 +162,10 @@ pub(crate) enum Undecodable {
 pub(crate) struct Codec<'a, S> {
     /// Parses the stored bytes.
     pub(crate) decode: &'a dyn Fn(&[u8]) -> Result<S, Undecodable>,
-    /// The value when the key does not exist (stored by the step even if unchanged).
-    pub(crate) fresh: &'a dyn Fn(ServerTime) -> S,
+    /// The value when the key does not exist (stored by the step even if unchanged), given the
+    /// time and the earliest time an earlier value can have been lost (when the server started,
+    /// or now if this step moved a corrupt value aside).
+    pub(crate) fresh: &'a dyn Fn(ServerTime, ServerTime) -> S,
     /// Expiry renewed with every write.
     pub(crate) ttl: Duration,
 }
@@ -293,6 +295,7 @@ impl RedisStore {
         let start = Instant::now();
         let mut attempts = 0_u32;
         let mut reconnected = false;
+        let mut moved_aside = false;
         loop {
             attempts += 1;
             let reused = self.conn.is_some();
@@ -316,6 +319,7 @@ impl RedisStore {
                 Found::WrongType => {
                     let reason = "not a string value (WRONGTYPE)".to_owned();
                     self.move_aside(key, time, reason)?;
+                    moved_aside = true;
                     self.pause_or_give_up(key, start, attempts)?;
                     continue;
                 }
@@ -324,6 +328,7 @@ impl RedisStore {
                 Ok(stored) => stored,
                 Err(Undecodable::Corrupt(reason)) => {
                     self.move_aside(key, time, reason)?;
+                    moved_aside = true;
                     self.pause_or_give_up(key, start, attempts)?;
                     continue;
                 }
@@ -342,7 +347,14 @@ impl RedisStore {
                     let before = self.encode(&state)?;
                     (state, Some(before))
                 }
-                None => ((codec.fresh)(time), None),
+                None => {
+                    let lost_since = if moved_aside {
+                        time
+                    } else {
+                        self.started(time)
+                    };
+                    ((codec.fresh)(time, lost_since), None)
+                }
             };
             let out = op(&mut state, time);
             let after = self.encode(&state)?;
@@ -354,6 +366,28 @@ impl RedisStore {
                 Ok(false) => self.pause_or_give_up(key, start, attempts)?,
                 Err(e) => return Err(self.unavailable(&e)),
             }
+        }
+    }
+
+    /// When the server started (`INFO server`'s uptime before `time`): a missing key cannot
+    /// have been lost by a restart earlier than that. `time` itself if the server will not say.
+    fn started(&mut self, time: ServerTime) -> ServerTime {
+        let read_timeout = self.options.read_timeout;
+        let Ok(conn) = self.connection() else {
+            return time;
+        };
+        let packed = redis::cmd("INFO").arg("server").get_packed_command();
+        let uptime = exchange(conn, &packed, 1, read_timeout)
+            .ok()
+            .and_then(|mut replies| replies.pop())
+            .and_then(|reply| redis::from_redis_value::<String>(reply).ok())
+            .and_then(|info| uptime_secs(&info));
+        match uptime {
+            Some(up) => ServerTime {
+                secs: time.secs.saturating_sub(up),
+                micros: time.micros,
+            },
+            None => time,
         }
     }
 
@@ -592,6 +626,13 @@ fn exchange(
     Ok(out)
 }
 
+/// `uptime_in_seconds` from an `INFO server` reply.
+fn uptime_secs(info: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("uptime_in_seconds:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn server_error(command: &str, e: &redis::ServerError) -> ReadError {
     ReadError::Reply(format!(
         "{command}: {} {}",
@@ -640,6 +681,16 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::uptime_secs;
+
+    #[test]
+    fn uptime_is_read_from_info_server() {
+        let info =
+            "# Server\r\nredis_version:7.0.15\r\nuptime_in_seconds:4211\r\nuptime_in_days:0\r\n";
+        assert_eq!(uptime_secs(info), Some(4211));
+        assert_eq!(uptime_secs("# Server\r\n"), None);
+    }
+
     use super::*;
 
     #[test]

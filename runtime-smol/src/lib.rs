@@ -9,6 +9,13 @@
 //! channel hop between the caller and the socket) and hands pool and socket to the driver once the
 //! session is ready.
 //!
+//! No socket write blocks the driver or goes on forever: the driver hands writes to the socket's
+//! task through a bounded queue it never waits on, and every write has a deadline
+//! ([`Config::write_timeout`]). A gateway that stops reading ends its connection with
+//! [`ConnectionError::WriteTimeout`] (or [`ConnectionError::WriteQueueFull`]); the pool redials
+//! as for any other loss. Channel bounds and their policies are at [`NET_QUEUE`] and
+//! [`WRITE_QUEUE`]; commands from handles stay unbounded (see [`Pool`]).
+//!
 //! With a [`FileRegistry`] the driver does short, locked file operations (lease allocate, release,
 //! heartbeat) inline; they are small and rare, but they block the driver while they run.
 //!
@@ -41,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
-use ibconn_core::connection::{Answer, Config, Query};
+use ibconn_core::connection::{Answer, Config, ConnectionError, Query};
 use ibconn_core::pool::Pool as CorePool;
 use ibconn_core::pool::{
     AcquireId, Channels, Command, Flow, Io, Offer, PoolEvent, Router, SocketId,
@@ -85,15 +92,36 @@ impl Channels for Smol {
 
 type Cmd = Command<Smol>;
 
+/// Socket events (connects, reads, EOFs) queued from the socket tasks to the driver, at most one
+/// 64 KiB read each. Policy: a socket task that is this far ahead waits for the driver, and its
+/// socket goes unread meanwhile — backpressure that TCP's flow control passes on to the gateway —
+/// instead of buffering without bound. Nothing is dropped.
+pub const NET_QUEUE: usize = 64;
+
+/// Writes (coalesced transmits) queued for one socket's writer. Policy: the driver never waits
+/// for a writer; a full queue means the socket stopped taking bytes (the gateway is not reading),
+/// so the connection closes with [`ConnectionError::WriteQueueFull`], as when a write passes its
+/// deadline — never bytes dropped from the stream. A writer whose peer reads drains each write
+/// at once, so a healthy session stays far below it.
+pub const WRITE_QUEUE: usize = 1024;
+
+/// What a socket task reports to the driver.
 #[derive(Debug)]
 enum Net {
     Dialed(SocketId),
     DialFailed(SocketId, String),
     Data(SocketId, Bytes),
     Eof(SocketId, Option<String>),
+    /// The task closed the socket for a typed reason (a write past its deadline).
+    Failed(SocketId, ConnectionError),
 }
 
 /// A pool of TWS sessions driven on smol's global executor. Cheap to clone; all clones share one driver.
+///
+/// Commands from handles to the driver travel on an unbounded queue, bounded by its callers:
+/// every command but two is sent by a call that then waits for its reply, so the queue holds at
+/// most one command per pending call; the other two are a lease's release (once per lease, sent
+/// from `Drop`, which cannot wait) and [`Pool::events`]' subscription (once per [`Events`]).
 #[derive(Debug, Clone)]
 pub struct Pool {
     tx: Sender<Cmd>,
@@ -343,7 +371,9 @@ fn boottime() -> Duration {
 struct Driver {
     pool: CorePool,
     router: Router<Smol>,
-    writers: HashMap<SocketId, Sender<Option<Bytes>>>,
+    /// Each open socket's write queue ([`WRITE_QUEUE`]); dropping one closes its socket once the
+    /// writes queued before are out.
+    writers: HashMap<SocketId, Sender<Bytes>>,
     tasks: Vec<Task<()>>,
     net: Sender<Net>,
 }
@@ -380,6 +410,7 @@ async fn handshake_inline(
     let mut buf = vec![0u8; 16 * 1024];
     // One timer, re-armed only when the deadline moves.
     let (mut armed, mut timer) = (None, Timer::never());
+    let write_timeout = pool.config().connection.write_timeout;
     loop {
         while let Some(io) = pool.poll_io() {
             match io {
@@ -387,9 +418,10 @@ async fn handshake_inline(
                 Io::Write { socket, bytes } => match open.as_mut() {
                     // async-io tries the write before waiting: a fresh socket takes a hello whole.
                     Some((s, stream)) if *s == socket => {
-                        if let Err(e) = stream.write_all(&bytes).await {
+                        let wrote = within(write_timeout, stream.write_all(&bytes)).await;
+                        if let Some(lost) = write_failed(socket, write_timeout, wrote) {
                             open = None;
-                            pool.handle_eof(Instant::now(), socket, Some(e.to_string()));
+                            lost.report(pool);
                         }
                     }
                     _ => {}
@@ -485,8 +517,71 @@ async fn dial(addr: String) -> io::Result<TcpStream> {
     Ok(stream.into())
 }
 
+/// `f`, or `Err(())` once `limit` has passed.
+async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Result<T, ()> {
+    or(async { Ok(f.await) }, async {
+        Timer::after(limit).await;
+        Err(())
+    })
+    .await
+}
+
+/// Why a socket write failed, for the pool.
+#[derive(Debug)]
+enum WriteLost {
+    /// The socket failed.
+    Error(SocketId, String),
+    /// The write passed its deadline.
+    Timeout(SocketId, Duration),
+}
+
+impl WriteLost {
+    /// Report the loss to `pool`.
+    fn report(self, pool: &mut CorePool) {
+        match self {
+            Self::Error(socket, why) => pool.handle_eof(Instant::now(), socket, Some(why)),
+            Self::Timeout(socket, after) => {
+                let reason = ConnectionError::WriteTimeout(after);
+                pool.handle_socket_error(Instant::now(), socket, reason);
+            }
+        }
+    }
+
+    /// The same loss as a socket event.
+    fn into_net(self) -> Net {
+        match self {
+            Self::Error(socket, why) => Net::Eof(socket, Some(why)),
+            Self::Timeout(socket, after) => {
+                Net::Failed(socket, ConnectionError::WriteTimeout(after))
+            }
+        }
+    }
+}
+
+/// Classify the outcome of a write bounded by `limit` (`Err(_)`: the deadline passed); `None` when
+/// it went out. A deadline that passed is logged: the gateway stopped reading.
+fn write_failed<E>(
+    socket: SocketId,
+    limit: Duration,
+    wrote: Result<io::Result<()>, E>,
+) -> Option<WriteLost> {
+    match wrote {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(WriteLost::Error(socket, e.to_string())),
+        Err(_) => {
+            tracing::warn!(
+                socket = socket.0,
+                ?limit,
+                "socket write timed out (the gateway stopped reading); closing the connection"
+            );
+            Some(WriteLost::Timeout(socket, limit))
+        }
+    }
+}
+
 async fn run(pool: CorePool, cmds: Receiver<Cmd>, open: Option<(SocketId, TcpStream)>) {
-    let (net, net_rx) = unbounded();
+    let (net, net_rx) = bounded(NET_QUEUE);
+    let write_timeout = pool.config().connection.write_timeout;
     let interval = pool.config().clock_interval;
     let mut next_tick = Instant::now();
     let mut d = Driver {
@@ -497,17 +592,18 @@ async fn run(pool: CorePool, cmds: Receiver<Cmd>, open: Option<(SocketId, TcpStr
         net,
     };
     if let Some((socket, stream)) = open {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(WRITE_QUEUE);
         d.writers.insert(socket, tx);
+        let net = d.net.clone();
         d.tasks
-            .push(smol::spawn(pump(socket, stream, d.net.clone(), rx)));
+            .push(smol::spawn(pump(socket, stream, net, rx, write_timeout)));
     }
     let mut done = None;
     while done.is_none() {
         d.flush();
         let now = Instant::now();
         if now >= next_tick {
-            next_tick = now + interval;
+            next_tick = ibconn_core::deadline::after(now, interval);
             d.pool.observe_clocks(now, boottime(), wall());
             continue;
         }
@@ -566,6 +662,10 @@ impl Driver {
                 self.writers.remove(&s);
                 self.pool.handle_eof(now, s, cause);
             }
+            Net::Failed(s, reason) => {
+                self.writers.remove(&s);
+                self.pool.handle_socket_error(now, s, reason);
+            }
         }
     }
 
@@ -586,23 +686,42 @@ impl Driver {
     fn io(&mut self, io: Io) {
         match io {
             Io::Dial { socket, addr, .. } => {
-                let (tx, rx) = unbounded();
+                let (tx, rx) = bounded(WRITE_QUEUE);
                 self.writers.insert(socket, tx);
-                let keepalive = self.pool.config().tcp_keepalive;
-                let task = smol::spawn(run_socket(socket, addr, keepalive, self.net.clone(), rx));
+                let config = self.pool.config();
+                let (keepalive, limit) = (config.tcp_keepalive, config.connection.write_timeout);
+                let net = self.net.clone();
+                let task = smol::spawn(run_socket(socket, addr, keepalive, limit, net, rx));
                 self.tasks.push(task);
             }
             Io::Write { socket, bytes } => {
-                if let Some(w) = self.writers.get(&socket) {
-                    let _ = w.try_send(Some(bytes));
+                let Some(w) = self.writers.get(&socket) else {
+                    return;
+                };
+                match w.try_send(bytes) {
+                    // Closed: the socket task ended; its EOF is on the way to the driver.
+                    Ok(()) | Err(TrySendError::Closed(_)) => {}
+                    Err(TrySendError::Full(_)) => self.write_queue_full(socket),
                 }
             }
-            Io::Close { socket } => {
-                if let Some(w) = self.writers.remove(&socket) {
-                    let _ = w.try_send(None);
-                }
-            }
+            // Dropping the queue ends the socket task once the writes before are out (each within
+            // its deadline); a connect in progress is abandoned.
+            Io::Close { socket } => drop(self.writers.remove(&socket)),
         }
+    }
+
+    /// `socket`'s write queue is full: the gateway stopped reading. Close the connection rather
+    /// than wait or drop bytes from the stream.
+    fn write_queue_full(&mut self, socket: SocketId) {
+        tracing::warn!(
+            socket = socket.0,
+            queued = WRITE_QUEUE,
+            "socket write queue full (the gateway stopped reading); closing the connection"
+        );
+        self.writers.remove(&socket);
+        let reason = ConnectionError::WriteQueueFull(WRITE_QUEUE);
+        self.pool
+            .handle_socket_error(Instant::now(), socket, reason);
     }
 
     fn event(&mut self, event: PoolEvent) {
@@ -610,24 +729,28 @@ impl Driver {
     }
 }
 
-/// One socket: connect, then pump reads to the driver and writes from it. Ends on EOF, error
-/// or `None` from the driver (which also abandons a connect in progress).
+/// One socket: connect, then pump reads to the driver and writes from it. Ends on EOF, error,
+/// a write past `write_timeout`, or the driver dropping the write queue (which also abandons a
+/// connect in progress).
 async fn run_socket(
     id: SocketId,
     addr: String,
     keepalive: Option<Duration>,
+    write_timeout: Duration,
     net: Sender<Net>,
-    writes: Receiver<Option<Bytes>>,
+    writes: Receiver<Bytes>,
 ) {
     let connect = async { Some(dial(addr).await) };
+    // Nothing is written before the connect is reported: the queue ending is the driver's close.
     let stream = match or(connect, async { writes.recv().await.ok().and(None) }).await {
         Some(Ok(s)) => s,
-        Some(Err(e)) => return drop(net.try_send(Net::DialFailed(id, e.to_string()))),
+        Some(Err(e)) => return drop(net.send(Net::DialFailed(id, e.to_string())).await),
         None => return,
     };
     configure(SockRef::from(&stream), keepalive);
-    let _ = net.try_send(Net::Dialed(id));
-    pump(id, stream, net, writes).await;
+    if net.send(Net::Dialed(id)).await.is_ok() {
+        pump(id, stream, net, writes, write_timeout).await;
+    }
 }
 
 /// Nodelay (set before the first write) and keepalive.
@@ -638,30 +761,55 @@ fn configure(socket: SockRef<'_>, keepalive: Option<Duration>) {
     }
 }
 
-/// Pump a connected socket: reads to the driver, writes from it.
-async fn pump(id: SocketId, stream: TcpStream, net: Sender<Net>, writes: Receiver<Option<Bytes>>) {
-    let (mut rd, mut wr) = (stream.clone(), stream);
+/// Pump a connected socket: reads to the driver and writes from it, independently (a stuck
+/// write does not stop reads, a reader waiting for the driver does not stop writes). Ends when
+/// either side ends.
+async fn pump(
+    id: SocketId,
+    stream: TcpStream,
+    net: Sender<Net>,
+    writes: Receiver<Bytes>,
+    write_timeout: Duration,
+) {
+    let rd = stream.clone();
+    or(
+        read_half(id, rd, &net),
+        write_half(id, stream, &net, writes, write_timeout),
+    )
+    .await;
+}
+
+/// Read until EOF or error, each read sent to the driver; a full [`NET_QUEUE`] parks this reader.
+async fn read_half(id: SocketId, mut rd: TcpStream, net: &Sender<Net>) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let read = async { Ok(rd.read(&mut buf).await) };
-        match or(read, async { Err(writes.recv().await.ok().flatten()) }).await {
-            Ok(read) => {
-                let msg = match read {
-                    Ok(0) => Net::Eof(id, None),
-                    Ok(n) => Net::Data(id, Bytes::copy_from_slice(&buf[..n])),
-                    Err(e) => Net::Eof(id, Some(e.to_string())),
-                };
-                let end = matches!(msg, Net::Eof(..));
-                if net.try_send(msg).is_err() || end {
-                    return;
-                }
-            }
-            Err(Some(bytes)) => {
-                if let Err(e) = wr.write_all(&bytes).await {
-                    return drop(net.try_send(Net::Eof(id, Some(e.to_string()))));
-                }
-            }
-            Err(None) => return drop(wr.close().await),
+        let msg = match rd.read(&mut buf).await {
+            Ok(0) => Net::Eof(id, None),
+            Ok(n) => Net::Data(id, Bytes::copy_from_slice(&buf[..n])),
+            Err(e) => Net::Eof(id, Some(e.to_string())),
+        };
+        let end = matches!(msg, Net::Eof(..));
+        if net.send(msg).await.is_err() || end {
+            return;
         }
     }
+}
+
+/// Write what the driver queues, each write within `limit`; when the driver drops the queue, shut
+/// the write side down. A failed or timed-out write is reported and ends the socket.
+async fn write_half(
+    id: SocketId,
+    mut wr: TcpStream,
+    net: &Sender<Net>,
+    writes: Receiver<Bytes>,
+    limit: Duration,
+) {
+    while let Ok(bytes) = writes.recv().await {
+        let wrote = within(limit, wr.write_all(&bytes)).await;
+        if let Some(lost) = write_failed(id, limit, wrote) {
+            let _ = net.send(lost.into_net()).await;
+            return;
+        }
+    }
+    let _ = wr.close().await;
 }

@@ -91,8 +91,9 @@ pub struct BarSpec<'a> {
     pub now: i64,
 }
 
-/// Upper bound on bars per answer (the duration table keeps real requests far below it).
-pub const MAX_BARS: usize = 200_000;
+/// Upper bound on bars per answer (the duration table keeps real requests far below it): what one
+/// frame may carry, so a client decodes every answer the simulator sends.
+pub const MAX_BARS: usize = ibconn_core::wire::MAX_REPEATED;
 
 /// Start of the window `duration` before `end`. `D` counts trading sessions back (as IB does: "2 D"
 /// on a Monday morning reaches back to Friday), `W` is 7 calendar days, `M`/`Y` calendar months.

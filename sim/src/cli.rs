@@ -29,6 +29,12 @@ pub struct SimArgs {
     /// cannot wait ten minutes (clients must scale their pacing rules alike).
     #[arg(long, default_value_t = 1.0)]
     pub pace_scale: f64,
+    /// Start the gateway's clock at this UTC instant, `YYYYMMDD-HH:MM:SS`, instead of the real
+    /// time (it runs in real time from there). IB keeps bars of 30 s or less for about six
+    /// months and refuses end dates in the future, by the gateway's clock: tests that fetch fixed
+    /// dates pin it so their data stays inside that history.
+    #[arg(long, value_name = "YYYYMMDD-HH:MM:SS")]
+    pub wall_clock: Option<String>,
 }
 
 /// Serve until SIGINT or SIGTERM. Prints `listening on ADDR` on stdout when ready and, when
@@ -56,6 +62,14 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
     ] {
         *d = d.mul_f64(args.pace_scale);
     }
+    let wall_clock = match args.wall_clock.as_deref().map(parse_wall_clock) {
+        None => None,
+        Some(Ok(ms)) => Some(ms),
+        Some(Err(())) => {
+            eprintln!("{program}: --wall-clock wants YYYYMMDD-HH:MM:SS (UTC)");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(path) = &args.instruments {
         match Market::builtin_with_file(path) {
             Ok(m) => gateway.market = m,
@@ -86,7 +100,11 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
         gateway,
         seed: args.seed,
     };
-    let server = match SimServer::start(listener, config) {
+    let started = match wall_clock {
+        Some(ms) => SimServer::start_at(listener, config, ms),
+        None => SimServer::start(listener, config),
+    };
+    let server = match started {
         Ok(server) => server,
         Err(err) => {
             eprintln!("{program}: {err}");
@@ -107,6 +125,15 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `YYYYMMDD-HH:MM:SS` (UTC) as Unix milliseconds.
+fn parse_wall_clock(s: &str) -> Result<i64, ()> {
+    if !s.contains('-') {
+        return Err(());
+    }
+    let secs = crate::calendar::parse_end_date(s, crate::calendar::Zone::Utc).map_err(|_| ())?;
+    secs.checked_mul(1000).ok_or(())
 }
 
 async fn shutdown_signal() {

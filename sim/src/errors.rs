@@ -46,6 +46,23 @@ pub fn no_data(symbol: &str, exchange: &str, what_title: &str) -> IbError {
     )
 }
 
+/// 162 for small bars (≤ 30 s) whose end is older than about six months. IB's documentation says
+/// such data is unavailable (protocol.md §5, "Data older than 6 months for bars ≤ 30 s is
+/// unavailable"); the text IB sends is unconfirmed (streaming-and-contracts.md: "error
+/// **UNCONFIRMED**"), so this is the one attested 162 detail for data IB does not have: IB's
+/// "HMDS query returned no data" ([`no_data`]).
+pub fn small_bars_too_old(symbol: &str, exchange: &str, what_title: &str) -> IbError {
+    no_data(symbol, exchange, what_title)
+}
+
+/// 162 for a request whose end date lies in the future. The notes hold no text for it: IB
+/// answers such a request with a 162 (ktrdr classifies every 162 on a future-end request as
+/// "future date", ktrdr.md §1.8), and the attested 162 for a window without bars is "HMDS query
+/// returned no data" ([`no_data`]), so no bars come back.
+pub fn end_in_future(symbol: &str, exchange: &str, what_title: &str) -> IbError {
+    no_data(symbol, exchange, what_title)
+}
+
 /// 162: no market data permissions, e.g. scope `NYSE STK`.
 pub fn no_permissions(scope: &str) -> IbError {
     IbError::new(
@@ -93,6 +110,15 @@ pub fn validation(tag: &str, cause: &str) -> IbError {
     IbError::new(
         321,
         format!("Error validating request:-'{tag}' : cause - {cause}"),
+    )
+}
+
+/// 322: a request reuses the id of a request still open on the session (IB's live text,
+/// streaming-and-contracts.md, error table row 102/322, from stoqey/ib#240).
+pub fn duplicate_ticker_id() -> IbError {
+    IbError::new(
+        322,
+        "Error processing request.-'bO' : cause - Duplicate ticker id",
     )
 }
 

@@ -4,7 +4,9 @@
 //! still open, i.e. half-open), `hold`/`release` (turmoil: bytes buffered in flight),
 //! `crash`/`bounce` (turmoil: the process dies / comes back) and a `restart` that is both. IB-specific
 //! faults ([`Fault::LinkLoss`], [`Fault::FarmFlap`], [`Fault::NightlyReset`]) send IB's live texts
-//! (protocol.md §5).
+//! (protocol.md §5). Request faults ([`Fault::SpuriousNoData`], [`Fault::NeverAnswer`],
+//! [`Fault::DuplicateTickerId`]) mistreat a connection's next few HMDS requests the ways IB
+//! sometimes does.
 //!
 //! Apply one now with [`Gateway::inject`](crate::Gateway::inject), later with
 //! [`Gateway::schedule_fault`](crate::Gateway::schedule_fault), or let [`Chaos`] draw them.
@@ -136,6 +138,38 @@ pub enum Fault {
     Bounce,
     /// Send 162 texts in this language from now on.
     Locale(Locale),
+    /// Answer the next `requests` historical requests on the target connections that have data
+    /// with IB's 162 "HMDS query returned no data" instead: IB does this now and then, and the
+    /// same request asked again later returns its bars. Pacing counts them as usual. Zero ends
+    /// a fault in force.
+    SpuriousNoData {
+        /// Which connections.
+        target: Target,
+        /// How many requests per connection.
+        requests: u32,
+    },
+    /// Accept the next `requests` historical or head-timestamp requests on the target
+    /// connections and never answer them (peers.md §3: requests IB never answers). Each stays
+    /// open — counted against the open-request cap — until the client cancels it (a historical
+    /// cancel is answered with 162 "query cancelled") or the connection closes. Zero ends a
+    /// fault in force.
+    NeverAnswer {
+        /// Which connections.
+        target: Target,
+        /// How many requests per connection.
+        requests: u32,
+    },
+    /// Refuse the next `requests` historical or head-timestamp requests on the target
+    /// connections with 322 "Duplicate ticker id", as IB does while it still holds a request
+    /// under that id (stale ids after a reconnect or restart: streaming-and-contracts.md,
+    /// "Reusing req ids after gateway restart → 322"). A client that really reuses an open id
+    /// gets the 322 without a fault. Zero ends a fault in force.
+    DuplicateTickerId {
+        /// Which connections.
+        target: Target,
+        /// How many requests per connection.
+        requests: u32,
+    },
 }
 
 /// Kinds of fault [`Chaos`] may draw.
@@ -159,11 +193,17 @@ pub enum ChaosKind {
     NightlyReset,
     /// [`Fault::Restart`] with the port down 5–120 s.
     Restart,
+    /// [`Fault::SpuriousNoData`] for the next 1–3 requests of one random connection.
+    SpuriousNoData,
+    /// [`Fault::NeverAnswer`] for the next 1–3 requests of one random connection.
+    NeverAnswer,
+    /// [`Fault::DuplicateTickerId`] for the next 1–3 requests of one random connection.
+    DuplicateTickerId,
 }
 
 impl ChaosKind {
     /// Every kind.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::Close,
         Self::HalfOpen,
         Self::Delay,
@@ -173,6 +213,9 @@ impl ChaosKind {
         Self::FarmFlap,
         Self::NightlyReset,
         Self::Restart,
+        Self::SpuriousNoData,
+        Self::NeverAnswer,
+        Self::DuplicateTickerId,
     ];
 }
 
@@ -263,6 +306,21 @@ impl Chaos {
                 },
                 None,
             ),
+            ChaosKind::SpuriousNoData => {
+                let target = one(rng)?;
+                let requests = 1 + u32::try_from(rng.below_or_eq(2)).unwrap_or(0);
+                (Fault::SpuriousNoData { target, requests }, None)
+            }
+            ChaosKind::NeverAnswer => {
+                let target = one(rng)?;
+                let requests = 1 + u32::try_from(rng.below_or_eq(2)).unwrap_or(0);
+                (Fault::NeverAnswer { target, requests }, None)
+            }
+            ChaosKind::DuplicateTickerId => {
+                let target = one(rng)?;
+                let requests = 1 + u32::try_from(rng.below_or_eq(2)).unwrap_or(0);
+                (Fault::DuplicateTickerId { target, requests }, None)
+            }
         })
     }
 }

@@ -26,9 +26,16 @@
 //!   startup burst: `ManagedAccounts`, `NextValidId`, then 2104/2106/2158 with id −1.
 //! - Requests are answered in the form the negotiated version implies (the core's
 //!   `Response::encode`). Historical, head-timestamp, contract and symbol replies wait
-//!   `reply_latency` plus a seeded jitter; while they wait they count as open historical requests.
-//! - Limits: [`crate::rules`]. A second `reqCurrentTime` within `ignore_current_time_within` (1 s)
-//!   of the last answered one is never answered, as at IB.
+//!   `reply_latency` plus a seeded jitter; while they wait, historical and head-timestamp
+//!   requests count as open HMDS requests (IB's 50).
+//! - Limits: [`crate::rules`], for historical and head-timestamp requests alike. A second
+//!   `reqCurrentTime` within `ignore_current_time_within` (1 s) of the last answered one is never
+//!   answered, as at IB.
+//! - Historical data as IB has it: bars of 30 seconds or less ending more than about six months
+//!   ago ([`GatewayConfig::small_bar_history`]) and requests ending in the future get a 162
+//!   without bars ([`errors::small_bars_too_old`], [`errors::end_in_future`]).
+//! - A historical or head-timestamp request reusing the id of one still open on the session gets
+//!   322 "Duplicate ticker id"; the open one carries on.
 //! - A text client's (server version < 201) startup sync — reqPositions, reqOpenOrders,
 //!   reqCompletedOrders, reqAccountUpdates(Multi), reqExecutions — is answered with the matching
 //!   end message of an empty paper account, as ib_async and ib_insync wait for them.
@@ -36,18 +43,20 @@
 //! # Faults
 //!
 //! [`Gateway::inject`] applies a [`Fault`] now, [`Gateway::schedule_fault`] later, and
-//! [`GatewayConfig::chaos`] draws them at random from the seed. While the gateway restarts
+//! [`GatewayConfig::chaos`] draws them at random from the seed. Request faults (a spurious "no
+//! data", a request never answered, a spurious 322) hit a connection's next few HMDS requests;
+//! [`Gateway::counters`] tells how many did. While the gateway restarts
 //! ([`Fault::Restart`], [`Fault::Crash`]) its port refuses: drivers ask [`Gateway::port`] (or
 //! [`Gateway::is_refusing`]) before accepting, and [`Gateway::poll_timeout`] includes the reopening
 //! instant.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ibconn_core::message::request::HistoricalDataRequest;
-use ibconn_core::message::{ErrorMessage, HeadTimestampRequest, Request, Response};
+use ibconn_core::message::{Bar, ErrorMessage, HeadTimestampRequest, Request, Response};
 use ibconn_core::wire::{negotiate, ClientHello, Form, FrameDecoder, ServerHello, VersionRange};
 
 use crate::bars::{self, BarSpec, WhatToShow};
@@ -57,7 +66,8 @@ use crate::fault::{Chaos, Farm, Fault, Locale, Target};
 use crate::market::{Instrument, Lookup, Market};
 use crate::rng::SplitMix64;
 use crate::rules::{
-    HistoricalPacer, HistoricalRules, MessageRate, PacedRequest, RateRules, RateVerdict,
+    HistoricalPacer, HistoricalRules, MessageRate, PacedKind, PacedRequest, RateRules, RateVerdict,
+    SMALL_BAR_SECS,
 };
 
 /// Everything that shapes a simulated gateway.
@@ -78,8 +88,12 @@ pub struct GatewayConfig {
     pub start_unix_ms: i64,
     /// The 50 msg/s rule.
     pub rate: RateRules,
-    /// The historical pacing rules.
+    /// The historical pacing rules (IB's documented scope by default, for every driver alike).
     pub historical: HistoricalRules,
+    /// How far back bars of at most 30 seconds reach from the gateway's wall time (IB: about six
+    /// months, protocol.md §5): a request for them ending earlier is refused with a 162
+    /// ([`errors::small_bars_too_old`]). `None`: forever. Default 183 days.
+    pub small_bar_history: Option<Duration>,
     /// A `reqCurrentTime` this soon after the last answered one is never answered (IB: 1 s;
     /// zero disables).
     pub ignore_current_time_within: Duration,
@@ -110,6 +124,7 @@ impl Default for GatewayConfig {
             start_unix_ms: calendar::utc(2026, 1, 6, 15, 0, 0) * 1000,
             rate: RateRules::default(),
             historical: HistoricalRules::default(),
+            small_bar_history: Some(SMALL_BAR_HISTORY),
             ignore_current_time_within: Duration::from_secs(1),
             reply_latency: Duration::ZERO,
             reply_jitter: Duration::ZERO,
@@ -121,6 +136,9 @@ impl Default for GatewayConfig {
         }
     }
 }
+
+/// IB keeps bars of 30 seconds or less for about six months (protocol.md §5): 183 days.
+pub const SMALL_BAR_HISTORY: Duration = Duration::from_secs(183 * 24 * 3600);
 
 /// One accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -203,7 +221,12 @@ struct Conn {
     last_current_time: Option<Instant>,
     next_order_id: i32,
     scheduled: BTreeMap<(Instant, u64), Scheduled>,
+    /// Open historical requests (pending, swallowed by a fault, or streaming), by id.
     hist: BTreeMap<i32, HistState>,
+    /// Open head-timestamp requests (answer scheduled, or swallowed by a fault), by id.
+    heads: BTreeSet<i32>,
+    /// Request faults in force: how many of the next requests each still hits.
+    faults: RequestFaults,
     /// Writes committed for sending, each with the instant it may go.
     outbox: VecDeque<(Instant, Bytes)>,
     last_due: Option<Instant>,
@@ -213,6 +236,15 @@ struct Conn {
     delay: Duration,
     held: bool,
     split: bool,
+}
+
+/// Request faults in force on one connection ([`Fault::SpuriousNoData`], [`Fault::NeverAnswer`],
+/// [`Fault::DuplicateTickerId`]): how many of its next HMDS requests each still hits.
+#[derive(Debug, Default, Clone, Copy)]
+struct RequestFaults {
+    spurious_no_data: u32,
+    never_answer: u32,
+    duplicate_ids: u32,
 }
 
 impl Conn {
@@ -256,6 +288,7 @@ pub struct Gateway {
     data_paused_until: Option<Instant>,
     next_chaos: Option<Instant>,
     pacing_violations: u64,
+    counters: GatewayCounters,
 }
 
 impl Gateway {
@@ -280,6 +313,7 @@ impl Gateway {
             data_paused_until: None,
             next_chaos: None,
             pacing_violations: 0,
+            counters: GatewayCounters::default(),
         }
     }
 
@@ -324,6 +358,8 @@ impl Gateway {
                 next_order_id: self.config.next_valid_id,
                 scheduled: BTreeMap::new(),
                 hist: BTreeMap::new(),
+                heads: BTreeSet::new(),
+                faults: RequestFaults::default(),
                 outbox: VecDeque::new(),
                 last_due: None,
                 paused: false,
@@ -701,9 +737,11 @@ impl Gateway {
             Request::ReqHistoricalData(r) => self.historical(c, now, r),
             Request::CancelHistoricalData { req_id } => self.cancel_historical(c, now, req_id),
             Request::ReqHeadTimestamp(r) => self.head_timestamp(c, now, r),
-            Request::CancelHeadTimestamp { req_id } => c
-                .scheduled
-                .retain(|_, s| !(s.req_id == req_id && s.kind == ReplyKind::HeadTimestamp)),
+            Request::CancelHeadTimestamp { req_id } => {
+                c.heads.remove(&req_id);
+                c.scheduled
+                    .retain(|_, s| !(s.req_id == req_id && s.kind == ReplyKind::HeadTimestamp));
+            }
             Request::ReqContractDetails { req_id, contract } => {
                 let (found, wall) = (
                     self.config.market.find_all(&contract).len(),
@@ -784,8 +822,14 @@ impl Gateway {
                 then_stream,
             },
         );
-        if kind == ReplyKind::Historical {
-            c.hist.insert(req_id, HistState::Pending);
+        match kind {
+            ReplyKind::Historical => {
+                c.hist.insert(req_id, HistState::Pending);
+            }
+            ReplyKind::HeadTimestamp => {
+                c.heads.insert(req_id);
+            }
+            ReplyKind::Other => {}
         }
     }
 
@@ -804,6 +848,9 @@ impl Gateway {
             };
             for r in &s.responses {
                 c.push(r);
+            }
+            if s.kind == ReplyKind::HeadTimestamp {
+                c.heads.remove(&s.req_id);
             }
             if s.kind == ReplyKind::Historical {
                 match s.then_stream {
@@ -883,11 +930,13 @@ impl Gateway {
         }
     }
 
+    /// Open HMDS requests over every session: historical (pending or streaming) and head
+    /// timestamps, as IB counts both against its 50 (peers.md §4 item 2).
     fn open_historical(&self, current: &Conn) -> usize {
         self.conns
             .values()
             .chain(std::iter::once(current))
-            .map(|c| c.hist.len())
+            .map(|c| c.hist.len() + c.heads.len())
             .sum()
     }
 
@@ -922,8 +971,25 @@ impl Gateway {
         Some(inst)
     }
 
+    /// Refuse `req_id` with 322 if it is still open on `c` (a pending or streaming historical
+    /// request, a pending head timestamp) or a [`Fault::DuplicateTickerId`] is in force; the open
+    /// request carries on. Checked before anything else, so a refused request is not paced.
+    fn refuse_duplicate(&mut self, c: &mut Conn, now: Instant, req_id: i32) -> bool {
+        let open = c.hist.contains_key(&req_id) || c.heads.contains(&req_id);
+        if !open && !take_one(&mut c.faults.duplicate_ids) {
+            return false;
+        }
+        tracing::debug!(req_id, open, "duplicate ticker id");
+        self.counters.duplicate_ids += 1;
+        self.send_error(c, now, req_id, errors::duplicate_ticker_id());
+        true
+    }
+
     fn historical(&mut self, c: &mut Conn, now: Instant, r: HistoricalDataRequest) {
         let req_id = r.req_id;
+        if self.refuse_duplicate(c, now, req_id) {
+            return;
+        }
         let Some(inst) = self.instrument_for(c, now, req_id, &r.contract) else {
             return;
         };
@@ -948,54 +1014,43 @@ impl Gateway {
                 r.format_date,
                 r.keep_up_to_date
             ),
-            contract_tick: format!("{}|{}|{:?}", inst.con_id, r.contract.exchange, what),
+            contract_tick: contract_tick(inst.con_id, &r.contract.exchange, &format!("{what:?}")),
             bid_ask: what == WhatToShow::BidAsk,
-            bar_secs: span.nominal_secs(),
+            kind: PacedKind::Bars {
+                secs: span.nominal_secs(),
+            },
         };
-        let open = self.open_historical(c);
-        if let Err(rule) = self.pacer.check(now, &paced, open) {
-            tracing::debug!(?rule, req_id, "historical pacing violation");
-            self.pacing_violations += 1;
-            return self.send_error(c, now, req_id, errors::pacing_violation());
-        }
-        let Ok(duration) = IbDuration::parse(&r.duration) else {
-            let cause = format!("Historical data query duration {:?} is invalid", r.duration);
-            return self.send_error(c, now, req_id, errors::validation("bD", &cause));
-        };
-        if duration.nominal_secs() > span.max_duration_secs() {
-            return self.send_error(c, now, req_id, errors::time_length_exceeded());
+        if !self.paced(c, now, req_id, &paced) {
+            return;
         }
         let wall = self.unix_ms(now).div_euclid(1000);
-        let end = if r.end_date_time.trim().is_empty() {
-            wall
-        } else if r.keep_up_to_date {
-            let cause = "End date not supported with live updates";
-            return self.send_error(c, now, req_id, errors::validation("bP", cause));
-        } else {
-            match calendar::parse_end_date(&r.end_date_time, Zone::Us(NEW_YORK)) {
-                Ok(t) => t,
-                Err(_) => {
-                    let cause = format!(
-                        "Historical data query end date/time string [{}] is invalid.  Format is 'YYYYMMDD{{SPACE}}hh:mm:ss[{{SPACE}}TMZ]'.",
-                        r.end_date_time
-                    );
-                    return self.send_error(c, now, req_id, errors::validation("bW", &cause));
+        let window = match self.window(&inst, span, what, &r, wall) {
+            Ok(w) => Ok(w),
+            // Refused by TWS's validation: answered at once, whatever the faults.
+            Err((Refusal::Invalid, e)) => return self.send_error(c, now, req_id, e),
+            Err((why, e)) => {
+                match why {
+                    Refusal::TooOld => self.counters.small_bars_too_old += 1,
+                    Refusal::Future => self.counters.end_in_future += 1,
+                    _ => {}
                 }
+                Err(e)
             }
         };
-        let spec = BarSpec {
-            format_date: r.format_date,
-            ..self.spec(&inst, span, r.use_rth, what, wall)
+        if take_one(&mut c.faults.never_answer) {
+            tracing::debug!(req_id, "never answered (fault)");
+            self.counters.never_answered += 1;
+            c.hist.insert(req_id, HistState::Pending);
+            return;
+        }
+        let w = match window {
+            Ok(w) => w,
+            Err(e) => return self.send_error(c, now, req_id, e),
         };
-        let start = bars::window_start(&spec, end, duration);
-        let found = bars::bars(&spec, start, end);
-        if found.is_empty() {
-            let exchange = if r.contract.exchange.is_empty() {
-                inst.exchange.as_str()
-            } else {
-                r.contract.exchange.as_str()
-            };
-            let err = errors::no_data(&inst.symbol, exchange, what.title());
+        if take_one(&mut c.faults.spurious_no_data) {
+            tracing::debug!(req_id, "spurious no data (fault)");
+            self.counters.spurious_no_data += 1;
+            let err = errors::no_data(&inst.symbol, &exchange_of(&inst, &r), what.title());
             return self.send_error(c, now, req_id, err);
         }
         let fmt = |t: i64| {
@@ -1005,14 +1060,14 @@ impl Gateway {
                 calendar::format_utc_dash(t)
             }
         };
-        let (start_s, end_s) = (fmt(start), fmt(end));
+        let (start_s, end_s) = (fmt(w.start), fmt(w.end));
         let replies = if c.sv() >= ibconn_core::wire::version::HISTORICAL_DATA_END {
             vec![
                 Response::HistoricalData {
                     req_id,
                     start: String::new(),
                     end: String::new(),
-                    bars: found,
+                    bars: w.bars,
                 },
                 Response::HistoricalDataEnd {
                     req_id,
@@ -1025,7 +1080,7 @@ impl Gateway {
                 req_id,
                 start: start_s,
                 end: end_s,
-                bars: found,
+                bars: w.bars,
             }]
         };
         let stream = r.keep_up_to_date.then_some(Stream {
@@ -1036,6 +1091,87 @@ impl Gateway {
             format_date: r.format_date,
         });
         self.schedule(c, now, req_id, ReplyKind::Historical, replies, stream);
+    }
+
+    /// Judge `paced` by the historical pacing rules with every open HMDS request counted;
+    /// refuse it with a 162 pacing violation (and `false`) if it breaks one.
+    fn paced(&mut self, c: &mut Conn, now: Instant, req_id: i32, paced: &PacedRequest) -> bool {
+        let open = self.open_historical(c);
+        match self.pacer.check(now, paced, open) {
+            Ok(()) => true,
+            Err(rule) => {
+                tracing::debug!(?rule, req_id, "historical pacing violation");
+                self.pacing_violations += 1;
+                self.send_error(c, now, req_id, errors::pacing_violation());
+                false
+            }
+        }
+    }
+
+    /// The bars `r` asks for at wall time `wall` (Unix seconds), or why IB refuses and its error:
+    /// 321 for an invalid duration or end date, 162 for a too long duration, an end in the
+    /// future, small bars older than [`GatewayConfig::small_bar_history`], or a window without
+    /// bars.
+    fn window(
+        &self,
+        inst: &Instrument,
+        span: BarSpan,
+        what: WhatToShow,
+        r: &HistoricalDataRequest,
+        wall: i64,
+    ) -> Result<Window, (Refusal, IbError)> {
+        let invalid = |tag: &str, cause: &str| (Refusal::Invalid, errors::validation(tag, cause));
+        let Ok(duration) = IbDuration::parse(&r.duration) else {
+            let cause = format!("Historical data query duration {:?} is invalid", r.duration);
+            return Err(invalid("bD", &cause));
+        };
+        if duration.nominal_secs() > span.max_duration_secs() {
+            return Err((Refusal::TooLong, errors::time_length_exceeded()));
+        }
+        let no_bars = || (inst.symbol.as_str(), exchange_of(inst, r), what.title());
+        let end = if r.end_date_time.trim().is_empty() {
+            wall
+        } else if r.keep_up_to_date {
+            return Err(invalid("bP", "End date not supported with live updates"));
+        } else {
+            let Ok(end) = calendar::parse_end_date(&r.end_date_time, Zone::Us(NEW_YORK)) else {
+                let cause = format!(
+                    "Historical data query end date/time string [{}] is invalid.  Format is 'YYYYMMDD{{SPACE}}hh:mm:ss[{{SPACE}}TMZ]'.",
+                    r.end_date_time
+                );
+                return Err(invalid("bW", &cause));
+            };
+            if end > wall {
+                let (symbol, exchange, title) = no_bars();
+                let err = errors::end_in_future(symbol, &exchange, title);
+                return Err((Refusal::Future, err));
+            }
+            end
+        };
+        let history = self
+            .config
+            .small_bar_history
+            .map(|d| wall.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        if span.nominal_secs() <= SMALL_BAR_SECS && history.is_some_and(|oldest| end < oldest) {
+            let (symbol, exchange, title) = no_bars();
+            let err = errors::small_bars_too_old(symbol, &exchange, title);
+            return Err((Refusal::TooOld, err));
+        }
+        let spec = BarSpec {
+            format_date: r.format_date,
+            ..self.spec(inst, span, r.use_rth, what, wall)
+        };
+        let start = bars::window_start(&spec, end, duration);
+        let found = bars::bars(&spec, start, end);
+        if found.is_empty() {
+            let (symbol, exchange, title) = no_bars();
+            return Err((Refusal::NoData, errors::no_data(symbol, &exchange, title)));
+        }
+        Ok(Window {
+            start,
+            end,
+            bars: found,
+        })
     }
 
     fn cancel_historical(&mut self, c: &mut Conn, now: Instant, req_id: i32) {
@@ -1051,9 +1187,34 @@ impl Gateway {
     }
 
     fn head_timestamp(&mut self, c: &mut Conn, now: Instant, r: HeadTimestampRequest) {
+        if self.refuse_duplicate(c, now, r.req_id) {
+            return;
+        }
         let Some(inst) = self.instrument_for(c, now, r.req_id, &r.contract) else {
             return;
         };
+        // Bars and head timestamps of one contract and tick type share the same-contract rule.
+        let tick = WhatToShow::parse(&r.what_to_show)
+            .map_or_else(|| r.what_to_show.to_uppercase(), |w| format!("{w:?}"));
+        let paced = PacedRequest {
+            identity: format!(
+                "head|{}|{}|{}|{}|{}",
+                inst.con_id, r.contract.exchange, r.what_to_show, r.use_rth, r.format_date
+            ),
+            contract_tick: contract_tick(inst.con_id, &r.contract.exchange, &tick),
+            bid_ask: r.what_to_show.eq_ignore_ascii_case("BID_ASK"),
+            kind: PacedKind::HeadTimestamp,
+        };
+        self.counters.head_timestamps += 1;
+        if !self.paced(c, now, r.req_id, &paced) {
+            return;
+        }
+        if take_one(&mut c.faults.never_answer) {
+            tracing::debug!(req_id = r.req_id, "never answered (fault)");
+            self.counters.never_answered += 1;
+            c.heads.insert(r.req_id);
+            return;
+        }
         let head = inst.head_timestamp;
         let timestamp = if r.format_date == 1 {
             calendar::format_new_york(head)
@@ -1072,6 +1233,109 @@ impl Gateway {
             vec![reply],
             None,
         );
+    }
+
+    /// The bars a historical request would get now, by IB's rules but outside any session: no
+    /// pacing, no faults, nothing recorded — the ground truth a test compares a client's result
+    /// with. The error is the one IB would answer instead (200, 321, 162).
+    pub fn reference_bars(
+        &mut self,
+        now: Instant,
+        r: &HistoricalDataRequest,
+    ) -> Result<Vec<Bar>, IbError> {
+        let inst = match self.config.market.resolve(&r.contract) {
+            Lookup::Found(i) => i.clone(),
+            Lookup::NotFound => return Err(errors::no_security_definition()),
+            Lookup::Ambiguous => return Err(errors::ambiguous(&r.contract.symbol)),
+        };
+        if !inst.data_permitted {
+            return Err(errors::no_permissions(&inst.permission_scope()));
+        }
+        let Ok(span) = BarSpan::parse(&r.bar_size) else {
+            let cause = format!("Invalid bar size setting: {}", r.bar_size);
+            return Err(errors::validation("bS", &cause));
+        };
+        let Some(what) = WhatToShow::parse(&r.what_to_show) else {
+            let cause = format!("Invalid what to show: {}", r.what_to_show);
+            return Err(errors::validation("bT", &cause));
+        };
+        let wall = self.unix_ms(now).div_euclid(1000);
+        self.window(&inst, span, what, r, wall)
+            .map(|w| w.bars)
+            .map_err(|(_, e)| e)
+    }
+
+    /// What the fault and rule paths above have done so far (every connection).
+    pub fn counters(&self) -> GatewayCounters {
+        GatewayCounters {
+            pacing_violations: self.pacing_violations,
+            ..self.counters
+        }
+    }
+}
+
+/// Why IB answers a historical request without bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// TWS's validation (321): answered at once.
+    Invalid,
+    /// The duration is too long for the bar size.
+    TooLong,
+    /// The end date lies in the future.
+    Future,
+    /// Small bars older than IB keeps them.
+    TooOld,
+    /// No bars in the window.
+    NoData,
+}
+
+/// The bars of one answered historical request.
+#[derive(Debug)]
+struct Window {
+    start: i64,
+    end: i64,
+    bars: Vec<Bar>,
+}
+
+/// Counts of the gateway's refusals and request faults, over every connection
+/// ([`Gateway::counters`]): what a scenario actually exercised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayCounters {
+    /// Requests refused with a 162 pacing violation ([`Gateway::pacing_violations`]).
+    pub pacing_violations: u64,
+    /// Requests refused with 322, for a reused open id or a [`Fault::DuplicateTickerId`].
+    pub duplicate_ids: u64,
+    /// Requests swallowed by [`Fault::NeverAnswer`].
+    pub never_answered: u64,
+    /// Requests answered "no data" by [`Fault::SpuriousNoData`] although they had bars.
+    pub spurious_no_data: u64,
+    /// Requests for small bars older than [`GatewayConfig::small_bar_history`], refused.
+    pub small_bars_too_old: u64,
+    /// Requests ending in the future, refused.
+    pub end_in_future: u64,
+    /// Head-timestamp requests judged by the pacing rules (each then counted open until
+    /// answered), refused or not.
+    pub head_timestamps: u64,
+}
+
+/// Use up one of `n` (a fault's remaining requests); whether there was one.
+fn take_one(n: &mut u32) -> bool {
+    let had = *n > 0;
+    *n = n.saturating_sub(1);
+    had
+}
+
+/// The pacer's same-contract key: contract, exchange, tick type.
+fn contract_tick(con_id: i32, exchange: &str, tick: &str) -> String {
+    format!("{con_id}|{exchange}|{tick}")
+}
+
+/// The exchange IB names in a "no data" text: the request's, else the instrument's.
+fn exchange_of(inst: &Instrument, r: &HistoricalDataRequest) -> String {
+    if r.contract.exchange.is_empty() {
+        inst.exchange.clone()
+    } else {
+        r.contract.exchange.clone()
     }
 }
 
@@ -1199,6 +1463,15 @@ impl Gateway {
             Fault::Crash => self.crash(None),
             Fault::Bounce => self.port = PortState::Open,
             Fault::Locale(locale) => self.config.locale = locale,
+            Fault::SpuriousNoData { target, requests } => {
+                self.each(now, target, |_, c| c.faults.spurious_no_data = requests);
+            }
+            Fault::NeverAnswer { target, requests } => {
+                self.each(now, target, |_, c| c.faults.never_answer = requests);
+            }
+            Fault::DuplicateTickerId { target, requests } => {
+                self.each(now, target, |_, c| c.faults.duplicate_ids = requests);
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! - [`gateway`]: the sans-IO state machine ([`Gateway`]), one per simulated gateway process.
 //! - [`market`] and [`bars`]: instruments, calendars and synthetic bars.
-//! - [`rules`]: the 50 msg/s rule and historical pacing.
+//! - [`rules`]: the 50 msg/s rule and historical pacing (one rule set for every driver).
 //! - [`fault`]: faults, injected, scheduled or drawn from the seed ([`Chaos`]).
 //! - [`calendar`]: US time zones with DST, NYSE holidays, IB date/duration/bar-size formats.
 //! - [`world`]: the in-memory [`World`]: core client connections wired to the gateway under
@@ -38,7 +38,7 @@ mod tap;
 pub mod world;
 
 pub use fault::{Chaos, ChaosKind, Farm, Fault, Locale, Target};
-pub use gateway::{ConnId, Gateway, GatewayConfig, PortState};
+pub use gateway::{ConnId, Gateway, GatewayConfig, GatewayCounters, PortState};
 pub use market::{Instrument, Market};
 pub use pool_world::{BackfillRun, PoolWorld, PoolWorldConfig, PoolWorldError, RunReport};
 pub use rules::{HistoricalRules, RateRules};

@@ -71,7 +71,6 @@ use ibconn_core::pool::{
 
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
-use crate::rules::HistoricalRules;
 use crate::schedule::Schedule;
 use crate::tap::Tap;
 
@@ -102,16 +101,13 @@ pub struct PoolWorldConfig {
 }
 
 impl PoolWorldConfig {
-    /// Defaults with `seed`: the default gateway with IB's documented pacing scope (small bars
-    /// only, [`HistoricalRules::small_bars_only`]), one pool (the default config with IB's pacing
+    /// Defaults with `seed`: the default gateway (IB's rules, the same as over TCP: pacing on
+    /// small bars and head timestamps, [`crate::HistoricalRules::default`]), one pool (the default config with IB's pacing
     /// rules plus a 50 ms margin: one-way jitter reorders arrivals at the gateway, so without a
     /// margin a request sent exactly one window after another can arrive a hair inside it) on one
     /// host, wall time = the gateway's `start_unix_ms`, 1 ms latency, 1 ms jitter, 10 M steps.
     pub fn new(seed: u64) -> Self {
-        let gateway = GatewayConfig {
-            historical: HistoricalRules::small_bars_only(),
-            ..GatewayConfig::default()
-        };
+        let gateway = GatewayConfig::default();
         Self {
             seed,
             wall_unix_ms: gateway.start_unix_ms,
@@ -157,6 +153,9 @@ pub enum PoolWorldError {
     /// The pool refused a request.
     #[error("request refused: {0}")]
     Submit(#[from] SubmitError),
+    /// The caller asked the run to stop (a signal): what the job holds is kept.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// How [`PoolWorld::run_backfill`] drives a job.
@@ -1027,7 +1026,24 @@ impl PoolWorld {
         &mut self,
         job: &mut BackfillJob,
         run: BackfillRun,
+        progress: impl FnMut(&BackfillJob, Duration),
+    ) -> Result<RunReport, PoolWorldError> {
+        self.run_backfill_until(
+            job,
+            run,
+            progress,
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+    }
+
+    /// [`PoolWorld::run_backfill`] that ends with [`PoolWorldError::Interrupted`] once `stop`
+    /// is set (checked every step; e.g. by a signal handler).
+    pub fn run_backfill_until(
+        &mut self,
+        job: &mut BackfillJob,
+        run: BackfillRun,
         mut progress: impl FnMut(&BackfillJob, Duration),
+        stop: &std::sync::atomic::AtomicBool,
     ) -> Result<RunReport, PoolWorldError> {
         let start = self.now;
         let steps = self.steps;
@@ -1080,6 +1096,9 @@ impl PoolWorld {
             }
             if job.is_finished() {
                 break;
+            }
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(PoolWorldError::Interrupted);
             }
             if !self.step()? {
                 return Err(PoolWorldError::Deadlock(self.elapsed()));
@@ -1473,11 +1492,13 @@ mod tests {
         assert_eq!(report.gateway_pacing_violations, 0);
         assert_eq!(job.progress().bars, expected);
 
-        // Interrupted after a third: resume from those bars.
+        // Interrupted after two thirds: resume from those bars (the chunks holding the oldest
+        // and the newest held bar are asked again, the ones between are skipped).
+        let kept = expected * 2 / 3;
         let held: Vec<_> = job
             .bars()
             .iter()
-            .take(expected / 3)
+            .take(kept)
             .map(|(_, b)| b.clone())
             .collect();
         let mut resumed =
@@ -1489,7 +1510,7 @@ mod tests {
             .unwrap();
         let p = resumed.progress();
         assert_eq!(p.bars, expected);
-        assert_eq!(p.bars_added, expected - expected / 3);
+        assert_eq!(p.bars_added, expected - kept);
         assert!(p.requests < job.progress().requests);
         let times: Vec<i64> = resumed.bars().iter().map(|(t, _)| t).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]));

@@ -7,7 +7,12 @@
 //!   refusals inside it are dropped silently.
 //! - [`HistoricalPacer`]: IB's historical-data pacing (peers.md §0). Each violation → error 162
 //!   "Historical Market Data Service error message:Historical data request pacing violation". A refused
-//!   request is not recorded, so it does not count against later ones.
+//!   request is not recorded, so it does not count against later ones. Head-timestamp requests are
+//!   judged like small-bar requests, whatever the scope ("IB applies historical pacing to it" and
+//!   "head timestamp counted" with the ≤ 50 open requests: peers.md §3 item 9 and §4 item 2).
+//!
+//! One rule set serves every driver: [`HistoricalRules::default`] is IB's documented scope, used
+//! alike by the TCP server and by the virtual-time worlds ([`crate::PoolWorld`], [`crate::World`]).
 //!
 //! Windows are half-open: an event at `t` counts at `now` while `now - t < window`, so a request
 //! exactly one window later is free again.
@@ -111,14 +116,20 @@ impl MessageRate {
     }
 }
 
+/// Bars of at most this many seconds are IB's "small bars": the hard pacing rules apply to them
+/// ("Pacing Violations for Small Bars (30 secs or less)", peers.md §0), and their history reaches
+/// back only about six months (protocol.md §5).
+pub const SMALL_BAR_SECS: i64 = 30;
+
 /// The historical-data pacing rules (IB "Historical Data Limitations").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoricalRules {
     /// Enforce at all.
     pub enabled: bool,
     /// Apply the window, identical and same-contract rules only to bars of at most this many
-    /// seconds (IB documents 30 s: "Pacing Violations for Small Bars"). `None` = every bar size,
-    /// the stricter default. The open-request cap applies to every size.
+    /// seconds (IB documents 30 s, [`SMALL_BAR_SECS`]: "Pacing Violations for Small Bars"; the
+    /// default). `None` = every bar size ([`HistoricalRules::strict`]). The open-request cap
+    /// applies to every size, and head-timestamp requests are under every rule either way.
     pub max_bar_secs: Option<i64>,
     /// The long window (IB: 10 min) …
     pub window: Duration,
@@ -140,7 +151,7 @@ impl Default for HistoricalRules {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_bar_secs: None,
+            max_bar_secs: Some(SMALL_BAR_SECS),
             window: Duration::from_secs(600),
             window_max: 60,
             identical_within: Duration::from_secs(15),
@@ -153,26 +164,53 @@ impl Default for HistoricalRules {
 }
 
 impl HistoricalRules {
-    /// IB's documented scope: bars of 30 seconds or less.
-    pub fn small_bars_only() -> Self {
+    /// Stricter than IB: the window, identical and same-contract rules on every bar size (IB
+    /// lifted them for bars of a minute and more). For clients that want a margin; not a default
+    /// anywhere.
+    pub fn strict() -> Self {
         Self {
-            max_bar_secs: Some(30),
+            max_bar_secs: None,
             ..Self::default()
         }
     }
 }
 
-/// One historical request as the pacer sees it.
+/// What kind of HMDS request the pacer judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacedKind {
+    /// `reqHistoricalData` with bars of this many seconds (nominal for a day and longer): the
+    /// window, identical and same-contract rules apply only within
+    /// [`HistoricalRules::max_bar_secs`].
+    Bars {
+        /// Bar length in seconds.
+        secs: i64,
+    },
+    /// `reqHeadTimeStamp`: under every rule, whatever the bar-size scope (IB applies historical
+    /// pacing to it, peers.md §3 item 9).
+    HeadTimestamp,
+}
+
+/// One historical or head-timestamp request as the pacer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacedRequest {
     /// Every parameter that makes two requests "identical".
     pub identity: String,
-    /// Contract + exchange + tick type.
+    /// Contract + exchange + tick type (shared by bars and head timestamps of one contract).
     pub contract_tick: String,
     /// Whether it is a `BID_ASK` request.
     pub bid_ask: bool,
-    /// Bar length in seconds (nominal for day and longer).
-    pub bar_secs: i64,
+    /// Bars (of which size) or a head timestamp.
+    pub kind: PacedKind,
+}
+
+impl PacedRequest {
+    /// Whether the window, identical and same-contract rules apply to it under `rules`.
+    fn in_scope(&self, rules: &HistoricalRules) -> bool {
+        match self.kind {
+            PacedKind::Bars { secs } => rules.max_bar_secs.is_none_or(|max| secs <= max),
+            PacedKind::HeadTimestamp => true,
+        }
+    }
 }
 
 /// Which pacing rule a request broke.
@@ -248,7 +286,7 @@ impl HistoricalPacer {
         if open >= r.max_open as usize {
             return Err(PacingViolation::TooManyOpen);
         }
-        if r.max_bar_secs.is_some_and(|max| req.bar_secs > max) {
+        if !req.in_scope(r) {
             return Ok(());
         }
         let weight = if req.bid_ask { r.bid_ask_weight } else { 1 };
@@ -293,7 +331,15 @@ mod tests {
             identity: format!("{contract}/{id}"),
             contract_tick: contract.to_owned(),
             bid_ask: false,
-            bar_secs: 5,
+            kind: PacedKind::Bars { secs: 5 },
+        }
+    }
+
+    fn head(id: usize, contract: &str) -> PacedRequest {
+        PacedRequest {
+            identity: format!("head {contract}/{id}"),
+            kind: PacedKind::HeadTimestamp,
+            ..req(id, contract)
         }
     }
 
@@ -475,11 +521,15 @@ mod tests {
     }
 
     #[test]
-    fn scope_can_be_limited_to_small_bars() {
+    fn the_default_scope_is_ibs_small_bars_and_strict_covers_every_size() {
         let t0 = Instant::now();
-        let mut p = HistoricalPacer::new(HistoricalRules::small_bars_only());
+        assert_eq!(
+            HistoricalRules::default().max_bar_secs,
+            Some(SMALL_BAR_SECS)
+        );
+        let mut p = HistoricalPacer::new(HistoricalRules::default());
         let mut hourly = req(1, "c");
-        hourly.bar_secs = 3600;
+        hourly.kind = PacedKind::Bars { secs: 3600 };
         assert_eq!(p.check(t0, &hourly, 0), Ok(()));
         assert_eq!(
             p.check(t0, &hourly, 0),
@@ -489,10 +539,54 @@ mod tests {
         let small = req(2, "c");
         assert_eq!(p.check(t0, &small, 0), Ok(()));
         assert_eq!(p.check(t0, &small, 0), Err(PacingViolation::Identical));
+        let mut strict = HistoricalPacer::new(HistoricalRules::strict());
+        assert_eq!(strict.check(t0, &hourly, 0), Ok(()));
+        assert_eq!(
+            strict.check(t0, &hourly, 0),
+            Err(PacingViolation::Identical)
+        );
         let mut off = HistoricalPacer::new(HistoricalRules {
             enabled: false,
             ..HistoricalRules::default()
         });
         assert_eq!(off.check(t0, &small, 1000), Ok(()));
+    }
+
+    #[test]
+    fn head_timestamps_are_paced_like_small_bars_whatever_the_scope() {
+        let t0 = Instant::now();
+        // Even a scope that exempts every bar size keeps head timestamps under the rules.
+        let mut p = HistoricalPacer::new(HistoricalRules {
+            max_bar_secs: Some(0),
+            ..HistoricalRules::default()
+        });
+        assert_eq!(p.check(t0, &head(1, "c"), 0), Ok(()));
+        assert_eq!(
+            p.check(t0 + ms(14_999), &head(1, "c"), 0),
+            Err(PacingViolation::Identical)
+        );
+        // They share the same-contract burst with bars of that contract and tick type …
+        let mut p = only(|r| r.same_contract_max = 5);
+        for i in 0..3 {
+            assert_eq!(p.check(t0, &req(i, "c"), 0), Ok(()));
+        }
+        assert_eq!(p.check(t0, &head(3, "c"), 0), Ok(()));
+        assert_eq!(p.check(t0, &head(4, "c"), 0), Ok(()));
+        assert_eq!(
+            p.check(t0, &req(5, "c"), 0),
+            Err(PacingViolation::SameContract)
+        );
+        // … fill the 10-minute window …
+        let mut p = only(|r| r.window_max = 60);
+        for i in 0..60 {
+            assert_eq!(p.check(t0, &head(i, &format!("c{i}")), 0), Ok(()));
+        }
+        assert_eq!(p.check(t0, &req(60, "x"), 0), Err(PacingViolation::Window));
+        // … and are refused past the open-request cap.
+        let mut p = only(|r| r.max_open = 50);
+        assert_eq!(
+            p.check(t0, &head(1, "c"), 50),
+            Err(PacingViolation::TooManyOpen)
+        );
     }
 }

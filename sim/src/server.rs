@@ -2,6 +2,9 @@
 //! [`Gateway`]. One task owns the gateway (accepts, inputs, timers); one task per socket reads and
 //! writes. No protocol knowledge lives here.
 //!
+//! The gateway judges requests by the same rules as in the virtual-time worlds (its
+//! [`GatewayConfig`], by default IB's): only the clock differs, the real one here.
+//!
 //! While the gateway refuses connections ([`Gateway::is_refusing`], after [`Fault::Restart`] or
 //! [`Fault::Crash`]) the server closes its listening socket, so dials fail with "connection
 //! refused" as at a restarting gateway; it binds the same address again when the port reopens.
@@ -50,14 +53,27 @@ pub struct SimServer {
 }
 
 impl SimServer {
-    /// Start serving on `listener` (inside a Tokio runtime).
+    /// Start serving on `listener` (inside a Tokio runtime), the gateway's wall clock the real
+    /// time.
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Self> {
-        let addr = listener.local_addr()?;
-        let mut gateway = Gateway::new(config.gateway, config.seed);
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        gateway.set_clock(Instant::now(), wall_ms);
+        Self::start_at(listener, config, wall_ms)
+    }
+
+    /// Start serving on `listener` with the gateway's wall clock at `wall_unix_ms` now (and
+    /// running in real time from there): for tests whose data must stay where IB's rules put it
+    /// whatever the date they run on (small bars are kept about six months, end dates must not be
+    /// in the future).
+    pub fn start_at(
+        listener: TcpListener,
+        config: ServerConfig,
+        wall_unix_ms: i64,
+    ) -> io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let mut gateway = Gateway::new(config.gateway, config.seed);
+        gateway.set_clock(Instant::now(), wall_unix_ms);
         let (tx, rx) = unbounded_channel();
         let task = tokio::spawn(run(gateway, listener, rx, tx.clone()));
         Ok(Self { addr, tx, task })

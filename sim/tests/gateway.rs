@@ -8,7 +8,9 @@ use ibconn_core::message::request::HistoricalDataRequest;
 use ibconn_core::message::{BarTime, Contract, HeadTimestampRequest, Request, Response};
 use ibconn_core::wire::{ClientHello, Form, FrameDecoder, ServerHello, VersionRange};
 use ibconn_sim::calendar::utc;
-use ibconn_sim::{Chaos, ConnId, Fault, Gateway, GatewayConfig, Locale, PortState, Target};
+use ibconn_sim::{
+    Chaos, ConnId, Fault, Gateway, GatewayConfig, HistoricalRules, Locale, PortState, Target,
+};
 
 struct Client {
     conn: ConnId,
@@ -642,19 +644,20 @@ fn fifty_messages_per_second_then_error_100_and_drop_on_third_breach() {
 fn historical_pacing_through_the_gateway() {
     let mut sim = Sim::new(GatewayConfig::default(), 1);
     let (mut c, _) = sim.connect(1);
-    let durations = ["1 D", "2 D", "3 D", "4 D", "5 D", "6 D"];
+    // Small bars (IB's pacing scope), six distinct requests on one contract within 2 s.
+    let durations = ["600 S", "1200 S", "1800 S", "2400 S", "3000 S", "3600 S"];
     let mut codes = Vec::new();
     for (i, d) in durations.iter().enumerate() {
         let r = sim.request(
             &mut c,
-            &hist(i as i32, Contract::stock("AAPL"), "", "1 hour", d),
+            &hist(i as i32, Contract::stock("AAPL"), "", "30 secs", d),
         );
         codes.push(errors(&r).first().map(|e| e.1));
     }
     assert_eq!(codes, [None, None, None, None, None, Some(162)]);
     let r = sim.request(
         &mut c,
-        &hist(9, Contract::stock("AAPL"), "", "1 hour", "6 D"),
+        &hist(9, Contract::stock("AAPL"), "", "30 secs", "3600 S"),
     );
     assert!(errors(&r)[0]
         .2
@@ -663,9 +666,387 @@ fn historical_pacing_through_the_gateway() {
     sim.advance(Duration::from_secs(15));
     let r = sim.request(
         &mut c,
-        &hist(10, Contract::stock("AAPL"), "", "1 hour", "1 D"),
+        &hist(10, Contract::stock("AAPL"), "", "30 secs", "600 S"),
     );
     assert!(errors(&r).is_empty());
+    assert_eq!(sim.gw.pacing_violations(), 2);
+}
+
+/// IB lifted the pacing rules for bars of a minute and more: the default gateway (the one every
+/// driver uses) does not pace them; the strict rules still do.
+#[test]
+fn hourly_bars_are_not_paced_by_default_but_are_by_the_strict_rules() {
+    for (rules, refused) in [
+        (HistoricalRules::default(), None),
+        (HistoricalRules::strict(), Some(162)),
+    ] {
+        let config = GatewayConfig {
+            historical: rules,
+            ..GatewayConfig::default()
+        };
+        let mut sim = Sim::new(config, 1);
+        let (mut c, _) = sim.connect(1);
+        let mut codes = Vec::new();
+        for i in 0..6 {
+            let d = format!("{} D", i + 1);
+            let r = sim.request(&mut c, &hist(i, Contract::stock("AAPL"), "", "1 hour", &d));
+            codes.push(errors(&r).first().map(|e| e.1));
+        }
+        assert_eq!(codes[..5], [None; 5]);
+        assert_eq!(codes[5], refused);
+    }
+}
+
+fn head(req_id: i32, contract: Contract, what: &str, use_rth: bool) -> Request {
+    Request::ReqHeadTimestamp(HeadTimestampRequest {
+        req_id,
+        contract,
+        use_rth,
+        what_to_show: what.into(),
+        format_date: 2,
+    })
+}
+
+/// IB paces head-timestamp requests like historical ones and counts them among its 50 open
+/// requests (peers.md §3 item 9, §4 item 2): identical within 15 s, the same-contract burst and
+/// the 10-minute window refuse them; 50 of them waiting for their answers block a 51st request.
+#[test]
+fn head_timestamps_are_paced_and_count_as_open_requests() {
+    let mut sim = Sim::new(GatewayConfig::default(), 1);
+    let (mut c, _) = sim.connect(1);
+    let aapl = || Contract::stock("AAPL");
+    assert_eq!(
+        sim.request(&mut c, &head(1, aapl(), "TRADES", true)).len(),
+        1
+    );
+    let again = errors(&sim.request(&mut c, &head(2, aapl(), "TRADES", true)));
+    assert_eq!(
+        again,
+        [(
+            2,
+            162,
+            "Historical Market Data Service error message:Historical data request pacing violation"
+                .into()
+        )],
+        "identical within 15 s"
+    );
+    // Bars and head timestamps of one contract and tick type share the 6-in-2-s rule.
+    sim.advance(Duration::from_secs(15));
+    for (i, d) in ["600 S", "1200 S", "1800 S"].iter().enumerate() {
+        let r = sim.request(&mut c, &hist(10 + i as i32, aapl(), "", "5 secs", d));
+        assert!(errors(&r).is_empty(), "{r:?}");
+    }
+    assert!(errors(&sim.request(&mut c, &head(13, aapl(), "TRADES", false))).is_empty());
+    assert!(errors(&sim.request(&mut c, &head(14, aapl(), "TRADES", true))).is_empty());
+    assert_eq!(
+        errors(&sim.request(&mut c, &head(15, aapl(), "TRADES", true)))[0].1,
+        162,
+        "the 6th request for AAPL TRADES within 2 s"
+    );
+    assert_eq!(sim.gw.pacing_violations(), 2);
+
+    // The window: 60 requests in 10 minutes, head timestamps included.
+    let mut sim = Sim::new(GatewayConfig::default(), 1);
+    let (mut c, _) = sim.connect(1);
+    let whats = ["TRADES", "MIDPOINT", "BID", "ASK"];
+    let symbols = [
+        "AAPL", "MSFT", "SPY", "QQQ", "AMZN", "GOOGL", "META", "NVDA",
+    ];
+    let mut id = 0;
+    for symbol in symbols {
+        for what in whats {
+            for rth in [false, true] {
+                sim.advance(Duration::from_millis(500));
+                id += 1;
+                let r = sim.request(&mut c, &head(id, Contract::stock(symbol), what, rth));
+                let refused = !errors(&r).is_empty();
+                assert_eq!(refused, id > 60, "request {id}: {r:?}");
+            }
+        }
+    }
+    assert_eq!(sim.gw.pacing_violations(), 4);
+
+    // Open requests: 50 head timestamps waiting for their answers block a 51st request.
+    let config = GatewayConfig {
+        reply_latency: Duration::from_secs(30),
+        historical: HistoricalRules {
+            window_max: 1000,
+            ..HistoricalRules::default()
+        },
+        ..GatewayConfig::default()
+    };
+    let mut sim = Sim::new(config, 1);
+    let (mut c, _) = sim.connect(1);
+    let mut id = 0;
+    'fill: for symbol in symbols {
+        for what in whats {
+            for rth in [false, true] {
+                if id == 50 {
+                    break 'fill;
+                }
+                sim.advance(Duration::from_millis(500));
+                id += 1;
+                let r = sim.request(&mut c, &head(id, Contract::stock(symbol), what, rth));
+                assert!(r.is_empty(), "request {id} waits for its answer: {r:?}");
+            }
+        }
+    }
+    let r = sim.request(
+        &mut c,
+        &hist(51, Contract::stock("TSLA"), "", "1 hour", "1 D"),
+    );
+    assert_eq!(errors(&r)[0].1, 162, "a 51st open request: {r:?}");
+    assert!(errors(&r)[0].2.ends_with("pacing violation"));
+    // Answered, they free their slots.
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.recv(&mut c).len(), 50);
+    let r = sim.request(
+        &mut c,
+        &hist(52, Contract::stock("TSLA"), "", "1 hour", "1 D"),
+    );
+    assert!(r.is_empty(), "{r:?}");
+}
+
+/// IB has bars of 30 seconds or less for about six months back only (protocol.md §5); bigger
+/// bars go further. The gateway's clock is 2026-01-06.
+#[test]
+fn small_bars_older_than_six_months_are_refused_with_162() {
+    let mut sim = Sim::new(GatewayConfig::default(), 1);
+    let (mut c, _) = sim.connect(1);
+    let no_data =
+        "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades";
+    let cases = [
+        // (bar size, duration, end, refused)
+        ("5 secs", "3600 S", "20250602-16:00:00", true),
+        // 183 days before the gateway's now: 2025-07-07 15:00 UTC.
+        ("30 secs", "3600 S", "20250703-16:00:00", true),
+        ("30 secs", "3600 S", "20250708-16:00:00", false),
+        ("5 secs", "3600 S", "20251201-16:00:00", false),
+        ("1 min", "3600 S", "20250602-16:00:00", false),
+        ("1 hour", "1 D", "20240603-20:00:00", false),
+    ];
+    for (i, (bar, duration, end, refused)) in cases.into_iter().enumerate() {
+        sim.advance(Duration::from_secs(20));
+        let r = sim.request(
+            &mut c,
+            &hist(i as i32, Contract::stock("AAPL"), end, bar, duration),
+        );
+        if refused {
+            assert_eq!(
+                errors(&r),
+                [(i as i32, 162, no_data.into())],
+                "{bar} ending {end}"
+            );
+        } else {
+            assert!(
+                matches!(r.first(), Some(Response::HistoricalData { bars, .. }) if !bars.is_empty()),
+                "{bar} ending {end}: {r:?}"
+            );
+        }
+    }
+    // The limit is a setting (on by default, as at IB).
+    let forever = GatewayConfig {
+        small_bar_history: None,
+        ..GatewayConfig::default()
+    };
+    let mut sim = Sim::new(forever, 1);
+    let (mut c, _) = sim.connect(1);
+    let r = sim.request(
+        &mut c,
+        &hist(
+            1,
+            Contract::stock("AAPL"),
+            "20250602-16:00:00",
+            "5 secs",
+            "3600 S",
+        ),
+    );
+    assert!(errors(&r).is_empty(), "{r:?}");
+}
+
+/// A request ending in the future gets no bars: a 162 (ktrdr.md §1.8), the "no data" text.
+#[test]
+fn an_end_date_in_the_future_gets_no_bars() {
+    let mut sim = Sim::new(GatewayConfig::default(), 1);
+    let (mut c, _) = sim.connect(1);
+    let no_data =
+        "Historical Market Data Service error message:HMDS query returned no data: MSFT@SMART Trades";
+    // The gateway's clock: 2026-01-06 15:00 UTC.
+    for (i, (end, bar, duration)) in [
+        ("20260106-15:10:00", "1 min", "3600 S"),
+        ("20260107-15:00:00", "1 hour", "2 D"),
+        ("20260301 12:00:00 US/Eastern", "1 day", "1 M"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sim.advance(Duration::from_secs(20));
+        let r = sim.request(
+            &mut c,
+            &hist(i as i32, Contract::stock("MSFT"), end, bar, duration),
+        );
+        assert_eq!(
+            errors(&r),
+            [(i as i32, 162, no_data.into())],
+            "{end}: {r:?}"
+        );
+    }
+    // Now itself is not the future.
+    sim.advance(Duration::from_secs(20));
+    let now = "20260106-15:01:00";
+    let r = sim.request(
+        &mut c,
+        &hist(9, Contract::stock("MSFT"), now, "1 min", "3600 S"),
+    );
+    assert!(errors(&r).is_empty(), "{r:?}");
+}
+
+/// A request reusing the id of one still open gets IB's 322 (streaming-and-contracts.md); the
+/// open one is answered as usual. Answered, the id is free again.
+#[test]
+fn a_reused_open_request_id_gets_322_duplicate_ticker_id() {
+    let config = GatewayConfig {
+        reply_latency: Duration::from_millis(200),
+        ..GatewayConfig::default()
+    };
+    let mut sim = Sim::new(config, 1);
+    let (mut c, _) = sim.connect(1);
+    let dup = |id: i32| {
+        (
+            id,
+            322,
+            "Error processing request.-'bO' : cause - Duplicate ticker id".to_owned(),
+        )
+    };
+    assert!(sim
+        .request(
+            &mut c,
+            &hist(7, Contract::stock("AAPL"), "", "1 hour", "1 D")
+        )
+        .is_empty());
+    let r = sim.request(
+        &mut c,
+        &hist(7, Contract::stock("MSFT"), "", "1 hour", "2 D"),
+    );
+    assert_eq!(errors(&r), [dup(7)]);
+    let r = sim.request(&mut c, &head(7, Contract::stock("SPY"), "TRADES", true));
+    assert_eq!(errors(&r), [dup(7)]);
+    assert!(sim
+        .request(&mut c, &head(8, Contract::stock("SPY"), "TRADES", true))
+        .is_empty());
+    let r = sim.request(
+        &mut c,
+        &hist(8, Contract::stock("QQQ"), "", "1 hour", "1 D"),
+    );
+    assert_eq!(errors(&r), [dup(8)]);
+    sim.advance(Duration::from_millis(300));
+    let answers = sim.recv(&mut c);
+    assert!(
+        matches!(
+            answers[..],
+            [
+                Response::HistoricalData { req_id: 7, .. },
+                Response::HistoricalDataEnd { req_id: 7, .. },
+                Response::HeadTimestamp { req_id: 8, .. },
+            ]
+        ),
+        "the first requests are answered: {answers:?}"
+    );
+    assert!(sim
+        .request(
+            &mut c,
+            &hist(7, Contract::stock("MSFT"), "", "1 hour", "2 D")
+        )
+        .is_empty());
+    assert_eq!(sim.gw.counters().duplicate_ids, 3);
+}
+
+/// The request faults: a spurious "no data" for a request that has bars, a request never
+/// answered (open until cancelled), a 322 for a fresh id. Each hits the next `requests`
+/// requests of its target only.
+#[test]
+fn request_faults_spurious_no_data_never_answered_and_duplicate_id() {
+    let mut sim = Sim::new(GatewayConfig::default(), 1);
+    let (mut a, _) = sim.connect(1);
+    let (mut b, _) = sim.connect(2);
+    let aapl = |id: i32, d: &str| hist(id, Contract::stock("AAPL"), "", "1 hour", d);
+    sim.gw.inject(
+        sim.now,
+        Fault::SpuriousNoData {
+            target: Target::Conn(a.conn),
+            requests: 1,
+        },
+    );
+    let r = sim.request(&mut b, &aapl(1, "1 D"));
+    assert!(errors(&r).is_empty(), "another connection is not hit");
+    let r = sim.request(&mut a, &aapl(2, "2 D"));
+    assert_eq!(
+        errors(&r),
+        [(
+            2,
+            162,
+            "Historical Market Data Service error message:HMDS query returned no data: AAPL@SMART Trades"
+                .into()
+        )]
+    );
+    let r = sim.request(&mut a, &aapl(3, "2 D"));
+    assert!(errors(&r).is_empty(), "asked again, it has its bars: {r:?}");
+
+    sim.gw.inject(
+        sim.now,
+        Fault::NeverAnswer {
+            target: Target::All,
+            requests: 1,
+        },
+    );
+    assert!(sim.request(&mut a, &aapl(4, "3 D")).is_empty());
+    assert!(sim
+        .request(&mut b, &head(5, Contract::stock("MSFT"), "TRADES", true))
+        .is_empty());
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.recv(&mut a).is_empty() && sim.recv(&mut b).is_empty());
+    // Still open: its id is taken, and a cancel is answered as for a pending query.
+    assert_eq!(errors(&sim.request(&mut a, &aapl(4, "4 D")))[0].1, 322);
+    assert_eq!(
+        errors(&sim.request(&mut a, &Request::CancelHistoricalData { req_id: 4 })),
+        [(
+            4,
+            162,
+            "Historical Market Data Service error message:API historical data query cancelled: 4"
+                .into()
+        )]
+    );
+    assert!(sim
+        .request(&mut b, &Request::CancelHeadTimestamp { req_id: 5 })
+        .is_empty());
+    assert_eq!(
+        sim.request(&mut a, &aapl(6, "5 D")).len(),
+        2,
+        "answered again"
+    );
+
+    sim.gw.inject(
+        sim.now,
+        Fault::DuplicateTickerId {
+            target: Target::Conn(b.conn),
+            requests: 2,
+        },
+    );
+    for id in [7, 8] {
+        let r = sim.request(&mut b, &aapl(id, "6 D"));
+        assert_eq!(errors(&r)[0].1, 322, "{r:?}");
+    }
+    assert!(errors(&sim.request(&mut b, &aapl(9, "6 D"))).is_empty());
+    let counters = sim.gw.counters();
+    assert_eq!(
+        (
+            counters.spurious_no_data,
+            counters.never_answered,
+            counters.duplicate_ids,
+            counters.pacing_violations
+        ),
+        (1, 2, 3, 0)
+    );
 }
 
 fn scripted_trace(seed: u64) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! The core's pacer, judged by the simulated gateway's rule enforcement: whatever stream of
-//! historical requests arrives, the schedule the pacer hands out never earns a pacing violation
+//! historical and head-timestamp requests arrives, the schedule the pacer hands out never earns a pacing violation
 //! from the sim. The two implementations share no code, so each checks the other.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 // One arbitrary origin per case; every later instant is derived from it (virtual time).
@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use ibconn_core::bar_size::BarSize;
 use ibconn_core::pacer::{
-    ClassRules, HistoricalRequestKey, PacedRequest, Pacer, PacerError, PacingRules,
+    ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, Pacer, PacerError,
+    PacingRules,
 };
-use ibconn_sim::rules::{HistoricalPacer, PacedRequest as SimRequest};
+use ibconn_sim::rules::{HistoricalPacer, PacedKind, PacedRequest as SimRequest};
 use ibconn_sim::HistoricalRules;
 use proptest::prelude::*;
 
@@ -19,7 +20,7 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 struct Arrival {
     gap_ms: u64,
-    key: HistoricalRequestKey,
+    key: PacedRequest,
 }
 
 fn arrival() -> impl Strategy<Value = Arrival> {
@@ -30,28 +31,57 @@ fn arrival() -> impl Strategy<Value = Arrival> {
         prop::sample::select(vec![BarSize::Sec5, BarSize::Sec30, BarSize::Min1]),
         prop::sample::select(vec!["", "20260105-16:00:00", "20260106-16:00:00"]),
         any::<bool>(),
+        // One in four is a head-timestamp request, paced like small bars on both sides.
+        0..4u8,
     )
-        .prop_map(|(gap_ms, contract, what, bar_size, end, use_rth)| Arrival {
-            gap_ms,
-            key: HistoricalRequestKey {
-                contract: format!("C{contract}"),
-                exchange: "SMART".into(),
-                end: end.into(),
-                duration: "1800 S".into(),
-                bar_size,
-                what_to_show: what.into(),
-                use_rth,
+        .prop_map(
+            |(gap_ms, contract, what, bar_size, end, use_rth, kind)| Arrival {
+                gap_ms,
+                key: if kind == 0 {
+                    PacedRequest::HeadTimestamp(HeadTimestampKey {
+                        contract: format!("C{contract}"),
+                        exchange: "SMART".into(),
+                        what_to_show: what.into(),
+                        use_rth,
+                    })
+                } else {
+                    small(&format!("C{contract}"), end, bar_size, what, use_rth)
+                },
             },
-        })
+        )
+}
+
+/// A historical request key.
+fn small(contract: &str, end: &str, bar_size: BarSize, what: &str, use_rth: bool) -> PacedRequest {
+    PacedRequest::Historical(HistoricalRequestKey {
+        contract: contract.into(),
+        exchange: "SMART".into(),
+        end: end.into(),
+        duration: "1800 S".into(),
+        bar_size,
+        what_to_show: what.into(),
+        use_rth,
+    })
 }
 
 /// The sim's view of the same request.
-fn sim_request(key: &HistoricalRequestKey) -> SimRequest {
-    SimRequest {
-        identity: format!("{key:?}"),
-        contract_tick: format!("{}|{}|{}", key.contract, key.exchange, key.what_to_show),
-        bid_ask: key.what_to_show == "BID_ASK",
-        bar_secs: i64::from(key.bar_size.seconds()),
+fn sim_request(key: &PacedRequest) -> SimRequest {
+    match key {
+        PacedRequest::Historical(k) => SimRequest {
+            identity: format!("{k:?}"),
+            contract_tick: format!("{}|{}|{}", k.contract, k.exchange, k.what_to_show),
+            bid_ask: k.what_to_show == "BID_ASK",
+            kind: PacedKind::Bars {
+                secs: i64::from(k.bar_size.seconds()),
+            },
+        },
+        PacedRequest::HeadTimestamp(k) => SimRequest {
+            identity: format!("{k:?}"),
+            contract_tick: format!("{}|{}|{}", k.contract, k.exchange, k.what_to_show),
+            bid_ask: k.what_to_show == "BID_ASK",
+            kind: PacedKind::HeadTimestamp,
+        },
+        other => panic!("not an HMDS request: {other:?}"),
     }
 }
 
@@ -66,7 +96,7 @@ fn schedule_and_judge(
     let t0 = Instant::now();
     let mut pacer = Pacer::new(rules);
     // (send instant, completion instant, reservation id, request)
-    let mut sent: Vec<(Instant, Instant, _, &HistoricalRequestKey)> = Vec::new();
+    let mut sent: Vec<(Instant, Instant, _, &PacedRequest)> = Vec::new();
     let mut completed = vec![false; arrivals.len()];
     let mut now = t0;
     let mut delayed = 0;
@@ -80,7 +110,7 @@ fn schedule_and_judge(
                     completed[i] = true;
                 }
             }
-            match pacer.reserve(now, &PacedRequest::Historical(a.key.clone())) {
+            match pacer.reserve(now, &a.key) {
                 Ok(r) => {
                     if r.at > now {
                         delayed += 1;
@@ -129,7 +159,7 @@ proptest! {
     ) {
         let result = schedule_and_judge(
             PacingRules::default(),
-            HistoricalRules::small_bars_only(),
+            HistoricalRules::default(),
             &arrivals,
             Duration::from_millis(latency_ms),
         );
@@ -148,7 +178,7 @@ proptest! {
         };
         let result = schedule_and_judge(
             rules,
-            HistoricalRules::default(),
+            HistoricalRules::strict(),
             &arrivals,
             Duration::from_millis(latency_ms),
         );
@@ -161,14 +191,9 @@ proptest! {
 fn the_judge_refuses_an_unpaced_burst() {
     let t0 = Instant::now();
     let mut judge = HistoricalPacer::new(HistoricalRules::default());
-    let key = |i: usize| HistoricalRequestKey {
-        contract: "C0".into(),
-        exchange: "SMART".into(),
-        end: format!("2026010{}-16:00:00", i % 9 + 1),
-        duration: "1800 S".into(),
-        bar_size: BarSize::Sec5,
-        what_to_show: "TRADES".into(),
-        use_rth: true,
+    let key = |i: usize| {
+        let end = format!("2026010{}-16:00:00", i % 9 + 1);
+        small("C0", &end, BarSize::Sec5, "TRADES", true)
     };
     let refused = (0..6)
         .filter(|&i| judge.check(t0, &sim_request(&key(i)), 0).is_err())
@@ -185,24 +210,61 @@ fn the_pacer_delays_bursts_that_would_violate() {
     let arrivals: Vec<Arrival> = (0..70)
         .map(|i| Arrival {
             gap_ms: 0,
-            key: HistoricalRequestKey {
-                contract: format!("C{}", i % 4),
-                exchange: "SMART".into(),
-                end: format!("E{i}"),
-                duration: "1800 S".into(),
-                bar_size: BarSize::Sec5,
-                what_to_show: "TRADES".into(),
-                use_rth: true,
-            },
+            key: small(
+                &format!("C{}", i % 4),
+                &format!("E{i}"),
+                BarSize::Sec5,
+                "TRADES",
+                true,
+            ),
         })
         .collect();
     let delayed = schedule_and_judge(
         PacingRules::default(),
-        HistoricalRules::small_bars_only(),
+        HistoricalRules::default(),
         &arrivals,
         Duration::from_millis(500),
     )
     .unwrap();
     // At most 4 contracts × 5 requests may go at the first instant; the other 50 must wait.
     assert_eq!(delayed, 50, "70 simultaneous requests over 4 contracts");
+}
+
+/// Head timestamps count: with bars of the same contract and tick type they make a burst the
+/// sim refuses (it did not judge them before), and the pacer delays it.
+#[test]
+fn head_timestamps_share_the_same_contract_burst_with_bars() {
+    let t0 = Instant::now();
+    let key = |i: usize| match i {
+        0 | 2 => PacedRequest::HeadTimestamp(HeadTimestampKey {
+            contract: "C0".into(),
+            exchange: "SMART".into(),
+            what_to_show: "TRADES".into(),
+            use_rth: i == 0,
+        }),
+        _ => small("C0", &format!("E{i}"), BarSize::Sec5, "TRADES", true),
+    };
+    let mut judge = HistoricalPacer::new(HistoricalRules::default());
+    let verdicts: Vec<bool> = (0..6)
+        .map(|i| judge.check(t0, &sim_request(&key(i)), 0).is_ok())
+        .collect();
+    assert_eq!(
+        verdicts,
+        [true, true, true, true, true, false],
+        "2 head timestamps + 3 bars, then the 6th within 2 s"
+    );
+    let arrivals: Vec<Arrival> = (0..6)
+        .map(|i| Arrival {
+            gap_ms: 0,
+            key: key(i),
+        })
+        .collect();
+    let delayed = schedule_and_judge(
+        PacingRules::default(),
+        HistoricalRules::default(),
+        &arrivals,
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    assert_eq!(delayed, 1);
 }

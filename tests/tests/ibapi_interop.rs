@@ -174,7 +174,14 @@ async fn second_connect_with_same_client_id_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_past_the_pacing_rules_gets_162() {
-    let sim = start_sim().await;
+    // Hourly bars: IB lifted its pacing rules for bars of a minute and more, so the sim paces
+    // them only under its strict rules.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = GatewayConfig {
+        historical: ibconn_sim::HistoricalRules::strict(),
+        ..GatewayConfig::default()
+    };
+    let sim = SimServer::start(listener, ServerConfig { gateway, seed: 7 }).unwrap();
     let addr = sim.local_addr().to_string();
     let client = within("connect", ibapi::Client::connect(&addr, 300))
         .await

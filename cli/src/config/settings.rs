@@ -341,6 +341,9 @@ pub(crate) struct FetchSettings {
     pub(crate) concurrency: u16,
     /// Bound on each chunk request, pacing wait included.
     pub(crate) request_timeout_secs: f64,
+    /// How long a wall-time fetch waits for a lost gateway to come back before it stops (what
+    /// was fetched is written; run it again to resume). Covers IB's nightly restart.
+    pub(crate) gateway_down_secs: f64,
 }
 
 impl Default for FetchSettings {
@@ -349,6 +352,7 @@ impl Default for FetchSettings {
         Self {
             concurrency: u16::try_from(run.concurrency).unwrap_or(u16::MAX),
             request_timeout_secs: run.request_timeout.as_secs_f64(),
+            gateway_down_secs: 300.0,
         }
     }
 }

@@ -91,6 +91,7 @@ pub(super) fn validate(
         ("health.timeout_secs", s.health.timeout_secs),
         ("health.probe_timeout_secs", s.health.probe_timeout_secs),
         ("fetch.request_timeout_secs", s.fetch.request_timeout_secs),
+        ("fetch.gateway_down_secs", s.fetch.gateway_down_secs),
     ] {
         positive_secs(key, v)?;
     }

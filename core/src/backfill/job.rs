@@ -8,19 +8,28 @@
 //!
 //! # Policy
 //!
-//! | outcome                                    | verdict                                        |
-//! |--------------------------------------------|------------------------------------------------|
-//! | bars                                       | merged (de-duplicated, trimmed to the range)    |
-//! | 162 "no data" ([`ErrorClass::NoData`])      | chunk recorded empty — not an error            |
+//! | outcome                                     | verdict                                         |
+//! |---------------------------------------------|-------------------------------------------------|
+//! | bars                                        | merged (de-duplicated, trimmed to the range)    |
+//! | no bars, 162 "no data" ([`ErrorClass::NoData`]) | chunk recorded empty, not an error; tentative the first time ([below](#empty-chunks)) |
 //! | [`ErrorClass::BeforeHeadTimestamp`]         | clamp the range to the head timestamp, once     |
 //! | pacing (162 pacing, 100, 420 pacing)        | re-queued; the pool's pacer decides the timing  |
 //! | timeout, connection closed, local cancel    | re-queued up to [`JobConfig::max_retries`]      |
-//! | anything else                              | the chunk fails with a typed [`ChunkError`]     |
+//! | anything else                               | the chunk fails with a typed [`ChunkError`]     |
+//!
+//! # Empty chunks
+//!
+//! IB sometimes answers "no data" spuriously, so one empty answer is *tentative*: it is reported by
+//! [`BackfillJob::tentative_empty_spans`], not by [`BackfillJob::covered_spans`], and the chunk is
+//! asked again next run. It becomes final (covered) when a later run, told of it through
+//! [`BackfillJob::note_empty_before`], gets an empty answer again. Chunks emptied by the head
+//! timestamp (clamp or [`ErrorClass::BeforeHeadTimestamp`] for the whole chunk) are final at once.
 
 use std::collections::VecDeque;
 
 use serde::Serialize;
 
+use super::lookup::{Lookup, LookupError, Verdict};
 use super::merge::BarSet;
 use super::plan::{duration_string, plan_chunks, Chunk, PlanError};
 use super::BackfillSpec;
@@ -33,7 +42,7 @@ use crate::pool::CallError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ChunkId(pub usize);
 
-/// Retry bounds of a job.
+/// Retry bounds and resume policy of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct JobConfig {
     /// Re-sends of one chunk after a timeout, a closed connection or a cancel before it fails.
@@ -41,6 +50,14 @@ pub struct JobConfig {
     /// Re-queues of one chunk after IB reported pacing before it fails (the pool already waits
     /// for the pacer; this only stops a gateway that paces forever).
     pub max_pacing_requeues: u32,
+    /// Presume a chunk fetched when the held bars suggest it (see [`BackfillJob::new`]). Turn off
+    /// when the exact coverage is known (a verified sidecar): then only
+    /// [`BackfillJob::skip_covered`] marks chunks done, and held bars are merged but prove nothing.
+    pub infer_coverage_from_bars: bool,
+    /// Look the contract up before any chunk (see [`super::lookup`]): an unknown symbol ends the
+    /// job after one request ([`BackfillJob::lookup_error`]), and the head timestamp clamps the
+    /// range first. Off by default: a caller that already knows the contract saves two requests.
+    pub lookup: bool,
 }
 
 impl Default for JobConfig {
@@ -48,6 +65,8 @@ impl Default for JobConfig {
         Self {
             max_retries: 3,
             max_pacing_requeues: 20,
+            infer_coverage_from_bars: true,
+            lookup: false,
         }
     }
 }
@@ -107,9 +126,18 @@ enum State {
     Queued,
     InFlight,
     Done,
-    Empty,
+    Empty(EmptyBy),
     Resumed,
     Failed,
+}
+
+/// What made a chunk empty: how final that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EmptyBy {
+    /// IB answered without bars: final only if it did so in an earlier run too.
+    Answer,
+    /// The whole chunk lies before the head timestamp: final.
+    HeadTimestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +146,40 @@ struct Entry {
     state: State,
     attempts: u32,
     requeues: u32,
+    /// An earlier run got an empty answer for this chunk ([`BackfillJob::note_empty_before`]).
+    empty_before: bool,
+    /// The chunk's start as planned: the head-timestamp clamp moves `chunk.start_unix` later, but
+    /// what lies before the head has no data, so spans are reported from here.
+    planned_start: i64,
+}
+
+impl Entry {
+    /// Answered (or skipped) for good: what [`BackfillJob::covered_spans`] reports.
+    fn is_covered(&self) -> bool {
+        match self.state {
+            State::Done | State::Resumed | State::Empty(EmptyBy::HeadTimestamp) => true,
+            State::Empty(EmptyBy::Answer) => self.empty_before,
+            State::Queued | State::InFlight | State::Failed => false,
+        }
+    }
+
+    /// Empty for the first time: to be asked again next run.
+    fn is_tentative_empty(&self) -> bool {
+        self.state == State::Empty(EmptyBy::Answer) && !self.empty_before
+    }
+}
+
+/// `[start, end)` spans of `entries`, oldest first, adjacent or overlapping ones merged.
+fn merged_spans<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<(i64, i64)> {
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for e in entries {
+        let (s, end) = (e.planned_start, e.chunk.end_unix);
+        match spans.last_mut() {
+            Some(last) if last.1 >= s => last.1 = last.1.max(end),
+            _ => spans.push((s, end)),
+        }
+    }
+    spans
 }
 
 /// Counters of a job so far ([`BackfillJob::progress`]).
@@ -127,16 +189,22 @@ pub struct Progress {
     pub chunks_total: usize,
     /// Chunks finished: fetched, empty, skipped on resume or failed.
     pub chunks_done: usize,
-    /// Chunks skipped because held bars already covered them (resume).
+    /// Chunks skipped on resume: held bars or an earlier run's coverage showed them fetched.
     pub chunks_resumed: usize,
-    /// Chunks IB answered with "no data" (weekends, holidays, before the head timestamp).
+    /// Chunks IB answered with "no data" (weekends, holidays, before the head timestamp),
+    /// tentative ones included.
     pub chunks_empty: usize,
+    /// Of `chunks_empty`, those answered empty for the first time: not final, so not covered
+    /// ([`BackfillJob::tentative_empty_spans`]).
+    pub chunks_empty_tentative: usize,
     /// Chunks that failed for good.
     pub chunks_failed: usize,
     /// Chunks sent and not answered yet.
     pub in_flight: usize,
-    /// Queries handed out, retries included.
+    /// Historical queries handed out, retries included.
     pub requests: u64,
+    /// Lookup queries handed out before the chunks (contract details, head timestamp).
+    pub lookups: u64,
     /// Re-sends after a timeout, closed connection or cancel.
     pub retries: u64,
     /// Re-queues after IB reported pacing.
@@ -185,6 +253,9 @@ pub struct Summary {
     pub complete: bool,
     /// The failed chunks.
     pub failures: Vec<FailureSummary>,
+    /// Why the job ended before its first chunk, if it did (see [`JobConfig::lookup`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_error: Option<LookupError>,
 }
 
 /// A backfill in progress. See the [module docs](self).
@@ -199,6 +270,9 @@ pub struct BackfillJob {
     bars: BarSet,
     clamped_to: Option<i64>,
     failures: Vec<ChunkFailure>,
+    lookup: Option<Lookup>,
+    lookup_error: Option<LookupError>,
+    lookups: u64,
     requests: u64,
     retries: u64,
     pacing_requeues: u64,
@@ -208,12 +282,15 @@ pub struct BackfillJob {
 
 impl BackfillJob {
     /// Plan `[from, to)` for `spec`. `held` are bars already fetched (e.g. loaded from the output
-    /// file): they are kept, and a chunk is skipped when it holds at least one of them and ends at
-    /// or before the newest (a chunk's answer arrives whole, so such a chunk was fetched; the one
-    /// holding the newest bar is fetched again and the merge drops the duplicates). Chunks without
-    /// held bars are fetched: a gap left by a failed chunk is never mistaken for "no data". When
-    /// the exact coverage of an earlier run is known, [`BackfillJob::skip_covered`] skips those
-    /// empty chunks too.
+    /// file): they are kept and merged. With [`JobConfig::infer_coverage_from_bars`] (the
+    /// default) a chunk is also skipped when it holds one of them and lies strictly between the
+    /// oldest and the newest: a chunk's answer arrives whole and every run's interior chunks are
+    /// whole grid cells, so such a chunk was fetched. The chunks holding the oldest and the newest
+    /// bar are fetched again (an earlier run may have asked for only part of them; the merge drops
+    /// the duplicates), and chunks without held bars are fetched: a gap left by a failed chunk is
+    /// never mistaken for "no data". Bars alone cannot tell a cell cut by an earlier run's range
+    /// edge; when the exact coverage is known, turn the inference off and pass it to
+    /// [`BackfillJob::skip_covered`].
     pub fn new(
         spec: BackfillSpec,
         from_unix: i64,
@@ -229,7 +306,7 @@ impl BackfillJob {
         let mut bars = BarSet::new(from, to);
         bars.insert(held);
         let starts: Vec<i64> = bars.iter().map(|(t, _)| t).collect();
-        let newest = starts.last().copied();
+        let (oldest, newest) = (starts.first().copied(), starts.last().copied());
         let holds_a_bar = |c: &Chunk| {
             let i = starts.partition_point(|&t| t < c.start_unix);
             starts.get(i).is_some_and(|&t| t < c.end_unix)
@@ -238,7 +315,10 @@ impl BackfillJob {
         let entries = chunks
             .into_iter()
             .map(|chunk| {
-                let fetched = newest.is_some_and(|t| chunk.end_unix <= t) && holds_a_bar(&chunk);
+                let fetched = cfg.infer_coverage_from_bars
+                    && oldest.is_some_and(|t| t < chunk.start_unix)
+                    && newest.is_some_and(|t| chunk.end_unix <= t)
+                    && holds_a_bar(&chunk);
                 let state = if fetched {
                     State::Resumed
                 } else {
@@ -246,10 +326,12 @@ impl BackfillJob {
                     State::Queued
                 };
                 Entry {
+                    planned_start: chunk.start_unix,
                     chunk,
                     state,
                     attempts: 0,
                     requeues: 0,
+                    empty_before: false,
                 }
             })
             .collect();
@@ -263,6 +345,9 @@ impl BackfillJob {
             bars,
             clamped_to: None,
             failures: Vec::new(),
+            lookup: cfg.lookup.then(|| Lookup::new(cfg.max_retries)),
+            lookup_error: None,
+            lookups: 0,
             requests: 0,
             retries: 0,
             pacing_requeues: 0,
@@ -312,26 +397,48 @@ impl BackfillJob {
             .retain(|&i| entries.get(i).is_some_and(|e| e.state == State::Queued));
     }
 
-    /// The spans answered so far (fetched, empty or skipped on resume), merged, oldest first:
-    /// what to persist beside the bars for an exact resume.
-    pub fn covered_spans(&self) -> Vec<(i64, i64)> {
-        let mut spans: Vec<(i64, i64)> = Vec::new();
-        for e in &self.entries {
-            if !matches!(e.state, State::Done | State::Empty | State::Resumed) {
-                continue;
-            }
-            let (s, end) = (e.chunk.start_unix, e.chunk.end_unix);
-            match spans.last_mut() {
-                Some(last) if last.1 >= s => last.1 = last.1.max(end),
-                _ => spans.push((s, end)),
+    /// Tell the job which spans an earlier run got an empty answer for, as its
+    /// [`BackfillJob::tentative_empty_spans`] reported them: a chunk lying wholly inside one that
+    /// is answered empty again is final (covered). The chunks are still asked; call in any order.
+    pub fn note_empty_before(&mut self, spans: &[(i64, i64)]) {
+        for entry in &mut self.entries {
+            let (start, end) = (entry.planned_start, entry.chunk.end_unix);
+            if spans.iter().any(|&(s, e)| s <= start && end <= e) {
+                entry.empty_before = true;
             }
         }
-        spans
+    }
+
+    /// The spans answered for good so far, merged, oldest first: fetched, skipped on resume, and
+    /// empty ones that are final (empty in an earlier run too, or before the head timestamp). What
+    /// to persist beside the bars for an exact resume.
+    pub fn covered_spans(&self) -> Vec<(i64, i64)> {
+        merged_spans(self.entries.iter().filter(|e| e.is_covered()))
+    }
+
+    /// The spans answered empty for the first time, merged, oldest first: not covered, since IB
+    /// sometimes answers "no data" spuriously. Persist them and pass them to the next run's
+    /// [`BackfillJob::note_empty_before`]; a second empty answer makes them final.
+    pub fn tentative_empty_spans(&self) -> Vec<(i64, i64)> {
+        merged_spans(self.entries.iter().filter(|e| e.is_tentative_empty()))
     }
 
     /// The next chunk to send and its query, or `None` if nothing is queued (all sent or done).
     /// The caller decides how many are in flight at once.
     pub fn poll_query(&mut self) -> Option<(ChunkId, Query)> {
+        if self.lookup_error.is_some() || self.queue.is_empty() {
+            return None;
+        }
+        if let Some(lookup) = &mut self.lookup {
+            let s = &self.spec;
+            if let Some(q) = lookup.poll(&s.contract, &s.what_to_show, s.use_rth) {
+                self.lookups += 1;
+                return Some(q);
+            }
+            if !lookup.is_done() {
+                return None;
+            }
+        }
         let i = self.queue.pop_front()?;
         let entry = self.entries.get_mut(i)?;
         entry.state = State::InFlight;
@@ -342,8 +449,8 @@ impl BackfillJob {
     }
 
     /// Known head timestamp of the contract (unix seconds): clamps the range once — chunks ending
-    /// at or before it are recorded empty without a request, the one straddling it starts at it.
-    /// Later calls (and later head-timestamp verdicts) are ignored.
+    /// at or before it are recorded empty (final: covered) without a request, the one straddling
+    /// it starts at it. Later calls (and later head-timestamp verdicts) are ignored.
     pub fn clamp_to_head_timestamp(&mut self, head_unix: i64) {
         if self.clamped_to.is_some() || head_unix <= self.from_unix {
             return;
@@ -354,7 +461,7 @@ impl BackfillJob {
                 continue;
             }
             if entry.chunk.end_unix <= head_unix {
-                entry.state = State::Empty;
+                entry.state = State::Empty(EmptyBy::HeadTimestamp);
             } else if entry.chunk.start_unix < head_unix {
                 entry.chunk.start_unix = head_unix;
                 entry.chunk.duration = duration_string(entry.chunk.end_unix - head_unix);
@@ -368,6 +475,17 @@ impl BackfillJob {
     /// The outcome of chunk `id`'s query. Outcomes for unknown chunks or chunks not in flight are
     /// ignored.
     pub fn on_result(&mut self, id: ChunkId, result: Result<Answer, CallError>) {
+        if id == Lookup::CONTRACT || id == Lookup::HEAD {
+            let Some(lookup) = &mut self.lookup else {
+                return;
+            };
+            match lookup.on_result(id, result) {
+                Verdict::Continue => {}
+                Verdict::Head(head) => self.clamp_to_head_timestamp(head),
+                Verdict::Fatal(e) => self.lookup_error = Some(e),
+            }
+            return;
+        }
         let Some(entry) = self.entries.get(id.0) else {
             return;
         };
@@ -377,7 +495,7 @@ impl BackfillJob {
         match result {
             Ok(Answer::Bars { bars, .. }) => {
                 let state = if bars.is_empty() {
-                    State::Empty
+                    State::Empty(self.empty_by(id, None))
                 } else {
                     State::Done
                 };
@@ -393,17 +511,21 @@ impl BackfillJob {
                 class,
                 advice,
             })) => match class {
-                ErrorClass::NoData => self.set(id, State::Empty),
+                ErrorClass::NoData => self.set(id, State::Empty(self.empty_by(id, None))),
                 ErrorClass::BeforeHeadTimestamp => {
-                    if let Advice::ClampStartAndRetry { start_unix } = advice {
-                        if self.clamped_to.is_none() {
-                            // Re-queue first so the clamp rewrites this chunk too.
-                            self.requeue(id);
-                            self.clamp_to_head_timestamp(start_unix);
-                            return;
+                    let head = match advice {
+                        Advice::ClampStartAndRetry { start_unix } => {
+                            if self.clamped_to.is_none() {
+                                // Re-queue first so the clamp rewrites this chunk too.
+                                self.requeue(id);
+                                self.clamp_to_head_timestamp(start_unix);
+                                return;
+                            }
+                            Some(start_unix)
                         }
-                    }
-                    self.set(id, State::Empty);
+                        _ => self.clamped_to,
+                    };
+                    self.set(id, State::Empty(self.empty_by(id, head)));
                 }
                 ErrorClass::Pacing | ErrorClass::RateExceeded => {
                     let requeues = self.entries.get(id.0).map_or(0, |e| e.requeues);
@@ -448,14 +570,22 @@ impl BackfillJob {
 
     /// Whether every chunk is finished (fetched, empty, skipped or failed).
     pub fn is_finished(&self) -> bool {
-        self.entries
-            .iter()
-            .all(|e| !matches!(e.state, State::Queued | State::InFlight))
+        self.lookup_error.is_some()
+            || self
+                .entries
+                .iter()
+                .all(|e| !matches!(e.state, State::Queued | State::InFlight))
     }
 
     /// Whether every chunk finished and none failed.
     pub fn is_complete(&self) -> bool {
-        self.is_finished() && self.failures.is_empty()
+        self.is_finished() && self.failures.is_empty() && self.lookup_error.is_none()
+    }
+
+    /// Why the job ended before its first chunk: the contract does not exist, or could not be
+    /// looked up (see [`JobConfig::lookup`]).
+    pub fn lookup_error(&self) -> Option<&LookupError> {
+        self.lookup_error.as_ref()
     }
 
     /// The counters so far.
@@ -466,10 +596,20 @@ impl BackfillJob {
             chunks_total: self.entries.len(),
             chunks_done: self.entries.len() - in_flight - count(State::Queued),
             chunks_resumed: count(State::Resumed),
-            chunks_empty: count(State::Empty),
+            chunks_empty: self
+                .entries
+                .iter()
+                .filter(|e| matches!(e.state, State::Empty(_)))
+                .count(),
+            chunks_empty_tentative: self
+                .entries
+                .iter()
+                .filter(|e| e.is_tentative_empty())
+                .count(),
             chunks_failed: count(State::Failed),
             in_flight,
             requests: self.requests,
+            lookups: self.lookups,
             retries: self.retries,
             pacing_requeues: self.pacing_requeues,
             bars: self.bars.len(),
@@ -515,6 +655,26 @@ impl BackfillJob {
                     error: f.error.to_string(),
                 })
                 .collect(),
+            lookup_error: self.lookup_error.clone(),
+        }
+    }
+
+    /// How final an empty answer for chunk `id` is: final only if the whole chunk precedes a
+    /// head timestamp (`head`, or the one the range was clamped to); otherwise an ordinary "no
+    /// data", tentative until an earlier run saw it too.
+    fn empty_by(&self, id: ChunkId, head: Option<i64>) -> EmptyBy {
+        let end = self
+            .entries
+            .get(id.0)
+            .map_or(i64::MAX, |e| e.chunk.end_unix);
+        if [head, self.clamped_to]
+            .into_iter()
+            .flatten()
+            .any(|h| end <= h)
+        {
+            EmptyBy::HeadTimestamp
+        } else {
+            EmptyBy::Answer
         }
     }
 
@@ -614,6 +774,25 @@ mod tests {
             class: c.class,
             advice: c.advice,
         })
+    }
+
+    fn no_data_error() -> CallError {
+        ib(
+            162,
+            "Historical Market Data Service error message:HMDS query returned no data: AAPL",
+        )
+    }
+
+    /// `[from, to)` hours after `T0` of 1-minute bars (one per minute).
+    fn held(from_h: i64, to_h: i64) -> Vec<Bar> {
+        (T0 + from_h * 3_600..T0 + to_h * 3_600)
+            .step_by(60)
+            .map(bar)
+            .collect()
+    }
+
+    fn pending(j: &BackfillJob) -> Vec<usize> {
+        j.pending_chunks().map(|c| c.index).collect()
     }
 
     fn job(hours: i64, held: Vec<Bar>) -> BackfillJob {
@@ -826,23 +1005,29 @@ mod tests {
         first.on_result(ids[0], Err(no_data));
         first.on_result(ids[1], Err(CallError::Released));
         first.on_result(ids[2], Ok(bars_of(first.chunk(ids[2]).unwrap(), 60)));
+        // The empty day is tentative (asked again), the failed day is neither.
         assert_eq!(
             first.covered_spans(),
-            vec![(T0, T0 + 86_400), (T0 + 2 * 86_400, T0 + 3 * 86_400)]
+            vec![(T0 + 2 * 86_400, T0 + 3 * 86_400)]
         );
+        assert_eq!(first.tentative_empty_spans(), vec![(T0, T0 + 86_400)]);
         let held: Vec<Bar> = first.bars().iter().map(|(_, b)| b.clone()).collect();
 
         // From the bars alone: the empty day and the failed day are both asked again.
         let mut resumed = job(72, held.clone());
         assert_eq!(resumed.pending_chunks().count(), 3);
-        // With the first run's coverage: only the failed day.
+        // With the first run's coverage: the failed day, and the empty day once more.
         resumed.skip_covered(&first.covered_spans());
+        resumed.note_empty_before(&first.tentative_empty_spans());
         let pending: Vec<usize> = resumed.pending_chunks().map(|c| c.index).collect();
-        assert_eq!(pending, vec![1]);
+        assert_eq!(pending, vec![0, 1]);
+        let (a, _) = resumed.poll_query().unwrap();
+        resumed.on_result(a, Err(no_data_error()));
         run_all(&mut resumed);
         assert!(resumed.is_complete());
         assert_eq!(resumed.progress().bars, 2 * 24 * 60);
         assert_eq!(resumed.covered_spans(), vec![(T0, T0 + 3 * 86_400)]);
+        assert!(resumed.tentative_empty_spans().is_empty());
     }
 
     #[test]
@@ -866,9 +1051,214 @@ mod tests {
 
         let all: Vec<Bar> = resumed.bars().iter().map(|(_, b)| b.clone()).collect();
         let mut again = job(72, all);
-        assert_eq!(again.progress().chunks_resumed, 2);
+        // Only the middle day: the ones holding the oldest and the newest bar are asked again.
+        assert_eq!(again.progress().chunks_resumed, 1);
         run_all(&mut again);
         assert_eq!(again.progress().bars, 72 * 60);
         assert_eq!(again.progress().bars_added, 0);
+    }
+
+    #[test]
+    fn an_earlier_run_with_another_from_leaves_no_hole() {
+        // An earlier run from T0+12h: its chunks are [12h, 24h), then whole days; day 2 failed.
+        let mut first = BackfillJob::new(
+            spec(BarSize::Min1),
+            T0 + 12 * 3_600,
+            T0 + 96 * 3_600,
+            Vec::new(),
+            JobConfig::default(),
+        )
+        .unwrap();
+        let spans: Vec<(i64, i64)> = (0..4)
+            .map(|i| {
+                let c = first.chunk(ChunkId(i)).unwrap();
+                (c.start_unix, c.end_unix)
+            })
+            .collect();
+        assert_eq!(spans[0], (T0 + 12 * 3_600, T0 + 86_400));
+        assert_eq!(spans[1], (T0 + 86_400, T0 + 2 * 86_400));
+        while let Some((id, _)) = first.poll_query() {
+            let result = if id == ChunkId(2) {
+                Err(CallError::Released)
+            } else {
+                Ok(bars_of(first.chunk(id).unwrap(), 60))
+            };
+            first.on_result(id, result);
+        }
+        let held: Vec<Bar> = first.bars().iter().map(|(_, b)| b.clone()).collect();
+
+        // From T0, bars only: day 0 (cut by the earlier range) and day 2 (failed) are asked;
+        // day 1 was fetched whole; day 3 holds the newest bar.
+        let mut resumed = job(96, held);
+        assert_eq!(pending(&resumed), vec![0, 2, 3]);
+        assert_eq!(resumed.progress().chunks_resumed, 1);
+        run_all(&mut resumed);
+        assert!(resumed.is_complete());
+        assert_eq!(resumed.progress().bars, 96 * 60, "no hole left");
+    }
+
+    #[test]
+    fn one_empty_answer_is_tentative_and_a_second_makes_it_final() {
+        let mut first = job(72, Vec::new());
+        let (a, _) = first.poll_query().unwrap();
+        let (b, _) = first.poll_query().unwrap();
+        first.on_result(a, Err(no_data_error()));
+        first.on_result(
+            b,
+            Ok(Answer::Bars {
+                bars: Vec::new(),
+                start: String::new(),
+                end: String::new(),
+            }),
+        );
+        run_all(&mut first);
+        assert!(first.is_complete());
+        let p = first.progress();
+        assert_eq!((p.chunks_empty, p.chunks_empty_tentative), (2, 2));
+        assert_eq!(
+            first.covered_spans(),
+            vec![(T0 + 2 * 86_400, T0 + 3 * 86_400)]
+        );
+        assert_eq!(first.tentative_empty_spans(), vec![(T0, T0 + 2 * 86_400)]);
+
+        // Next run: both days are asked again; day 0 is empty again (final), day 1 had bars
+        // after all (the first answer was spurious).
+        let mut second = job(72, Vec::new());
+        second.skip_covered(&first.covered_spans());
+        second.note_empty_before(&first.tentative_empty_spans());
+        assert_eq!(pending(&second), vec![0, 1]);
+        let (a, _) = second.poll_query().unwrap();
+        second.on_result(a, Err(no_data_error()));
+        run_all(&mut second);
+        let p = second.progress();
+        assert_eq!((p.chunks_empty, p.chunks_empty_tentative), (1, 0));
+        assert_eq!((p.chunks_resumed, p.bars), (1, 24 * 60));
+        assert_eq!(second.covered_spans(), vec![(T0, T0 + 3 * 86_400)]);
+        assert!(second.tentative_empty_spans().is_empty());
+
+        // A third run skips everything.
+        let mut third = job(72, Vec::new());
+        third.skip_covered(&second.covered_spans());
+        assert!(third.is_finished());
+    }
+
+    #[test]
+    fn empties_noted_after_the_answer_are_final_too() {
+        let mut j = job(24, Vec::new());
+        let (a, _) = j.poll_query().unwrap();
+        j.on_result(a, Err(no_data_error()));
+        assert!(j.covered_spans().is_empty());
+        j.note_empty_before(&[(T0 - 86_400, T0 + 86_400)]);
+        assert_eq!(j.covered_spans(), vec![(T0, T0 + 86_400)]);
+        assert_eq!(j.progress().chunks_empty_tentative, 0);
+    }
+
+    #[test]
+    fn a_wider_chunk_than_the_earlier_empty_one_stays_tentative() {
+        // The earlier run's empty answer covered only the afternoon of day 0.
+        let mut j = job(24, Vec::new());
+        j.note_empty_before(&[(T0 + 12 * 3_600, T0 + 86_400)]);
+        let (a, _) = j.poll_query().unwrap();
+        j.on_result(a, Err(no_data_error()));
+        assert!(j.covered_spans().is_empty());
+        assert_eq!(j.tentative_empty_spans(), vec![(T0, T0 + 86_400)]);
+    }
+
+    #[test]
+    fn head_timestamp_empties_are_final_at_once() {
+        let mut j = job(96, Vec::new());
+        j.clamp_to_head_timestamp(T0 + 30 * 3_600);
+        assert_eq!(j.covered_spans(), vec![(T0, T0 + 86_400)]);
+        // A later verdict naming a head at T0+50h: final for the chunk that ends before it,
+        // tentative for the one reaching past it (its tail may have data).
+        let later_head = |start: i64| {
+            let context = RequestContext {
+                start_unix: Some(start),
+                head_timestamp_unix: Some(T0 + 50 * 3_600),
+                ..RequestContext::default()
+            };
+            let text = "Historical Market Data Service error message:HMDS query returned no data";
+            let c = classify(162, text, &context);
+            assert_eq!(c.class, ErrorClass::BeforeHeadTimestamp);
+            CallError::Request(RequestError::Api {
+                code: 162,
+                message: text.into(),
+                class: c.class,
+                advice: c.advice,
+            })
+        };
+        let (a, _) = j.poll_query().unwrap();
+        let (b, _) = j.poll_query().unwrap();
+        let (c, _) = j.poll_query().unwrap();
+        assert_eq!((a, b, c), (ChunkId(1), ChunkId(2), ChunkId(3)));
+        j.on_result(a, Err(later_head(T0 + 30 * 3_600)));
+        j.on_result(b, Err(later_head(T0 + 48 * 3_600)));
+        j.on_result(c, Ok(bars_of(j.chunk(c).unwrap(), 60)));
+        assert!(j.is_complete());
+        assert_eq!(
+            j.covered_spans(),
+            vec![(T0, T0 + 2 * 86_400), (T0 + 3 * 86_400, T0 + 4 * 86_400)]
+        );
+        assert_eq!(
+            j.tentative_empty_spans(),
+            vec![(T0 + 2 * 86_400, T0 + 3 * 86_400)]
+        );
+        let p = j.progress();
+        assert_eq!((p.chunks_empty, p.chunks_empty_tentative), (3, 1));
+    }
+
+    #[test]
+    fn no_data_for_a_chunk_in_flight_before_the_clamp_is_final() {
+        let mut j = job(48, Vec::new());
+        let (a, _) = j.poll_query().unwrap();
+        j.clamp_to_head_timestamp(T0 + 30 * 3_600);
+        j.on_result(a, Err(no_data_error()));
+        assert_eq!(j.covered_spans(), vec![(T0, T0 + 86_400)]);
+        assert!(j.tentative_empty_spans().is_empty());
+    }
+
+    #[test]
+    fn exact_coverage_overrides_the_bar_heuristic() {
+        // Three earlier runs left [0, 12h), [24h, 36h) and [60h, 72h): day 1 is half covered.
+        let spans = [
+            (T0, T0 + 12 * 3_600),
+            (T0 + 24 * 3_600, T0 + 36 * 3_600),
+            (T0 + 60 * 3_600, T0 + 72 * 3_600),
+        ];
+        let bars: Vec<Bar> = spans
+            .iter()
+            .flat_map(|&(s, e)| held((s - T0) / 3_600, (e - T0) / 3_600))
+            .collect();
+        // The heuristic takes day 1 (holding bars, neither oldest nor newest) as fetched.
+        assert_eq!(pending(&job(72, bars.clone())), vec![0, 2]);
+
+        let exact = JobConfig {
+            infer_coverage_from_bars: false,
+            ..JobConfig::default()
+        };
+        let mut j = BackfillJob::new(
+            spec(BarSize::Min1),
+            T0,
+            T0 + 72 * 3_600,
+            bars.clone(),
+            exact,
+        )
+        .unwrap();
+        assert_eq!(j.progress().bars, 36 * 60, "held bars are kept");
+        j.skip_covered(&spans);
+        assert_eq!(pending(&j), vec![0, 1, 2], "no chunk is wholly covered");
+        run_all(&mut j);
+        let p = j.progress();
+        assert_eq!(
+            (p.bars, p.bars_added, p.duplicates),
+            (72 * 60, 36 * 60, 36 * 60)
+        );
+
+        // Chunks wholly inside the exact coverage are skipped.
+        let mut k =
+            BackfillJob::new(spec(BarSize::Min1), T0, T0 + 72 * 3_600, bars, exact).unwrap();
+        k.skip_covered(&[(T0, T0 + 48 * 3_600)]);
+        assert_eq!(pending(&k), vec![2]);
+        assert_eq!(k.progress().chunks_resumed, 2);
     }
 }

@@ -3,6 +3,7 @@
 //! `ibconn plan` and `ibconn fetch` agree, and so both are testable without a gateway.
 
 pub mod job;
+pub mod lookup;
 pub mod merge;
 pub mod plan;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 pub use self::job::{
     BackfillJob, ChunkError, ChunkFailure, ChunkId, FailureSummary, JobConfig, Progress, Summary,
 };
+pub use self::lookup::{parse_head_timestamp, LookupError};
 pub use self::merge::{bar_start_unix, BarSet, MergeOutcome};
 pub use self::plan::{aligned_range, plan_chunks, remaining, Chunk, PlanError};
 use crate::bar_size::BarSize;
@@ -85,7 +87,18 @@ pub fn estimate(
     latency: Duration,
     origin: Instant,
 ) -> Result<Estimate, PacerError> {
-    let mut pacer = Pacer::new(rules);
+    estimate_behind(spec, chunks, Pacer::new(rules), latency, origin)
+}
+
+/// [`estimate`] on `pacer` as it is at `origin` — e.g. [`Pacer::from_book`] on a shared book, so
+/// the estimate waits behind what other processes reserved.
+pub fn estimate_behind(
+    spec: &BackfillSpec,
+    chunks: &[Chunk],
+    mut pacer: Pacer,
+    latency: Duration,
+    origin: Instant,
+) -> Result<Estimate, PacerError> {
     let mut open: Vec<(Instant, crate::pacer::ReservationId)> = Vec::new();
     let (mut now, mut last_answer, mut delayed) = (origin, origin, 0);
     for chunk in chunks {
@@ -179,5 +192,52 @@ mod tests {
         let e = estimate_range(BarSize::Hour1, 400 * 86_400);
         assert_eq!(e.requests, 14);
         assert_eq!(e.makespan, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_estimate_waits_behind_what_a_shared_book_already_holds() {
+        use crate::pacer::{PaceBook, PaceTime};
+        // Another process sent 60 small-bar requests in the last seconds: the window is full.
+        let rules = PacingRules::default();
+        let t0 = PaceTime(1_000_000_000_000);
+        let mut book = PaceBook::new(1);
+        book.touch("other", t0.plus(Duration::from_secs(3_600)));
+        let theirs = plan_chunks(BarSize::Sec5, 0, 60 * 3_600).unwrap();
+        let other = BackfillSpec {
+            contract: Contract::stock("MSFT"),
+            ..spec(BarSize::Sec5)
+        };
+        for c in &theirs {
+            let sent = book.reserve(&rules, t0, t0, &other.pacing_key(c), Some("other"));
+            // Answered since: only the window still counts them.
+            book.complete(sent.unwrap().id).unwrap();
+        }
+        let ours = plan_chunks(BarSize::Sec5, 0, 3_600).unwrap();
+        let origin = Instant::now();
+        let fresh = estimate(
+            &spec(BarSize::Sec5),
+            &ours,
+            rules.clone(),
+            Duration::from_secs(1),
+            origin,
+        )
+        .unwrap();
+        assert_eq!(fresh.makespan, Duration::from_secs(1));
+        let seen_at = t0.plus(Duration::from_secs(30));
+        let pacer = Pacer::from_book(rules, book, origin, seen_at);
+        let behind = estimate_behind(
+            &spec(BarSize::Sec5),
+            &ours,
+            pacer,
+            Duration::from_secs(1),
+            origin,
+        )
+        .unwrap();
+        assert_eq!(behind.delayed, 1);
+        assert!(
+            behind.makespan >= Duration::from_secs(560),
+            "{:?}: the 61st request of the window waits for its first to leave it",
+            behind.makespan
+        );
     }
 }

@@ -5,6 +5,11 @@
 //! the union is the whole range with no gap and no overlap. Chunk length is the bar size's largest
 //! legal span ([`BarSize::max_request_secs`]); spans up to a day are requested in seconds (exact),
 //! longer ones in whole days (IB's `D` may reach further back — the merge trims to the range).
+//!
+//! Chunk boundaries lie on a fixed grid: the multiples of the span counted from the Unix epoch
+//! (for spans of whole days, UTC midnights). Only the first and last chunk may be partial, so two
+//! plans with different `from` share every boundary inside both, and a resume compares like with
+//! like: a chunk of this run is a chunk of every earlier run, or the partial edge of one.
 
 use crate::bar_size::BarSize;
 pub use crate::civil::format_utc;
@@ -63,26 +68,32 @@ pub fn aligned_range(bar: BarSize, from_unix: i64, to_unix: i64) -> (i64, i64) {
     } else {
         i64::from(bar.seconds())
     };
+    // Saturating: a range at the edge of `i64` stays unaligned rather than overflowing.
+    let up = if to_unix.rem_euclid(step) == 0 {
+        0
+    } else {
+        step
+    };
     (
-        from_unix.div_euclid(step) * step,
-        to_unix.div_euclid(step) * step
-            + if to_unix.rem_euclid(step) == 0 {
-                0
-            } else {
-                step
-            },
+        from_unix.div_euclid(step).saturating_mul(step),
+        to_unix
+            .div_euclid(step)
+            .saturating_mul(step)
+            .saturating_add(up),
     )
 }
 
-/// Split `[from, to)` into requests for `bar`, oldest first.
+/// Split `[from, to)` into requests for `bar`, oldest first, on the epoch-anchored grid of the
+/// bar size's span (see the [module docs](self)): the first and last chunk may be partial.
 pub fn plan_chunks(bar: BarSize, from_unix: i64, to_unix: i64) -> Result<Vec<Chunk>, PlanError> {
     let (from, to) = aligned_range(bar, from_unix, to_unix);
     if from >= to {
         return Err(PlanError::EmptyRange { from, to });
     }
     let span = i64::from(bar.max_request_secs());
-    let needed = (to - from + span - 1) / span;
-    if needed > MAX_CHUNKS as i64 {
+    // Grid cells touched by `[from, to)`; i128 so no range can overflow the count.
+    let needed = i128::from((to - 1).div_euclid(span)) - i128::from(from.div_euclid(span)) + 1;
+    if needed > MAX_CHUNKS as i128 {
         return Err(PlanError::TooManyChunks {
             chunks: u64::try_from(needed).unwrap_or(u64::MAX),
             bar,
@@ -92,7 +103,10 @@ pub fn plan_chunks(bar: BarSize, from_unix: i64, to_unix: i64) -> Result<Vec<Chu
     let mut chunks = Vec::with_capacity(usize::try_from(needed).unwrap_or(0));
     let mut start = from;
     while start < to {
-        let end = (start + span).min(to);
+        // The next grid line after `start`, or `to` if that comes first (or the line overflows).
+        let end = (start.div_euclid(span) + 1)
+            .checked_mul(span)
+            .map_or(to, |line| line.min(to));
         chunks.push(Chunk {
             index: chunks.len(),
             start_unix: start,
@@ -149,6 +163,55 @@ mod tests {
                 assert!(len > 0 && len <= i64::from(bar.max_request_secs()), "{bar}");
             }
         }
+    }
+
+    #[test]
+    fn the_grid_is_anchored_at_the_epoch() {
+        // 1-hour bars: 30-day chunks on multiples of 30 days since 1970-01-01 00:00 UTC.
+        let span = |from: i64| -> Vec<(i64, i64)> {
+            plan_chunks(BarSize::Hour1, from, 70 * DAY_SECS)
+                .unwrap()
+                .iter()
+                .map(|c| (c.start_unix, c.end_unix))
+                .collect()
+        };
+        let d = DAY_SECS;
+        assert_eq!(
+            span(10 * d),
+            vec![(10 * d, 30 * d), (30 * d, 60 * d), (60 * d, 70 * d)]
+        );
+        assert_eq!(span(25 * d + 3_600)[1..], span(10 * d)[1..]);
+        let first = &plan_chunks(BarSize::Hour1, 10 * d, 70 * d).unwrap()[0];
+        assert_eq!(
+            (first.end_date_time.as_str(), first.duration.as_str()),
+            ("19700131-00:00:00", "20 D")
+        );
+        // A partial chunk of a second-sized span is requested exactly.
+        let c = plan_chunks(BarSize::Sec5, 1_800, 7_200).unwrap();
+        assert_eq!(
+            c.iter().map(|c| c.duration.as_str()).collect::<Vec<_>>(),
+            vec!["1800 S", "3600 S"]
+        );
+        // Before the epoch too.
+        let c = plan_chunks(BarSize::Sec5, -5_400, 0).unwrap();
+        assert_eq!(
+            c.iter().map(|c| c.start_unix).collect::<Vec<_>>(),
+            vec![-5_400, -3_600]
+        );
+    }
+
+    #[test]
+    fn the_request_cap_counts_grid_cells() {
+        // 200,000 one-hour cells exactly, but starting mid-cell: one more is needed.
+        let (s, h) = (3_600, 200_000 * 3_600);
+        assert_eq!(plan_chunks(BarSize::Sec5, 0, h).unwrap().len(), MAX_CHUNKS);
+        assert!(matches!(
+            plan_chunks(BarSize::Sec5, s / 2, h + s / 2),
+            Err(PlanError::TooManyChunks {
+                chunks: 200_001,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub use self::types::{
     Stats, VersionPolicy,
 };
 use crate::classify::{classify, Connectivity, ErrorClass, RequestContext};
+use crate::deadline::after;
 use crate::message::{Bar, Contract, ContractDetails, ErrorMessage, Request, Response};
 use crate::wire::{
     check_server_choice, version, ClientHello, FrameDecoder, ServerHello, VersionRange,
@@ -268,19 +269,27 @@ impl Connection {
         });
     }
 
+    /// The runtime gave up on the socket for a typed reason of its own
+    /// ([`ConnectionError::WriteTimeout`], [`ConnectionError::WriteQueueFull`]): the session ends
+    /// with `reason`.
+    pub fn handle_socket_error(&mut self, now: Instant, reason: ConnectionError) {
+        self.advance(now);
+        self.fail(reason);
+    }
+
     /// Time passed; idempotent, spurious calls are fine.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         if self.is_closed() {
             return;
         }
-        if self.state != State::Ready && now >= self.started + self.cfg.handshake_timeout {
+        if self.state != State::Ready && now >= after(self.started, self.cfg.handshake_timeout) {
             return self.fail(ConnectionError::HandshakeTimeout(
                 self.cfg.handshake_timeout,
             ));
         }
         if let Some(sent) = self.probe_sent {
-            if now >= sent + self.cfg.probe_timeout {
+            if now >= after(sent, self.cfg.probe_timeout) {
                 tracing::warn!(
                     client_id = self.cfg.client_id,
                     "health probe unanswered; declaring the connection dead"
@@ -291,7 +300,7 @@ impl Connection {
         self.expire_requests(now);
         if self.state == State::Ready
             && self.probe_sent.is_none()
-            && now >= self.last_rx + self.cfg.probe_idle
+            && now >= after(self.last_rx, self.cfg.probe_idle)
         {
             tracing::debug!(client_id = self.cfg.client_id, "idle; sending health probe");
             self.probe_sent = Some(now);
@@ -312,7 +321,7 @@ impl Connection {
         if let Some((mono0, boot0)) = self.clock_base {
             let mono = now.saturating_duration_since(mono0);
             let boot = boottime.saturating_sub(boot0);
-            if boot > mono + self.cfg.sleep_threshold {
+            if boot > mono.saturating_add(self.cfg.sleep_threshold) {
                 let gap = boot - mono;
                 tracing::info!(
                     client_id = self.cfg.client_id,
@@ -348,7 +357,7 @@ impl Connection {
         let id = RequestId(self.next_req_id);
         self.next_req_id = self.next_req_id.wrapping_add(1).max(1);
         self.stats.requests += 1;
-        let deadline = now + timeout.unwrap_or(self.cfg.request_timeout);
+        let deadline = after(now, timeout.unwrap_or(self.cfg.request_timeout));
         tracing::debug!(id = id.0, query = query.name(), "request submitted");
         if self.is_ready() {
             self.dispatch(now, id, query, deadline);
@@ -418,7 +427,7 @@ impl Connection {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if self.state != State::Ready {
-            at(self.started + self.cfg.handshake_timeout);
+            at(after(self.started, self.cfg.handshake_timeout));
         }
         for p in self.pending.values().filter(|p| !p.streaming) {
             at(p.deadline);
@@ -431,8 +440,8 @@ impl Connection {
         }
         if self.state == State::Ready {
             match self.probe_sent {
-                Some(sent) => at(sent + self.cfg.probe_timeout),
-                None => at(self.last_rx + self.cfg.probe_idle),
+                Some(sent) => at(after(sent, self.cfg.probe_timeout)),
+                None => at(after(self.last_rx, self.cfg.probe_idle)),
             }
             for (chan, wanted) in [
                 (&self.secs, self.wants_time(false)),
@@ -522,21 +531,24 @@ impl Connection {
                 bars,
             } => {
                 let inline_end = self.server_version < version::HISTORICAL_DATA_END;
-                if let Some(p) = self.pending.get_mut(&req_id) {
-                    p.bars.extend(bars);
-                    if inline_end {
-                        p.window = (start, end);
-                    }
+                // A stream that already answered buffers no more bars: updates carry it on.
+                let Some(p) = self.pending.get_mut(&req_id).filter(|p| !p.streaming) else {
+                    return;
+                };
+                if p.bars.len().saturating_add(bars.len()) > self.cfg.max_answer_items {
+                    return self.answer_too_large(req_id);
                 }
+                p.bars.extend(bars);
                 if inline_end {
+                    p.window = (start, end);
                     self.finish_bars(req_id);
                 }
             }
             Response::HistoricalDataEnd { req_id, start, end } => {
-                if let Some(p) = self.pending.get_mut(&req_id) {
+                if let Some(p) = self.pending.get_mut(&req_id).filter(|p| !p.streaming) {
                     p.window = (start, end);
+                    self.finish_bars(req_id);
                 }
-                self.finish_bars(req_id);
             }
             Response::HistoricalDataUpdate { req_id, bar } => {
                 if self.pending.get(&req_id).is_some_and(|p| p.streaming) {
@@ -557,6 +569,9 @@ impl Connection {
                 details,
             } => {
                 if let Some(p) = self.pending.get_mut(&req_id) {
+                    if p.details.len() >= self.cfg.max_answer_items {
+                        return self.answer_too_large(req_id);
+                    }
                     p.details.push((*contract, *details));
                 }
             }
@@ -707,6 +722,19 @@ impl Connection {
         self.succeed(RequestId(req_id), answer);
     }
 
+    /// End a request whose answer outgrew [`Config::max_answer_items`]: cancel it at the gateway
+    /// (its later frames are then ignored as a cancelled request's) and fail it.
+    fn answer_too_large(&mut self, req_id: i32) {
+        let Some(p) = self.pending.remove(&req_id) else {
+            return;
+        };
+        let max = self.cfg.max_answer_items;
+        tracing::warn!(id = req_id, max, "answer too large; cancelling the request");
+        self.send_cancel(RequestId(req_id), p.kind);
+        self.stats.failed += 1;
+        self.complete(RequestId(req_id), Err(RequestError::AnswerTooLarge { max }));
+    }
+
     fn answer_time(&mut self, now: Instant, millis: bool, value: i64) {
         let chan = if millis {
             &mut self.millis
@@ -817,9 +845,9 @@ impl Connection {
         }
         let spacing_ok = chan
             .last_sent
-            .map_or(self.last_now, |t| t + self.cfg.current_time_spacing);
+            .map_or(self.last_now, |t| after(t, self.cfg.current_time_spacing));
         match chan.outstanding {
-            Some(sent) => Some((sent + self.cfg.probe_timeout).max(spacing_ok)),
+            Some(sent) => Some(after(sent, self.cfg.probe_timeout).max(spacing_ok)),
             None => Some(spacing_ok),
         }
     }

@@ -10,7 +10,9 @@ use crate::message::{
     Bar, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
     HistoricalDataRequest,
 };
-use crate::wire::{DecodeError, EncodeError, FrameError, HandshakeError, VersionRange};
+use crate::wire::{
+    DecodeError, EncodeError, FrameError, HandshakeError, VersionRange, MAX_REPEATED,
+};
 
 /// Which protocol versions a connection offers in its hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -71,6 +73,17 @@ pub struct Config {
     pub sleep_threshold: Duration,
     /// First request id handed out.
     pub first_request_id: i32,
+    /// Most bars or contract-details matches one request may buffer before its end marker; past
+    /// it the request is cancelled at the gateway and ends with [`RequestError::AnswerTooLarge`],
+    /// instead of a misbehaving gateway growing it without bound. Default [`MAX_REPEATED`]
+    /// (200,000): what one frame may carry, far above any answer IB gives (a month of 1-minute
+    /// bars is about 43,000).
+    pub max_answer_items: usize,
+    /// Deadline of one socket write, enforced by the runtime: a write not finished within it (the
+    /// gateway stopped reading and the socket buffers are full) closes the connection with
+    /// [`ConnectionError::WriteTimeout`], and the pool redials as for any loss. Default 30 s:
+    /// IB's requests are small, so a healthy gateway takes one in milliseconds even on a slow link.
+    pub write_timeout: Duration,
 }
 
 impl Config {
@@ -87,6 +100,8 @@ impl Config {
             current_time_spacing: Duration::from_secs(1),
             sleep_threshold: Duration::from_secs(5),
             first_request_id: 1,
+            max_answer_items: MAX_REPEATED,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -179,6 +194,13 @@ pub enum RequestError {
     /// Cancelled by the caller.
     #[error("cancelled by the caller")]
     Cancelled,
+    /// The answer outgrew [`Config::max_answer_items`] before its end marker; the request was
+    /// cancelled at the gateway (where IB has a cancel) and what arrived was dropped.
+    #[error("answer too large: over {max} bars or matches for one request (cancelled)")]
+    AnswerTooLarge {
+        /// The cap in force.
+        max: usize,
+    },
     /// The negotiated server version cannot carry this query (found once the session was ready).
     #[error(transparent)]
     Unsupported(#[from] EncodeError),
@@ -265,6 +287,15 @@ pub enum ConnectionError {
     /// The socket failed (reported by the runtime).
     #[error("transport failed: {0}")]
     Transport(String),
+    /// The gateway stopped reading: one socket write did not finish within
+    /// [`Config::write_timeout`] (reported by the runtime, which closes the socket).
+    #[error("gateway stopped reading: a socket write did not finish within {0:?}")]
+    WriteTimeout(Duration),
+    /// The gateway stopped reading: the runtime's bounded queue of writes to the socket filled up
+    /// (this many writes) behind a stuck one, before its deadline passed. Reported by the runtime,
+    /// which closes the socket rather than drop bytes from the stream or wait.
+    #[error("gateway stopped reading: {0} writes queued behind a stuck one")]
+    WriteQueueFull(usize),
     /// Closed by [`Connection::close`](super::Connection::close).
     #[error("closed locally")]
     LocallyClosed,
@@ -280,7 +311,11 @@ impl ConnectionError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::LocallyClosed | Self::SleepDetected(_) => Fault::Local,
-            Self::Transport(_) | Self::PeerClosed | Self::ProbeTimeout(_) => Fault::Transport,
+            Self::Transport(_)
+            | Self::PeerClosed
+            | Self::ProbeTimeout(_)
+            | Self::WriteTimeout(_)
+            | Self::WriteQueueFull(_) => Fault::Transport,
             Self::HandshakeTimeout(_)
             | Self::Handshake(_)
             | Self::ClientIdInUse { .. }

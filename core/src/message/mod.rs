@@ -9,6 +9,7 @@ pub mod contract;
 mod convert;
 pub mod ids;
 pub mod proto;
+mod repeated;
 pub mod request;
 pub mod response;
 
@@ -69,14 +70,17 @@ fn choose_form(
     })
 }
 
-/// Decode a protobuf body, naming the message in the error.
-fn decode_proto<M: prost::Message + Default>(
+/// Decode a protobuf body, naming the message in the error. Its repeated fields are counted
+/// against [`MAX_REPEATED`](crate::wire::MAX_REPEATED) first, before prost allocates any of them.
+fn decode_proto<M: prost::Message + Default + repeated::Repeated>(
     direction: Direction,
     msg_id: i32,
     body: &[u8],
 ) -> Result<M, DecodeError> {
+    let msg = proto_name(direction, msg_id);
+    repeated::check::<M>(msg, body)?;
     M::decode(body).map_err(|e| DecodeError::Protobuf {
-        msg: proto_name(direction, msg_id),
+        msg,
         reason: e.to_string(),
     })
 }

@@ -929,7 +929,73 @@ fn text_name(msg_id: i32) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BufMut;
+
     use super::*;
+    use crate::wire::{MAX_FRAME_LEN, MAX_REPEATED};
+
+    #[test]
+    fn an_oversized_protobuf_repeated_field_is_refused_before_decoding() {
+        // The attack: one full frame of two-byte empty bars, 8 M of them (≈ 1 GB once decoded).
+        let mut payload = BytesMut::with_capacity(MAX_FRAME_LEN);
+        payload.put_i32(id::HISTORICAL_DATA + crate::wire::frame::PROTOBUF_ID_OFFSET);
+        while payload.len() + 2 <= MAX_FRAME_LEN {
+            payload.put_slice(&[0x12, 0x00]);
+        }
+        let too_many = Err(DecodeError::TooMany {
+            msg: "HistoricalData",
+            field: "historical_data_bars",
+            max: MAX_REPEATED,
+        });
+        assert_eq!(
+            Response::decode_payload(payload.freeze(), version::MAX_SUPPORTED),
+            too_many
+        );
+        // Real bars: the cap is accepted, one more is not.
+        for (n, ok) in [(MAX_REPEATED, true), (MAX_REPEATED + 1, false)] {
+            let reply = Response::HistoricalData {
+                req_id: 1,
+                start: String::new(),
+                end: String::new(),
+                bars: vec![Bar::default(); n],
+            };
+            let mut out = BytesMut::new();
+            reply.encode(version::MAX_SUPPORTED, &mut out).unwrap();
+            let body = out.split_off(4).freeze();
+            let got = Response::decode_payload(body, version::MAX_SUPPORTED);
+            assert_eq!(got.is_ok(), ok, "{n} bars");
+            if !ok {
+                assert_eq!(got, too_many);
+            }
+        }
+    }
+
+    #[test]
+    fn text_counts_obey_the_same_cap() {
+        // Server version 176: text historical data, window dates inline, eight fields per bar.
+        let sv = 176;
+        let frame = |n: usize| {
+            let mut body = format!("17\x001\x00s\x00e\x00{n}\x00").into_bytes();
+            for _ in 0..n {
+                body.extend_from_slice(b"0\x000\x000\x000\x000\x000\x000\x000\x00");
+            }
+            Bytes::from(body)
+        };
+        let Ok(Response::HistoricalData { bars, .. }) =
+            Response::decode_payload(frame(MAX_REPEATED), sv)
+        else {
+            panic!("the cap itself decodes")
+        };
+        assert_eq!(bars.len(), MAX_REPEATED);
+        assert_eq!(
+            Response::decode_payload(frame(MAX_REPEATED + 1), sv),
+            Err(DecodeError::TooMany {
+                msg: "HistoricalData",
+                field: "count",
+                max: MAX_REPEATED,
+            })
+        );
+    }
 
     #[test]
     fn bar_time_types_ibs_forms_and_writes_them_back_verbatim() {

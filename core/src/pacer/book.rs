@@ -135,6 +135,10 @@ pub struct PaceBook {
     /// Made by a store after losing a book; not stepped on yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     lost_predecessor: bool,
+    /// The earliest time the store can have lost that book (e.g. when Redis started); unknown
+    /// means "just now".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lost_since: Option<PaceTime>,
     /// A lost book is being put back: no reservation before this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     settle_until: Option<PaceTime>,
@@ -163,6 +167,16 @@ impl PaceBook {
         Self {
             lost_predecessor: true,
             ..Self::new(generation)
+        }
+    }
+
+    /// [`PaceBook::after_loss`] for a store that knows the loss cannot be older than `since`
+    /// (a Redis that started then): processes have been able to put the book back from then on,
+    /// so the settle ends sooner — at once for a store up longer than the settle (a first use).
+    pub fn after_loss_since(generation: u64, since: PaceTime) -> Self {
+        Self {
+            lost_since: Some(since),
+            ..Self::after_loss(generation)
         }
     }
 
@@ -342,10 +356,12 @@ impl PaceBook {
         self.settle_until.filter(|until| *until > now)
     }
 
-    /// Whether the store made this book after losing an earlier one, and nobody has stepped on
-    /// it since; the first step clears it (and settles the book: see the shared pacer).
-    pub fn take_lost_predecessor(&mut self) -> bool {
-        std::mem::take(&mut self.lost_predecessor)
+    /// If the store made this book after losing an earlier one and nobody has stepped on it
+    /// since: from when processes could put the lost book back (`now` when the store does not
+    /// know). The first step clears it (and settles the book: see the shared pacer).
+    pub fn take_lost_predecessor(&mut self, now: PaceTime) -> Option<PaceTime> {
+        let since = self.lost_since.take();
+        std::mem::take(&mut self.lost_predecessor).then(|| since.map_or(now, |s| s.min(now)))
     }
 
     /// Drops what can no longer matter at or after `now`: slots past their relevance, and the

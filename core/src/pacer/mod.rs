@@ -49,7 +49,7 @@ pub use self::rules::{
 };
 pub use self::shared::{SharedError, SharedHold, SharedPacer, SharedPacerStatus};
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -137,8 +137,8 @@ pub struct PacerSnapshot {
 pub struct Pacer {
     rules: PacingRules,
     book: PaceBook,
-    /// The instant that is `PaceTime(0)`: the first `now` seen.
-    epoch: Option<Instant>,
+    /// An instant and its book time (`PaceTime(0)` at the first `now` seen, unless resumed).
+    epoch: Option<(Instant, PaceTime)>,
 }
 
 impl Pacer {
@@ -148,6 +148,17 @@ impl Pacer {
             rules,
             book: PaceBook::default(),
             epoch: None,
+        }
+    }
+
+    /// A pacer that goes on from `book` (e.g. a copy of a shared ledger's book), where `now` is
+    /// `book_now` on the book's clock: what it grants waits behind what the book already holds.
+    /// `ibconn plan` estimates this way behind other processes' reservations.
+    pub fn from_book(rules: PacingRules, book: PaceBook, now: Instant, book_now: PaceTime) -> Self {
+        Self {
+            rules,
+            book,
+            epoch: Some((now, book_now)),
         }
     }
 
@@ -220,27 +231,24 @@ impl Pacer {
 
     /// Serializable status as of `now`.
     pub fn snapshot(&self, now: Instant) -> PacerSnapshot {
-        let t = self.epoch.map_or(PaceTime(0), |e| {
-            PaceTime(nanos(now.saturating_duration_since(e)))
+        let t = self.epoch.map_or(PaceTime(0), |(at, t)| {
+            t.plus(now.saturating_duration_since(at))
         });
         self.book.snapshot(&self.rules, t)
     }
 
     /// `now` as book time, fixing the epoch at the first call.
     fn time(&mut self, now: Instant) -> PaceTime {
-        let epoch = *self.epoch.get_or_insert(now);
-        PaceTime(nanos(now.saturating_duration_since(epoch)))
+        let (at, t) = *self.epoch.get_or_insert((now, PaceTime(0)));
+        t.plus(now.saturating_duration_since(at))
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bar_size::BarSize;
+    use std::time::Duration;
 
     /// One arbitrary base instant; every other time in the tests is an offset from it.
     #[allow(clippy::disallowed_methods)]

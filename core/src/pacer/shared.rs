@@ -215,6 +215,12 @@ impl SharedPacer {
         })
     }
 
+    /// The error of the last ledger step, while the store keeps failing (`None` once a step
+    /// succeeded again).
+    pub fn failing(&self) -> Option<&LedgerError> {
+        self.error.as_ref()
+    }
+
     /// Whether this process must renew its claim even while it holds nothing: the book (as last
     /// seen) still has slots of `owner` that constrain others, and a store that loses the book
     /// gets them back only from a process that steps.
@@ -313,10 +319,14 @@ impl SharedPacer {
                 );
                 book.merge(seen, &owner);
             }
-            if book.take_lost_predecessor() {
-                // Until every process has stepped (within a third of the TTL: renewals come
-                // at least that often) the new book may lack what they sent.
-                book.settle_until_at_least(t.plus(ttl / 3));
+            if let Some(since) = book
+                .take_lost_predecessor(t)
+                .filter(|s| s.plus(ttl / 3) > t)
+            {
+                // Until every process has stepped (within a third of the TTL of the store
+                // coming back: renewals come at least that often) the new book may lack what
+                // they sent. A store up longer than that (a first use) needs no settle.
+                book.settle_until_at_least(since.plus(ttl / 3));
             }
             book.touch(&owner, t.plus(ttl));
             for o in owed {
@@ -364,6 +374,85 @@ impl SharedPacer {
                 self.error = Some(e.clone());
                 Err(e)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // One arbitrary origin; every later instant is derived from it.
+    #![allow(clippy::disallowed_methods)]
+
+    use super::*;
+    use crate::pacer::rules::small_bars;
+    use crate::pacer::LedgerNow;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A ledger over one book whose clock is `time` at `epoch` (as a shared store's would be).
+    #[derive(Debug)]
+    struct OneBook {
+        book: PaceBook,
+        epoch: Instant,
+        time: PaceTime,
+    }
+
+    impl PaceLedger for OneBook {
+        fn owner(&self) -> &str {
+            "me"
+        }
+        fn describe(&self) -> String {
+            "one book".to_owned()
+        }
+        fn transact(
+            &mut self,
+            _gateway: &str,
+            now: Instant,
+            op: &mut crate::pacer::LedgerOp<'_>,
+        ) -> Result<(), LedgerError> {
+            let time = self.time.plus(now.saturating_duration_since(self.epoch));
+            op(&mut self.book, LedgerNow { time, instant: now });
+            Ok(())
+        }
+    }
+
+    /// `SharedPacer::reserve` on a store whose book was made afresh, at 1,000 s on its clock.
+    fn first_reserve(book: PaceBook) -> Result<(SharedHold, Instant, RequestClass), SharedError> {
+        let epoch = Instant::now();
+        let mut ledger = OneBook {
+            book,
+            epoch,
+            time: PaceTime(1_000 * S),
+        };
+        let ttl = Duration::from_secs(60);
+        let mut pacer = SharedPacer::new(PacingRules::default(), "gw", ttl, epoch);
+        pacer.reserve(&mut ledger, epoch, &small_bars("X", "1", "TRADES"))
+    }
+
+    #[test]
+    fn a_store_up_longer_than_the_settle_grants_its_fresh_book_at_once() {
+        // Redis started 30 s before the book was made: every process has stepped since (a
+        // third of the 60-s TTL), so nothing can be missing from it.
+        let book = PaceBook::after_loss_since(1, PaceTime(970 * S));
+        assert!(first_reserve(book).is_ok());
+    }
+
+    #[test]
+    fn a_book_lost_recently_settles_until_a_third_of_the_ttl_after_the_loss() {
+        // Redis started 5 s ago: 15 s of the 20-s settle are left.
+        let book = PaceBook::after_loss_since(1, PaceTime(995 * S));
+        match first_reserve(book) {
+            Err(SharedError::Ledger(LedgerError::Settling { wait, .. })) => {
+                assert_eq!(wait, Duration::from_secs(15));
+            }
+            other => panic!("expected a settle, got {other:?}"),
+        }
+        // A store that cannot say when it lost the book settles the full third from now.
+        match first_reserve(PaceBook::after_loss(1)) {
+            Err(SharedError::Ledger(LedgerError::Settling { wait, .. })) => {
+                assert_eq!(wait, Duration::from_secs(20));
+            }
+            other => panic!("expected a settle, got {other:?}"),
         }
     }
 }

@@ -50,6 +50,7 @@ use crate::connection::{
     Answer, Config, Connection, ConnectionError, Event, Query, RequestError, RequestId, SendError,
     VersionPolicy,
 };
+use crate::deadline::after;
 use crate::message::Contract;
 use crate::pacer::{
     HeadTimestampKey, HistoricalRequestKey, LedgerError, MemoryLedger, PaceLedger, PacedRequest,
@@ -250,7 +251,7 @@ impl Pool {
             .collect();
         Self {
             rng: SplitMix64::new(cfg.rng_seed),
-            next_heartbeat: now + cfg.heartbeat_interval,
+            next_heartbeat: after(now, cfg.heartbeat_interval),
             cfg,
             registry,
             ledger,
@@ -369,7 +370,7 @@ impl Pool {
                 .push_back(PoolEvent::AcquireFailed { acquire: id, error });
             return id;
         }
-        let deadline = now + timeout.unwrap_or(self.cfg.acquire_timeout);
+        let deadline = after(now, timeout.unwrap_or(self.cfg.acquire_timeout));
         tracing::debug!(acquire = id.0, %purpose, "acquire queued");
         self.waiters.push_back(Waiter {
             id,
@@ -429,7 +430,7 @@ impl Pool {
             });
         }
         let ticket = Ticket(self.fresh());
-        let deadline = now + timeout.unwrap_or(self.cfg.connection.request_timeout);
+        let deadline = after(now, timeout.unwrap_or(self.cfg.connection.request_timeout));
         tracing::debug!(
             ticket = ticket.0,
             query = query.name(),
@@ -595,6 +596,17 @@ impl Pool {
         self.update(now);
     }
 
+    /// The runtime closed `socket` for a typed reason (e.g. [`ConnectionError::WriteTimeout`]):
+    /// a loss like [`Pool::handle_eof`], with that reason.
+    pub fn handle_socket_error(&mut self, now: Instant, socket: SocketId, reason: ConnectionError) {
+        self.advance(now);
+        let failed = self.open_conn(socket, |conn| conn.handle_socket_error(now, reason));
+        if let Some(slot_id) = failed {
+            self.drive(now, slot_id);
+        }
+        self.update(now);
+    }
+
     /// Report both clocks (see [`Connection::observe_clocks`]) and the wall clock for leases.
     ///
     /// A wall clock ahead of the last report by more than the sleep threshold (the host slept:
@@ -647,6 +659,10 @@ impl Pool {
     /// The next event. Poll after every input and command until `None`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<PoolEvent> {
+        if self.events.is_empty() {
+            // A store failure seen outside `update` (a completion) is reported all the same.
+            self.report_ledger_changes();
+        }
         self.events.pop_front()
     }
 
@@ -695,7 +711,7 @@ impl Pool {
                         at(t);
                     }
                     if conn.is_ready() && s.leases.is_empty() {
-                        at(s.idle_since + self.cfg.idle_timeout);
+                        at(after(s.idle_since, self.cfg.idle_timeout));
                     }
                 }
             }
@@ -756,6 +772,7 @@ impl Pool {
         if self.ledger_retry.is_none() && self.gateways.iter().any(|g| g.pacer.owes()) {
             self.ledger_retry = Some(now + LEDGER_RETRY);
         }
+        self.report_ledger_changes();
     }
 
     fn grant_waiters(&mut self, now: Instant) {
@@ -882,7 +899,7 @@ impl Pool {
 
     /// Dial the first gateway whose breaker admits a connect; if none does, wait for the earliest.
     fn dial(&mut self, now: Instant, slot_id: SlotId) {
-        let mut retry_at = now + self.cfg.backoff.base;
+        let mut retry_at = after(now, self.cfg.backoff.base);
         let mut chosen = None;
         for (i, g) in self.gateways.iter_mut().enumerate() {
             match g.breaker.try_acquire(now) {
@@ -922,7 +939,7 @@ impl Pool {
         slot.session_ready = false;
         slot.link = Link::Dialing {
             socket,
-            deadline: now + self.cfg.dial_timeout,
+            deadline: after(now, self.cfg.dial_timeout),
         };
         self.sockets.insert(socket, slot_id);
         self.io.push_back(Io::Dial {
@@ -949,7 +966,7 @@ impl Pool {
             Link::Open { conn, .. } => {
                 if conn.is_ready()
                     && slot.leases.is_empty()
-                    && now >= slot.idle_since + self.cfg.idle_timeout
+                    && now >= after(slot.idle_since, self.cfg.idle_timeout)
                 {
                     tracing::debug!(client_id = slot.grant.id, "idle; closing");
                     return self.retire(now, slot_id);
@@ -1047,12 +1064,6 @@ impl Pool {
             match pacer.reserve(&mut *self.ledger, now, &paced(&req.query)) {
                 Ok((res, at, _)) => {
                     req.state = ReqState::Paced { gateway, res, at };
-                    if self.ledger_down.remove(&gateway) {
-                        self.events.push_back(PoolEvent::PacingStore {
-                            gateway,
-                            error: None,
-                        });
-                    }
                 }
                 Err(SharedError::Pacer(PacerError::OpenRequestsFull { .. })) => return None,
                 Err(SharedError::Ledger(e)) => {
@@ -1396,7 +1407,9 @@ impl Pool {
             .next_delay(&mut self.rng)
             .unwrap_or_else(|| slot.backoff.ceiling());
         tracing::warn!(client_id, %reason, ?delay, "redialing after backoff");
-        slot.link = Link::Waiting { until: now + delay };
+        slot.link = Link::Waiting {
+            until: after(now, delay),
+        };
     }
 
     /// Under [`VersionPolicy::Auto`], a session that offered the modern range and ended before
@@ -1525,7 +1538,7 @@ impl Pool {
     /// another moment: its session closes and it moves to a fresh id ([`Pool::move_to_fresh_id`]).
     /// Store failures (I/O) are only logged; the next heartbeat tries again.
     fn renew_leases(&mut self, now: Instant) {
-        self.next_heartbeat = now + self.cfg.heartbeat_interval;
+        self.next_heartbeat = after(now, self.cfg.heartbeat_interval);
         let wall = self.wall_at(now);
         let mut taken = Vec::new();
         // First renew everything, so that no id this pool still uses looks free when the
@@ -1572,13 +1585,34 @@ impl Pool {
     /// deadline) and are tried again after [`LEDGER_RETRY`].
     fn ledger_wait(&mut self, now: Instant, gateway: usize, error: &LedgerError) {
         self.stats.pacing_store_errors += 1;
-        if self.ledger_down.insert(gateway) {
-            self.events.push_back(PoolEvent::PacingStore {
-                gateway,
-                error: Some(error.to_string()),
-            });
-        }
+        tracing::debug!(gateway, %error, "request waits for the pacing store");
         self.ledger_retry = Some(now + LEDGER_RETRY);
+    }
+
+    /// Report each gateway's pacing store going down or coming back, whichever step saw it
+    /// (a reservation, a renewal at the heartbeat, a completion): [`PoolEvent::PacingStore`].
+    fn report_ledger_changes(&mut self) {
+        for (gateway, g) in self.gateways.iter().enumerate() {
+            let failing = g.pacer.failing();
+            let was_down = self.ledger_down.contains(&gateway);
+            match failing {
+                Some(error) if !was_down => {
+                    self.ledger_down.insert(gateway);
+                    self.events.push_back(PoolEvent::PacingStore {
+                        gateway,
+                        error: Some(error.to_string()),
+                    });
+                }
+                None if was_down => {
+                    self.ledger_down.remove(&gateway);
+                    self.events.push_back(PoolEvent::PacingStore {
+                        gateway,
+                        error: None,
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Renew this pool's claims in every gateway's pacing book, and take back to the queue the
@@ -1695,6 +1729,15 @@ impl Pool {
             for event in events {
                 if let Event::Completed { id, result } = event {
                     if let Some(ticket) = slot.sent.remove(&id) {
+                        // A request still in flight (one IB never answered, say) gives its
+                        // pacing slot back as it ends here, as in `on_completed`; `unreserve`
+                        // only covers slots not yet used.
+                        let state = self.requests.get(&ticket).map(|r| r.state);
+                        if let Some(ReqState::Sent { gateway, res }) = state {
+                            if let Some(g) = self.gateways.get_mut(gateway) {
+                                g.pacer.complete(&mut *self.ledger, now, res);
+                            }
+                        }
                         self.unreserve(ticket);
                         self.finish(ticket, result.map_err(CallError::from));
                     }

@@ -56,6 +56,14 @@ pub enum PoolNotice {
         /// Why no id was left.
         error: AcquireError,
     },
+    /// The gateway's pacing store failed (`error`: its requests wait, none is sent unpaced) or
+    /// answers again (`None`).
+    PacingStore {
+        /// Index of the gateway in [`PoolConfig::gateways`](super::PoolConfig::gateways).
+        gateway: usize,
+        /// What failed, or `None` once a step succeeded again.
+        error: Option<String>,
+    },
     /// This subscriber's queue was full and `count` notices were dropped (the newest ones, at the
     /// time). Delivered before the next notice that fits.
     Missed {
@@ -83,6 +91,10 @@ impl PoolNotice {
             PoolEvent::Resubscribe { client_id, leases } => Self::Resubscribe {
                 client_id: *client_id,
                 leases: leases.clone(),
+            },
+            PoolEvent::PacingStore { gateway, error } => Self::PacingStore {
+                gateway: *gateway,
+                error: error.clone(),
             },
             PoolEvent::LeaseLost {
                 lease,

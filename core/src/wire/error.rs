@@ -81,6 +81,17 @@ pub enum DecodeError {
         /// The count received.
         count: i64,
     },
+    /// More repeated elements than one frame may carry
+    /// ([`MAX_REPEATED`](super::frame::MAX_REPEATED)), found before they are decoded.
+    #[error("{msg}: more than {max} repeated elements in one frame (at `{field}`)")]
+    TooMany {
+        /// Message name.
+        msg: &'static str,
+        /// The repeated field that went over.
+        field: &'static str,
+        /// The cap.
+        max: usize,
+    },
     /// Protobuf bytes that `prost` rejected.
     #[error("{msg}: invalid protobuf: {reason}")]
     Protobuf {

@@ -6,6 +6,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::error::{DecodeError, EncodeError};
+use super::frame::MAX_REPEATED;
 
 /// IB's `UNSET_INTEGER`.
 pub const UNSET_INTEGER: i32 = i32::MAX;
@@ -18,12 +19,19 @@ pub struct FieldReader<'a> {
     buf: &'a [u8],
     pos: usize,
     msg: &'static str,
+    /// Repeated elements this frame may still announce (starts at [`MAX_REPEATED`]).
+    items_left: usize,
 }
 
 impl<'a> FieldReader<'a> {
     /// A reader over `buf` (the fields after the message id) for message `msg`.
     pub fn new(buf: &'a [u8], msg: &'static str) -> Self {
-        Self { buf, pos: 0, msg }
+        Self {
+            buf,
+            pos: 0,
+            msg,
+            items_left: MAX_REPEATED,
+        }
     }
 
     /// Bytes not yet consumed.
@@ -153,8 +161,8 @@ impl<'a> FieldReader<'a> {
     }
 
     /// The next field as a repeat count, checked against what the rest of the frame can hold
-    /// (`fields_per_item` fields of at least one byte each), so a hostile count cannot force a
-    /// large allocation.
+    /// (`fields_per_item` fields of at least one byte each) and against what is left of the
+    /// frame's [`MAX_REPEATED`] elements, so a hostile count cannot force a large allocation.
     pub fn count(
         &mut self,
         field: &'static str,
@@ -163,7 +171,14 @@ impl<'a> FieldReader<'a> {
         let n = self.i64(field)?;
         let max = self.remaining_bytes() / fields_per_item.max(1);
         match usize::try_from(n) {
-            Ok(n) if n <= max => Ok(n),
+            Ok(n) if n <= max => {
+                self.items_left = self.items_left.checked_sub(n).ok_or(DecodeError::TooMany {
+                    msg: self.msg,
+                    field,
+                    max: MAX_REPEATED,
+                })?;
+                Ok(n)
+            }
             _ => Err(DecodeError::BadCount {
                 msg: self.msg,
                 field,

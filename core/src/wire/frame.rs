@@ -13,6 +13,18 @@ use super::version;
 /// IB's `MAX_MSG_LEN`: the largest body a frame may announce (16 MiB − 1).
 pub const MAX_FRAME_LEN: usize = 0x00FF_FFFF;
 
+/// Most elements the repeated fields of one frame may hold together (bars, symbol matches,
+/// derivative types, sec-id pairs, ineligibility reasons), in either form: the text decoder's
+/// counts and the protobuf pre-scan (`message::repeated`) both draw on it, and the simulator's
+/// largest answer (`MAX_BARS` bars) fits exactly.
+///
+/// Memory: prost decodes eagerly, and a 16 MiB frame of two-byte empty elements would become 8 M
+/// structs of 144 bytes (bars) to 408 bytes (symbol matches) — 1 to 3.4 GB, twice that while the
+/// `Vec` grows. Capped, one frame decodes into at most about `MAX_REPEATED` × 1.7 KiB (≈ 350 MB,
+/// the worst case: symbol matches with every contract string set, counting `Vec` growth and the
+/// typed copy) plus the frame's own bytes, and a bar frame into about 100 MB.
+pub const MAX_REPEATED: usize = 200_000;
+
 /// Protobuf message ids are sent as `id + PROTOBUF_ID_OFFSET`.
 pub const PROTOBUF_ID_OFFSET: i32 = 200;
 

@@ -12,7 +12,9 @@ pub mod handshake;
 pub mod version;
 
 pub use fields::{FieldReader, FieldWriter};
-pub use frame::{DecodeError, Form, Frame, FrameDecoder, FrameEncoder, FrameError, MAX_FRAME_LEN};
+pub use frame::{
+    DecodeError, Form, Frame, FrameDecoder, FrameEncoder, FrameError, MAX_FRAME_LEN, MAX_REPEATED,
+};
 pub use handshake::{
     check_server_choice, negotiate, ClientHello, ConnectionTime, HandshakeError, ServerHello,
     VersionRange,

@@ -1,12 +1,15 @@
 //! Pool scenarios against `ibconn-sim` over real loopback TCP, shared word for word by the tokio
 //! and the smol runtime tests (`runtime-smol/tests/pool.rs` includes this file by path): reuse,
 //! caps, typed timeouts, 326, dropped sockets, and the faults (half-open socket, 1100/1101,
-//! restart with failover and return, foreign-id cooldown).
+//! restart with failover and return, foreign-id cooldown, a gateway that stops reading).
 //!
 //! The including test crate provides the runtime-specific pieces at its root: `use ibconn_<rt> as
 //! rt;`, `within(what, future)` (every await here is bounded by it), `sleep(duration)`,
 //! `spawn(future)` (a task whose handle yields the output), `start_sim(config) -> SimServer` and
 //! `stop(sim)`. The client scenarios are in `client.rs` beside this file.
+
+#[path = "stalling.rs"]
+mod stalling;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ use ibconn_core::pool::{
 use ibconn_sim::{Fault, GatewayConfig, ServerConfig, SimServer, Target};
 
 use crate::{rt, sleep, spawn, start_sim, stop, within};
+use stalling::StallingProxy;
 
 /// Health probe after this much silence…
 const PROBE_IDLE: Duration = Duration::from_millis(400);
@@ -33,6 +37,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 const SLACK: Duration = Duration::from_millis(400);
 /// A tripped gateway breaker lets a probe dial through after this.
 const BREAKER_OPEN_FOR: Duration = Duration::from_millis(300);
+/// The socket write deadline where a gateway stops reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Hands every scenario below to the including crate's `scenarios!` macro, which makes each a test
 /// of the same name (this module must be mounted as `common`).
@@ -49,6 +55,7 @@ macro_rules! every_scenario {
             link_loss_then_data_lost_tells_the_user_to_resubscribe,
             failover_to_the_second_gateway_and_back_after_the_first_returns,
             foreign_client_id_is_avoided_until_its_cooldown_ends,
+            a_gateway_that_stops_reading_loses_its_session_at_the_write_deadline,
         });
     };
 }
@@ -473,6 +480,63 @@ pub(crate) async fn foreign_client_id_is_avoided_until_its_cooldown_ends() {
     let stats = within("stats", pool.stats()).await.unwrap();
     assert_eq!(stats.client_id_conflicts, 1, "{stats:?}");
     drop((a, b, c));
+    finish(pool, events).await;
+    within("sim", stop(sim)).await;
+}
+
+/// A gateway that stops reading (its socket buffers full): the client's write blocks, passes its
+/// deadline and the session ends with the typed [`ConnectionError::WriteTimeout`], while the
+/// driver keeps answering; the pool redials and the stuck requests are retried and answered.
+pub(crate) async fn a_gateway_that_stops_reading_loses_its_session_at_the_write_deadline() {
+    // Two requests of 8 MiB: several times what the loopback socket buffers take (Linux's send
+    // buffer grows to 4 MiB by default; the proxy's receive buffer is pinned small).
+    const PATTERN: usize = 8 << 20;
+    let sim = sim().await;
+    let proxy = StallingProxy::start(sim.local_addr());
+    let mut cfg = pool_config(&[proxy.addr()], 1);
+    cfg.connection.write_timeout = WRITE_TIMEOUT;
+    let (pool, mut events, _path) = start(cfg, RegistryConfig::default(), "stops-reading");
+    let conn = within("acquire", pool.acquire(Purpose::Api)).await.unwrap();
+    let symbols = within("symbols", conn.matching_symbols("AAPL")).await;
+    assert!(!symbols.unwrap().is_empty());
+    proxy.stall();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            spawn(async move {
+                let conn = pool.acquire(Purpose::Api).await?;
+                conn.matching_symbols(&"A".repeat(PATTERN)).await
+            })
+        })
+        .collect();
+    // The driver never waits on the stuck socket.
+    for _ in 0..3 {
+        within("stats while the write is stuck", pool.stats())
+            .await
+            .unwrap();
+    }
+    let is_drop = |n: &PoolNotice| matches!(n, PoolNotice::Disconnected { .. });
+    let (gone, skipped) = notice_where(&mut events, "write timeout", is_drop).await;
+    let expected = PoolNotice::Disconnected {
+        client_id: conn.client_id(),
+        reason: ConnectionError::WriteTimeout(WRITE_TIMEOUT),
+    };
+    assert_eq!(gone, expected, "after {skipped:?}");
+    assert_eq!(proxy.stalled(), 1);
+    // Redialed (through the proxy, which reads the new connection) with the same lease.
+    let is_up = |n: &PoolNotice| matches!(n, PoolNotice::Connected { .. });
+    notice_where(&mut events, "redial", is_up).await;
+    for call in calls {
+        let symbols = within("retried call", call).await;
+        assert!(symbols.is_ok(), "{symbols:?}");
+    }
+    assert!(within("time", conn.current_time()).await.unwrap() > 1_700_000_000);
+    let stats = within("stats", pool.stats()).await.unwrap();
+    assert!(
+        stats.disconnects == 1 && stats.requests_retried >= 1,
+        "{stats:?}"
+    );
+    drop(conn);
     finish(pool, events).await;
     within("sim", stop(sim)).await;
 }
