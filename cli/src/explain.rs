@@ -47,6 +47,9 @@ fn meaning(class: ErrorClass) -> &'static str {
         ErrorClass::BeforeHeadTimestamp => "the range starts before the earliest data IB has",
         ErrorClass::FutureEndDate => "the end date lies in the future",
         ErrorClass::QueryCancelled => "the request was cancelled by us (explicitly or on timeout)",
+        ErrorClass::DuplicateId => {
+            "the gateway still holds a request under this id; the same request under a new id can succeed"
+        }
         ErrorClass::NoPermission => "no market-data permission, or a competing session",
         ErrorClass::InvalidRequest => {
             "the request itself is invalid (bar size, duration, whatToShow, …)"

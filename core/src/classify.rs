@@ -91,6 +91,9 @@ pub enum ErrorClass {
     FutureEndDate,
     /// 162 "API historical data query cancelled" — our own cancel or timeout, not a server error.
     QueryCancelled,
+    /// 322 "… Duplicate ticker id": the gateway still holds a request under that id (e.g. one it
+    /// never answered). The same request under a fresh id can succeed.
+    DuplicateId,
     /// Missing market-data permissions or a competing session.
     NoPermission,
     /// The request itself is invalid (bar size / step, "Time length exceed max", bad `whatToShow`).
@@ -171,6 +174,9 @@ pub fn classify(code: i32, message: &str, context: &RequestContext) -> Classific
         100 => c(E::RateExceeded, A::RetryWhenPacerAllows),
         200 => c(E::NoSecurityDefinition, A::Fail),
         326 => c(E::ClientIdInUse, A::UseNextClientId),
+        322 if contains(message, "duplicate ticker id") => {
+            c(E::DuplicateId, A::RetryWhenPacerAllows)
+        }
         166 | 321 | 420 | 10189 => c(E::InvalidRequest, A::Fail),
         354 | 10186 | 10187 | 10197 => c(E::NoPermission, A::Fail),
         165 | 300 | 366 | 10089 | 10090 | 10091 | 10167 => c(E::Informational, A::Ignore),

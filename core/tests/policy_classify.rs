@@ -100,6 +100,7 @@ fn table() -> Vec<Row> {
         row(300, "Can't find EId with ticker Id:", NONE, E::Informational, A::Ignore, "protocol §5"),
         row(321, "Error validating request:-'bW' : cause - Historical data bar size setting is invalid.", NONE, E::InvalidRequest, A::Fail, "protocol §5 shape; detail synthetic"),
         row(322, "Server error when processing an API client request.", NONE, E::Unknown, A::Fail, "protocol §5"),
+        row(322, "Error processing request.-'bO' : cause - Duplicate ticker id", NONE, E::DuplicateId, A::RetryWhenPacerAllows, "streaming-and-contracts.md; stoqey/ib#240"),
         row(326, "Unable to connect as the client id is already in use. Retry with a unique client id.", NONE, E::ClientIdInUse, A::UseNextClientId, "protocol §5"),
         row(354, "Requested market data is not subscribed. Check API status by selecting the Account menu then under Management choose Market Data Subscription Manager and/or availability of delayed data.", NONE, E::NoPermission, A::Fail, "protocol §5"),
         row(354, "Not subscribed to requested market data.", NONE, E::NoPermission, A::Fail, "protocol §5 (older doc)"),

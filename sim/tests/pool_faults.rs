@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ibconn_core::client_id::Purpose;
-use ibconn_core::connection::{ConnectionError, Query, RequestError};
+use ibconn_core::connection::{Query, RequestError};
 use ibconn_core::message::{Contract, HeadTimestampRequest, HistoricalDataRequest};
 use ibconn_core::pacer::PacingRules;
 use ibconn_core::pool::{CallError, LeaseId, PoolEvent, Ticket};
@@ -100,11 +100,13 @@ fn a_never_answered_request_ends_by_its_timeout_and_frees_its_slot() {
     assert_eq!((c.never_answered, c.pacing_violations), (1, 0));
 }
 
-/// Was a core bug (found by the swarm with `NeverAnswer`, seeds 89 and 112): a request still in
-/// flight when its lease was released and its idle connection closed ended without giving its
-/// slot back to the pacing book, so the book counted an open request nobody had, for good.
+/// Were two core bugs (found by the swarm with `NeverAnswer`, seeds 89 and 112): releasing a
+/// lease did not cancel its requests already sent (the lease was gone before the cancel looked
+/// for its connection), and when the idle connection later closed with the request on it, the
+/// request ended without giving its slot back to the pacing book. Now the release cancels it at
+/// the gateway at once, and its slot is free.
 #[test]
-fn a_never_answered_request_on_a_released_lease_frees_its_slot_when_the_connection_closes() {
+fn a_never_answered_request_on_a_released_lease_is_cancelled_and_frees_its_slot() {
     let mut w = PoolWorld::new(PoolWorldConfig::new(2));
     let l = lease(&mut w, Purpose::Backfill);
     w.inject(Fault::NeverAnswer {
@@ -117,14 +119,13 @@ fn a_never_answered_request_on_a_released_lease_frees_its_slot_when_the_connecti
     let until = w.now() + secs(2);
     w.run_until(until).unwrap();
     assert_eq!(open_in_book(&w), 1);
+    let released = w.elapsed();
     w.release(l);
-    // Idle for the pool's idle timeout (300 s), the connection closes with the request on it.
-    let (result, _) = outcome(&mut w, t);
-    assert_eq!(
-        result,
-        Err(CallError::Request(RequestError::ConnectionClosed(
-            ConnectionError::LocallyClosed
-        )))
+    let (result, at) = outcome(&mut w, t);
+    assert_eq!(result, Err(CallError::Request(RequestError::Cancelled)));
+    assert!(
+        at < released + secs(1),
+        "cancelled at the release ({released:?}), not at the idle close: {at:?}"
     );
     assert_eq!(open_in_book(&w), 0, "the ended request still holds a slot");
 }

@@ -14,7 +14,7 @@
 //! | no bars, 162 "no data" ([`ErrorClass::NoData`]) | chunk recorded empty, not an error; tentative the first time ([below](#empty-chunks)) |
 //! | [`ErrorClass::BeforeHeadTimestamp`]         | clamp the range to the head timestamp, once     |
 //! | pacing (162 pacing, 100, 420 pacing)        | re-queued; the pool's pacer decides the timing  |
-//! | timeout, connection closed, local cancel    | re-queued up to [`JobConfig::max_retries`]      |
+//! | timeout, connection closed, local cancel, 322 duplicate id | re-queued up to [`JobConfig::max_retries`] |
 //! | anything else                               | the chunk fails with a typed [`ChunkError`]     |
 //!
 //! # Empty chunks
@@ -539,7 +539,9 @@ impl BackfillJob {
                         self.requeue(id);
                     }
                 }
-                ErrorClass::QueryCancelled => self.retry(
+                // A fresh request id (every send gets one) can succeed where the gateway still
+                // held the old one; bounded by the retries.
+                ErrorClass::QueryCancelled | ErrorClass::DuplicateId => self.retry(
                     id,
                     CallError::Request(RequestError::Api {
                         code,

@@ -191,7 +191,10 @@ fn transient(e: &CallError) -> bool {
                 | RequestError::ConnectionClosed(_)
                 | RequestError::Cancelled
         ) | CallError::Request(RequestError::Api {
-            class: ErrorClass::Pacing | ErrorClass::RateExceeded | ErrorClass::QueryCancelled,
+            class: ErrorClass::Pacing
+                | ErrorClass::RateExceeded
+                | ErrorClass::QueryCancelled
+                | ErrorClass::DuplicateId,
             ..
         })
     )
@@ -308,6 +311,33 @@ mod tests {
         assert_eq!(job.summary().clamped_to_unix, Some(wednesday));
         assert_eq!(job.pending_chunks().count(), 5 * 24 - 1);
         assert_eq!(job.progress().lookups, 2);
+    }
+
+    #[test]
+    fn a_chunk_answered_322_duplicate_id_is_asked_again() {
+        let mut job = BackfillJob::new(
+            job("AAPL").spec().clone(),
+            1_764_547_200,
+            1_764_547_200 + 3_600,
+            [],
+            JobConfig::default(),
+        )
+        .unwrap();
+        let (id, _) = job.poll_query().unwrap();
+        let dup = "Error processing request.-'bO' : cause - Duplicate ticker id";
+        let c = crate::classify::classify(322, dup, &crate::classify::RequestContext::default());
+        job.on_result(
+            id,
+            Err(CallError::Request(RequestError::Api {
+                code: 322,
+                message: dup.into(),
+                class: c.class,
+                advice: c.advice,
+            })),
+        );
+        assert!(job.failures().is_empty());
+        assert_eq!(job.poll_query().map(|(again, _)| again), Some(id));
+        assert_eq!(job.progress().retries, 1);
     }
 
     #[test]

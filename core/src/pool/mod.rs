@@ -385,7 +385,7 @@ impl Pool {
     /// Give a lease back. Its open requests end ([`CallError::Released`] or a cancel).
     pub fn release(&mut self, now: Instant, lease: LeaseId) {
         self.advance(now);
-        let Some(slot_id) = self.leases.remove(&lease) else {
+        let Some(slot_id) = self.leases.get(&lease).copied() else {
             self.lost.remove(&lease);
             return;
         };
@@ -395,9 +395,12 @@ impl Pool {
             .filter(|(_, r)| r.lease == lease)
             .map(|(t, _)| *t)
             .collect();
+        // Cancelled while the lease still names its connection: requests already sent are
+        // cancelled at the gateway too (IB would otherwise keep them open).
         for ticket in tickets {
             self.cancel(now, ticket);
         }
+        self.leases.remove(&lease);
         if let Some(slot) = self.slots.get_mut(&slot_id) {
             slot.leases.remove(&lease);
             if slot.leases.is_empty() {
