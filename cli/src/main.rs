@@ -78,6 +78,13 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
     let settings = &loaded.settings;
     match command {
         Command::Fetch(args) => {
+            if args.json && args.fetch.out.as_deref() == Some(std::path::Path::new("-")) {
+                return fail(
+                    "--json prints the summary on stdout, where --out - sends the bars: \
+                     use --summary-json FILE instead",
+                    2,
+                );
+            }
             let mut fetch_args = args.fetch.clone();
             fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
             match fetch::fetch(&fetch_args, settings) {

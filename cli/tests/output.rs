@@ -90,6 +90,9 @@ fn dash_means_stdout() {
     let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
     assert!(out.starts_with("time,open,high,low,close,volume,wap,count\n"));
     assert!(!dir.join("-").exists(), "no file named '-'");
+    // The summary would land in the same stream as the bars.
+    let a = fetch(&dir, "AAPL", "1h", &["--json"], "-").code(2);
+    assert!(stderr(&a).contains("--summary-json"), "{}", stderr(&a));
 }
 
 #[test]
