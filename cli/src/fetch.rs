@@ -4,14 +4,14 @@
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use ibconn_core::backfill::{
     aligned_range, bar_start_unix, estimate_behind, BackfillJob, BackfillSpec, JobConfig,
     PlanError, Summary,
 };
 use ibconn_core::civil::SECS_PER_DAY;
-use ibconn_core::client_id::Purpose;
+use ibconn_core::client_id::{Purpose, UnixMillis};
 use ibconn_core::message::{Bar, Contract};
 use ibconn_core::pacer::{OwnerView, PaceBook, PaceTime, Pacer};
 use ibconn_core::pool::{CallError, PoolConfig, PoolNotice, PoolStats};
@@ -148,9 +148,7 @@ fn prepare(args: &FetchArgs, file: Option<OutFile>) -> Result<(BackfillJob, Outp
 /// error, and a bar still forming would change later.
 fn effective_to(args: &FetchArgs) -> i64 {
     // The embedded simulator too: a range in the future has no bars, not invented ones.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = UnixMillis::from_system_time(SystemTime::now()).as_unix_secs();
     let step = if args.bar.is_daily_or_longer() {
         SECS_PER_DAY
     } else {

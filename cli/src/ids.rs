@@ -6,7 +6,7 @@
 //! every `ibconn` process on the host agrees on who holds which id.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use ibconn_core::client_id::liveness::linux_liveness;
 use ibconn_core::client_id::store::{FileStore, StoreError};
@@ -76,11 +76,7 @@ impl IdsError {
 
 /// Wall clock now.
 fn now() -> UnixMillis {
-    UnixMillis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    )
+    UnixMillis::from_system_time(SystemTime::now())
 }
 
 /// One lease as `ids list` shows it.

@@ -6,10 +6,10 @@
 //! is reported as an error, never cached.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use ibconn_core::backfill::parse_head_timestamp;
-use ibconn_core::client_id::Purpose;
+use ibconn_core::client_id::{Purpose, UnixMillis};
 use ibconn_core::connection::RequestError;
 use ibconn_core::message::{Contract, HeadTimestampRequest};
 use ibconn_core::pool::CallError;
@@ -53,9 +53,7 @@ impl ValidateError {
 
 /// Wall clock, Unix seconds.
 fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    UnixMillis::from_system_time(SystemTime::now()).as_unix_secs()
 }
 
 /// One symbol's verdict.

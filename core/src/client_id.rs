@@ -37,6 +37,25 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct UnixMillis(pub u64);
 
 impl UnixMillis {
+    /// The wall-clock time `t` (which the caller read: the core reads no clock). Times before
+    /// the epoch are 0, times past `u64::MAX` ms saturate.
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        Self(
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn as_unix_secs(self) -> i64 {
+        i64::try_from(self.0 / 1_000).unwrap_or(i64::MAX)
+    }
+
+    /// Milliseconds since the epoch, as a signed count (the sim's and IB's clocks use `i64`).
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+
     /// `self + d`, saturating.
     pub fn plus(self, d: Duration) -> Self {
         Self(
@@ -515,6 +534,21 @@ impl RegistryState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_clock_readings_convert_once_saturating_at_the_edges() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_547_200_123);
+        let ms = UnixMillis::from_system_time(t);
+        assert_eq!(ms, UnixMillis(1_764_547_200_123));
+        assert_eq!(
+            (ms.as_unix_secs(), ms.as_i64()),
+            (1_764_547_200, 1_764_547_200_123)
+        );
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(UnixMillis::from_system_time(before), UnixMillis(0));
+        assert_eq!(UnixMillis(u64::MAX).as_i64(), i64::MAX);
+    }
 
     fn cfg_small() -> RegistryConfig {
         let mut config = RegistryConfig::default();

@@ -44,7 +44,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use ibconn_core::client_id::{ClientId, Holder, UnixMillis};
@@ -344,11 +344,7 @@ impl Deref for Client {
 
 /// Wall clock for registry leases.
 fn wall() -> UnixMillis {
-    UnixMillis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    )
+    UnixMillis::from_system_time(SystemTime::now())
 }
 
 /// The suspend-including clock (`CLOCK_BOOTTIME`) for sleep detection.

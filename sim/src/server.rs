@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+
+use ibconn_core::client_id::UnixMillis;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,9 +58,7 @@ impl SimServer {
     /// Start serving on `listener` (inside a Tokio runtime), the gateway's wall clock the real
     /// time.
     pub fn start(listener: TcpListener, config: ServerConfig) -> io::Result<Self> {
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let wall_ms = UnixMillis::from_system_time(SystemTime::now()).as_i64();
         Self::start_at(listener, config, wall_ms)
     }
 
