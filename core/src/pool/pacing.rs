@@ -1,0 +1,153 @@
+//! Glue to the shared pacing ledger: waiting out an unreachable store, reporting it down or back,
+//! renewing this pool's claims, and what the pacer needs to know about a query.
+
+use std::time::Instant;
+
+use super::{Pool, PoolEvent, ReqState, LEDGER_RETRY};
+use crate::bar_size::BarSize;
+use crate::connection::Query;
+use crate::message::Contract;
+use crate::pacer::{
+    HeadTimestampKey, HistoricalRequestKey, LedgerError, PacedRequest, ReservationId,
+};
+
+impl Pool {
+    /// A pacing-ledger step failed: queued requests wait (never unpaced, each within its own
+    /// deadline) and are tried again after [`LEDGER_RETRY`].
+    pub(super) fn ledger_wait(&mut self, now: Instant, gateway: usize, error: &LedgerError) {
+        self.stats.pacing_store_errors += 1;
+        tracing::debug!(gateway, %error, "request waits for the pacing store");
+        self.ledger_retry = Some(now + LEDGER_RETRY);
+    }
+
+    /// Report each gateway's pacing store going down or coming back, whichever step saw it
+    /// (a reservation, a renewal at the heartbeat, a completion): [`PoolEvent::PacingStore`].
+    pub(super) fn report_ledger_changes(&mut self) {
+        for (gateway, g) in self.gateways.iter().enumerate() {
+            let failing = g.pacer.failing();
+            let was_down = self.ledger_down.contains(&gateway);
+            match failing {
+                Some(error) if !was_down => {
+                    self.ledger_down.insert(gateway);
+                    self.events.push_back(PoolEvent::PacingStore {
+                        gateway,
+                        error: Some(error.to_string()),
+                    });
+                }
+                None if was_down => {
+                    self.ledger_down.remove(&gateway);
+                    self.events.push_back(PoolEvent::PacingStore {
+                        gateway,
+                        error: None,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Renew this pool's claims in every gateway's pacing book, and take back to the queue the
+    /// paced requests whose slot the book dropped (this process's claim lapsed: it was stopped,
+    /// or the host slept, longer than [`PoolConfig::pacing_claim_ttl`]).
+    ///
+    /// [`PoolConfig::pacing_claim_ttl`]: super::PoolConfig::pacing_claim_ttl
+    pub(super) fn renew_pacing(&mut self, now: Instant) {
+        for gateway in 0..self.gateways.len() {
+            let _ = self.renew_gateway_pacing(now, gateway, false);
+        }
+    }
+
+    /// [`Pool::renew_pacing`] for one gateway. `overdue`: the claim may have lapsed and
+    /// reserved requests are due (or past due): renew even if nothing else needs it, and reserve
+    /// those again, since a request sent later than its slot counts later at IB than in the book.
+    /// `false` when the store could not be reached.
+    pub(super) fn renew_gateway_pacing(
+        &mut self,
+        now: Instant,
+        gateway: usize,
+        overdue: bool,
+    ) -> bool {
+        let held: Vec<ReservationId> = self
+            .requests
+            .values()
+            .filter_map(|r| match r.state {
+                ReqState::Paced {
+                    gateway: g, res, ..
+                }
+                | ReqState::Sent { gateway: g, res }
+                    if g == gateway =>
+                {
+                    res.shared()
+                }
+                _ => None,
+            })
+            .collect();
+        let owner = self.ledger.owner().to_owned();
+        let Some(g) = self.gateways.get_mut(gateway) else {
+            return true;
+        };
+        // With nothing held and nothing of ours left in the window, there is nothing to keep.
+        if !overdue && held.is_empty() && !g.pacer.needs_renewal(&owner, now) {
+            return true;
+        }
+        let Ok(lost) = g.pacer.renew(&mut *self.ledger, now, &held) else {
+            return false;
+        };
+        for req in self.requests.values_mut() {
+            if let ReqState::Paced {
+                gateway: g2,
+                res,
+                at,
+            } = req.state
+            {
+                let lost = res.shared().is_some_and(|id| lost.contains(&id));
+                if g2 == gateway && (lost || (overdue && at < now)) {
+                    tracing::warn!(
+                        lost,
+                        "pacing claim lapsed or slot missed; reserving the request again"
+                    );
+                    if let Some(g) = self.gateways.get_mut(gateway) {
+                        g.pacer.cancel(&mut *self.ledger, now, res);
+                    }
+                    req.state = ReqState::Queued;
+                    req.delayed = false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// What the pacer needs to know about a query.
+pub(super) fn paced(query: &Query) -> PacedRequest {
+    match query {
+        Query::HistoricalData(r) => match r.bar_size.parse::<BarSize>() {
+            Ok(bar_size) => PacedRequest::Historical(HistoricalRequestKey {
+                contract: contract_key(&r.contract),
+                exchange: r.contract.exchange.clone(),
+                end: r.end_date_time.clone(),
+                duration: r.duration.clone(),
+                bar_size,
+                what_to_show: r.what_to_show.clone(),
+                use_rth: r.use_rth,
+            }),
+            Err(_) => PacedRequest::Message,
+        },
+        Query::HeadTimestamp(r) => PacedRequest::HeadTimestamp(HeadTimestampKey {
+            contract: contract_key(&r.contract),
+            exchange: r.contract.exchange.clone(),
+            what_to_show: r.what_to_show.clone(),
+            use_rth: r.use_rth,
+        }),
+        Query::ContractDetails(_) => PacedRequest::ContractDetails,
+        _ => PacedRequest::Message,
+    }
+}
+
+fn contract_key(c: &Contract) -> String {
+    if c.con_id != 0 {
+        c.con_id.to_string()
+    } else {
+        format!("{}:{}:{}", c.symbol, c.sec_type, c.currency)
+    }
+}
