@@ -1,0 +1,416 @@
+//! Historical data and head timestamps as IB answers them: validation, pacing, the bars of a
+//! window, cancels, and the reference bars tests compare with; split out of `gateway.rs`.
+
+use std::time::Instant;
+
+use ibconn_core::message::request::HistoricalDataRequest;
+use ibconn_core::message::{Bar, HeadTimestampRequest, Response};
+
+use crate::bars::{self, BarSpec, WhatToShow};
+use crate::calendar::{self, BarSpan, IbDuration, Zone, NEW_YORK};
+use crate::errors::{self, IbError};
+use crate::market::{Instrument, Lookup};
+use crate::rules::{PacedKind, PacedRequest, SMALL_BAR_SECS};
+
+use super::{Conn, Gateway, HistState, ReplyKind, Stream};
+
+impl Gateway {
+    pub(super) fn spec<'a>(
+        &'a self,
+        inst: &'a Instrument,
+        span: BarSpan,
+        use_rth: bool,
+        what: WhatToShow,
+        now_secs: i64,
+    ) -> BarSpec<'a> {
+        BarSpec {
+            market: &self.config.market,
+            inst,
+            salt: self.market_salt,
+            span,
+            use_rth,
+            what,
+            format_date: 2,
+            now: now_secs,
+        }
+    }
+
+    /// Open HMDS requests over every session: historical (pending or streaming) and head
+    /// timestamps, as IB counts both against its 50 (peers.md §4 item 2).
+    fn open_historical(&self, current: &Conn) -> usize {
+        self.conns
+            .values()
+            .chain(std::iter::once(current))
+            .map(|c| c.hist.len() + c.heads.len())
+            .sum()
+    }
+
+    /// Resolve a request contract or answer the lookup error; checks data permissions too.
+    fn instrument_for(
+        &mut self,
+        c: &mut Conn,
+        now: Instant,
+        req_id: i32,
+        contract: &ibconn_core::message::Contract,
+    ) -> Option<Instrument> {
+        let inst = match self.config.market.resolve(contract) {
+            Lookup::Found(i) => i.clone(),
+            Lookup::NotFound => {
+                self.send_error(c, now, req_id, errors::no_security_definition());
+                return None;
+            }
+            Lookup::Ambiguous => {
+                self.send_error(c, now, req_id, errors::ambiguous(&contract.symbol));
+                return None;
+            }
+        };
+        if !inst.data_permitted {
+            self.send_error(
+                c,
+                now,
+                req_id,
+                errors::no_permissions(&inst.permission_scope()),
+            );
+            return None;
+        }
+        Some(inst)
+    }
+
+    /// Refuse `req_id` with 322 if it is still open on `c` (a pending or streaming historical
+    /// request, a pending head timestamp) or a [`Fault::DuplicateTickerId`] is in force; the open
+    /// request carries on. Checked before anything else, so a refused request is not paced.
+    fn refuse_duplicate(&mut self, c: &mut Conn, now: Instant, req_id: i32) -> bool {
+        let open = c.hist.contains_key(&req_id) || c.heads.contains(&req_id);
+        if !open && !take_one(&mut c.faults.duplicate_ids) {
+            return false;
+        }
+        tracing::debug!(req_id, open, "duplicate ticker id");
+        self.counters.duplicate_ids += 1;
+        self.send_error(c, now, req_id, errors::duplicate_ticker_id());
+        true
+    }
+
+    pub(super) fn historical(&mut self, c: &mut Conn, now: Instant, r: HistoricalDataRequest) {
+        let req_id = r.req_id;
+        if self.refuse_duplicate(c, now, req_id) {
+            return;
+        }
+        let Some(inst) = self.instrument_for(c, now, req_id, &r.contract) else {
+            return;
+        };
+        let Ok(span) = BarSpan::parse(&r.bar_size) else {
+            let cause = format!("Invalid bar size setting: {}", r.bar_size);
+            return self.send_error(c, now, req_id, errors::validation("bS", &cause));
+        };
+        let Some(what) = WhatToShow::parse(&r.what_to_show) else {
+            let cause = format!("Invalid what to show: {}", r.what_to_show);
+            return self.send_error(c, now, req_id, errors::validation("bT", &cause));
+        };
+        let paced = PacedRequest {
+            identity: format!(
+                "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                inst.con_id,
+                r.contract.exchange,
+                r.end_date_time,
+                r.bar_size,
+                r.duration,
+                r.use_rth,
+                r.what_to_show,
+                r.format_date,
+                r.keep_up_to_date
+            ),
+            contract_tick: contract_tick(inst.con_id, &r.contract.exchange, &format!("{what:?}")),
+            bid_ask: what == WhatToShow::BidAsk,
+            kind: PacedKind::Bars {
+                secs: span.nominal_secs(),
+            },
+        };
+        if !self.paced(c, now, req_id, &paced) {
+            return;
+        }
+        let wall = self.unix_ms(now).div_euclid(1000);
+        let window = match self.window(&inst, span, what, &r, wall) {
+            Ok(w) => Ok(w),
+            // Refused by TWS's validation: answered at once, whatever the faults.
+            Err((Refusal::Invalid, e)) => return self.send_error(c, now, req_id, e),
+            Err((why, e)) => {
+                match why {
+                    Refusal::TooOld => self.counters.small_bars_too_old += 1,
+                    Refusal::Future => self.counters.end_in_future += 1,
+                    _ => {}
+                }
+                Err(e)
+            }
+        };
+        if take_one(&mut c.faults.never_answer) {
+            tracing::debug!(req_id, "never answered (fault)");
+            self.counters.never_answered += 1;
+            c.hist.insert(req_id, HistState::Pending);
+            return;
+        }
+        let w = match window {
+            Ok(w) => w,
+            Err(e) => return self.send_error(c, now, req_id, e),
+        };
+        if take_one(&mut c.faults.spurious_no_data) {
+            tracing::debug!(req_id, "spurious no data (fault)");
+            self.counters.spurious_no_data += 1;
+            let err = errors::no_data(&inst.symbol, &exchange_of(&inst, &r), what.title());
+            return self.send_error(c, now, req_id, err);
+        }
+        let fmt = |t: i64| {
+            if r.format_date == 1 {
+                calendar::format_new_york(t)
+            } else {
+                calendar::format_utc_dash(t)
+            }
+        };
+        let (start_s, end_s) = (fmt(w.start), fmt(w.end));
+        let replies = if c.sv() >= ibconn_core::wire::version::HISTORICAL_DATA_END {
+            vec![
+                Response::HistoricalData {
+                    req_id,
+                    start: String::new(),
+                    end: String::new(),
+                    bars: w.bars,
+                },
+                Response::HistoricalDataEnd {
+                    req_id,
+                    start: start_s,
+                    end: end_s,
+                },
+            ]
+        } else {
+            vec![Response::HistoricalData {
+                req_id,
+                start: start_s,
+                end: end_s,
+                bars: w.bars,
+            }]
+        };
+        let stream = r.keep_up_to_date.then_some(Stream {
+            con_id: inst.con_id,
+            span,
+            use_rth: r.use_rth,
+            what,
+            format_date: r.format_date,
+        });
+        self.schedule(c, now, req_id, ReplyKind::Historical, replies, stream);
+    }
+
+    /// Judge `paced` by the historical pacing rules with every open HMDS request counted;
+    /// refuse it with a 162 pacing violation (and `false`) if it breaks one.
+    fn paced(&mut self, c: &mut Conn, now: Instant, req_id: i32, paced: &PacedRequest) -> bool {
+        let open = self.open_historical(c);
+        match self.pacer.check(now, paced, open) {
+            Ok(()) => true,
+            Err(rule) => {
+                tracing::debug!(?rule, req_id, "historical pacing violation");
+                self.pacing_violations += 1;
+                self.send_error(c, now, req_id, errors::pacing_violation());
+                false
+            }
+        }
+    }
+
+    /// The bars `r` asks for at wall time `wall` (Unix seconds), or why IB refuses and its error:
+    /// 321 for an invalid duration or end date, 162 for a too long duration, an end in the
+    /// future, small bars older than [`GatewayConfig::small_bar_history`], or a window without
+    /// bars.
+    fn window(
+        &self,
+        inst: &Instrument,
+        span: BarSpan,
+        what: WhatToShow,
+        r: &HistoricalDataRequest,
+        wall: i64,
+    ) -> Result<Window, (Refusal, IbError)> {
+        let invalid = |tag: &str, cause: &str| (Refusal::Invalid, errors::validation(tag, cause));
+        let Ok(duration) = IbDuration::parse(&r.duration) else {
+            let cause = format!("Historical data query duration {:?} is invalid", r.duration);
+            return Err(invalid("bD", &cause));
+        };
+        if duration.nominal_secs() > span.max_duration_secs() {
+            return Err((Refusal::TooLong, errors::time_length_exceeded()));
+        }
+        let no_bars = || (inst.symbol.as_str(), exchange_of(inst, r), what.title());
+        let end = if r.end_date_time.trim().is_empty() {
+            wall
+        } else if r.keep_up_to_date {
+            return Err(invalid("bP", "End date not supported with live updates"));
+        } else {
+            let Ok(end) = calendar::parse_end_date(&r.end_date_time, Zone::Us(NEW_YORK)) else {
+                let cause = format!(
+                    "Historical data query end date/time string [{}] is invalid.  Format is 'YYYYMMDD{{SPACE}}hh:mm:ss[{{SPACE}}TMZ]'.",
+                    r.end_date_time
+                );
+                return Err(invalid("bW", &cause));
+            };
+            if end > wall {
+                let (symbol, exchange, title) = no_bars();
+                let err = errors::end_in_future(symbol, &exchange, title);
+                return Err((Refusal::Future, err));
+            }
+            end
+        };
+        let history = self
+            .config
+            .small_bar_history
+            .map(|d| wall.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
+        if span.nominal_secs() <= SMALL_BAR_SECS && history.is_some_and(|oldest| end < oldest) {
+            let (symbol, exchange, title) = no_bars();
+            let err = errors::small_bars_too_old(symbol, &exchange, title);
+            return Err((Refusal::TooOld, err));
+        }
+        let spec = BarSpec {
+            format_date: r.format_date,
+            ..self.spec(inst, span, r.use_rth, what, wall)
+        };
+        let start = bars::window_start(&spec, end, duration);
+        let found = bars::bars(&spec, start, end);
+        if found.is_empty() {
+            let (symbol, exchange, title) = no_bars();
+            return Err((Refusal::NoData, errors::no_data(symbol, &exchange, title)));
+        }
+        Ok(Window {
+            start,
+            end,
+            bars: found,
+        })
+    }
+
+    pub(super) fn cancel_historical(&mut self, c: &mut Conn, now: Instant, req_id: i32) {
+        match c.hist.remove(&req_id) {
+            Some(HistState::Pending) => {
+                c.scheduled
+                    .retain(|_, s| !(s.req_id == req_id && s.kind == ReplyKind::Historical));
+                self.send_error(c, now, req_id, errors::query_cancelled(req_id));
+            }
+            Some(HistState::Streaming { .. }) => {}
+            None => self.send_error(c, now, req_id, errors::no_query_found(req_id)),
+        }
+    }
+
+    pub(super) fn head_timestamp(&mut self, c: &mut Conn, now: Instant, r: HeadTimestampRequest) {
+        if self.refuse_duplicate(c, now, r.req_id) {
+            return;
+        }
+        let Some(inst) = self.instrument_for(c, now, r.req_id, &r.contract) else {
+            return;
+        };
+        // Bars and head timestamps of one contract and tick type share the same-contract rule.
+        let tick = WhatToShow::parse(&r.what_to_show)
+            .map_or_else(|| r.what_to_show.to_uppercase(), |w| format!("{w:?}"));
+        let paced = PacedRequest {
+            identity: format!(
+                "head|{}|{}|{}|{}|{}",
+                inst.con_id, r.contract.exchange, r.what_to_show, r.use_rth, r.format_date
+            ),
+            contract_tick: contract_tick(inst.con_id, &r.contract.exchange, &tick),
+            bid_ask: r.what_to_show.eq_ignore_ascii_case("BID_ASK"),
+            kind: PacedKind::HeadTimestamp,
+        };
+        self.counters.head_timestamps += 1;
+        if !self.paced(c, now, r.req_id, &paced) {
+            return;
+        }
+        if take_one(&mut c.faults.never_answer) {
+            tracing::debug!(req_id = r.req_id, "never answered (fault)");
+            self.counters.never_answered += 1;
+            c.heads.insert(r.req_id);
+            return;
+        }
+        let head = inst.head_timestamp;
+        let timestamp = if r.format_date == 1 {
+            calendar::format_new_york(head)
+        } else {
+            head.to_string()
+        };
+        let reply = Response::HeadTimestamp {
+            req_id: r.req_id,
+            timestamp,
+        };
+        self.schedule(
+            c,
+            now,
+            r.req_id,
+            ReplyKind::HeadTimestamp,
+            vec![reply],
+            None,
+        );
+    }
+
+    /// The bars a historical request would get now, by IB's rules but outside any session: no
+    /// pacing, no faults, nothing recorded — the ground truth a test compares a client's result
+    /// with. The error is the one IB would answer instead (200, 321, 162).
+    pub fn reference_bars(
+        &mut self,
+        now: Instant,
+        r: &HistoricalDataRequest,
+    ) -> Result<Vec<Bar>, IbError> {
+        let inst = match self.config.market.resolve(&r.contract) {
+            Lookup::Found(i) => i.clone(),
+            Lookup::NotFound => return Err(errors::no_security_definition()),
+            Lookup::Ambiguous => return Err(errors::ambiguous(&r.contract.symbol)),
+        };
+        if !inst.data_permitted {
+            return Err(errors::no_permissions(&inst.permission_scope()));
+        }
+        let Ok(span) = BarSpan::parse(&r.bar_size) else {
+            let cause = format!("Invalid bar size setting: {}", r.bar_size);
+            return Err(errors::validation("bS", &cause));
+        };
+        let Some(what) = WhatToShow::parse(&r.what_to_show) else {
+            let cause = format!("Invalid what to show: {}", r.what_to_show);
+            return Err(errors::validation("bT", &cause));
+        };
+        let wall = self.unix_ms(now).div_euclid(1000);
+        self.window(&inst, span, what, r, wall)
+            .map(|w| w.bars)
+            .map_err(|(_, e)| e)
+    }
+}
+
+/// Why IB answers a historical request without bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// TWS's validation (321): answered at once.
+    Invalid,
+    /// The duration is too long for the bar size.
+    TooLong,
+    /// The end date lies in the future.
+    Future,
+    /// Small bars older than IB keeps them.
+    TooOld,
+    /// No bars in the window.
+    NoData,
+}
+
+/// The bars of one answered historical request.
+#[derive(Debug)]
+pub(super) struct Window {
+    start: i64,
+    end: i64,
+    bars: Vec<Bar>,
+}
+
+/// Use up one of `n` (a fault's remaining requests); whether there was one.
+fn take_one(n: &mut u32) -> bool {
+    let had = *n > 0;
+    *n = n.saturating_sub(1);
+    had
+}
+
+/// The pacer's same-contract key: contract, exchange, tick type.
+fn contract_tick(con_id: i32, exchange: &str, tick: &str) -> String {
+    format!("{con_id}|{exchange}|{tick}")
+}
+
+/// The exchange IB names in a "no data" text: the request's, else the instrument's.
+fn exchange_of(inst: &Instrument, r: &HistoricalDataRequest) -> String {
+    if r.contract.exchange.is_empty() {
+        inst.exchange.clone()
+    } else {
+        r.contract.exchange.clone()
+    }
+}
