@@ -38,6 +38,7 @@ mod signals;
 mod spans;
 mod util;
 mod validate;
+mod watch;
 
 use std::process::ExitCode;
 
