@@ -480,8 +480,8 @@ pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummar
 
     let bars = output.bars(&job);
     match &output.file {
-        // A symbol that does not exist leaves no file behind.
-        Some(_) if job.lookup_error().is_some() => {}
+        // A symbol that does not exist leaves no file behind, and no header-only CSV on stdout.
+        _ if job.lookup_error().is_some() => {}
         Some(_) => output.checkpoint(&job)?,
         None => {
             let stdout = std::io::stdout();
