@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ibconn_core::bar_size::BarSize;
 use ibconn_core::civil::{Date, SECS_PER_DAY};
+use ibconn_core::what_to_show::{ParseWhatToShowError, WhatToShow};
 use ibconn_sim::cli::SimArgs;
 
 /// Exit codes, stated once for `--help` and the docs.
@@ -117,9 +118,9 @@ pub(crate) struct ValidateArgs {
 pub(crate) struct HeadArgs {
     /// Symbol of a US stock on SMART, e.g. AAPL.
     pub(crate) symbol: String,
-    /// IB's whatToShow.
-    #[arg(long, default_value = "TRADES")]
-    pub(crate) what: String,
+    /// IB's whatToShow: TRADES, MIDPOINT, BID, ASK, BID_ASK, ADJUSTED_LAST, … (any case).
+    #[arg(long, default_value = "TRADES", value_parser = parse_what)]
+    pub(crate) what: WhatToShow,
     /// Regular trading hours only.
     #[arg(long)]
     pub(crate) rth: bool,
@@ -305,9 +306,9 @@ pub(crate) struct FetchArgs {
     /// Range end (exclusive), UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
     #[arg(long, value_parser = parse_date)]
     pub(crate) to: i64,
-    /// IB's whatToShow.
-    #[arg(long, default_value = "TRADES")]
-    pub(crate) what: String,
+    /// IB's whatToShow: TRADES, MIDPOINT, BID, ASK, BID_ASK, ADJUSTED_LAST, … (any case).
+    #[arg(long, default_value = "TRADES", value_parser = parse_what)]
+    pub(crate) what: WhatToShow,
     /// Regular trading hours only.
     #[arg(long)]
     pub(crate) rth: bool,
@@ -387,6 +388,11 @@ pub(crate) fn parse_bar(s: &str) -> Result<BarSize, String> {
             format!("unknown bar size {s:?} (use e.g. 5s, 1m, 5m, 1h, 1d, or IB's \"5 mins\")")
         }),
     }
+}
+
+/// Parse IB's `whatToShow` (case-insensitive).
+pub(crate) fn parse_what(s: &str) -> Result<WhatToShow, String> {
+    s.parse().map_err(|e: ParseWhatToShowError| e.to_string())
 }
 
 /// Parse a UTC date: `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM:SSZ`, to unix seconds.
@@ -480,6 +486,13 @@ mod tests {
         assert_eq!(parse_bar("5 mins"), Ok(BarSize::Min5));
         assert_eq!(parse_bar("1mo"), Ok(BarSize::Month1));
         assert!(parse_bar("7h").is_err());
+    }
+
+    #[test]
+    fn what_to_show_takes_ibs_words_in_any_case() {
+        assert_eq!(parse_what("TRADES"), Ok(WhatToShow::Trades));
+        assert_eq!(parse_what("bid_ask"), Ok(WhatToShow::BidAsk));
+        assert!(parse_what("BIDASK").is_err());
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ibconn_core::backfill::{
-    aligned_range, bar_start_unix, estimate_behind, BackfillJob, BackfillSpec, JobConfig,
+    aligned_range, bar_start_unix, estimate_behind, spans, BackfillJob, BackfillSpec, JobConfig,
     PlanError, Summary,
 };
+use ibconn_core::bar_size::BarSize;
 use ibconn_core::civil::SECS_PER_DAY;
 use ibconn_core::client_id::{Purpose, UnixMillis};
 use ibconn_core::message::{Bar, Contract};
@@ -26,7 +27,6 @@ use crate::csvio;
 use crate::output::{Identity, OutError, OutFile, Resume};
 use crate::probe;
 use crate::signals::Stop;
-use crate::spans;
 use crate::watch::GatewayWatch;
 
 /// Exit code: partial result.
@@ -69,7 +69,7 @@ fn identity(args: &FetchArgs) -> Identity {
     Identity {
         contract: format!("{} STK SMART USD", args.symbol.to_uppercase()),
         bar_size: args.bar.as_str().to_owned(),
-        what_to_show: args.what.to_uppercase(),
+        what_to_show: args.what.as_str().to_owned(),
         rth: args.rth,
         time_format: if args.bar.is_daily_or_longer() {
             "yyyymmdd"
@@ -78,14 +78,6 @@ fn identity(args: &FetchArgs) -> Identity {
         }
         .to_owned(),
     }
-}
-
-/// Whether IB's bars for `what` carry no volume (-1): quote bars.
-fn is_quotes(what: &str) -> bool {
-    matches!(
-        what.to_ascii_uppercase().as_str(),
-        "MIDPOINT" | "BID" | "ASK" | "BID_ASK"
-    )
 }
 
 /// `--out`, unless it is `-` (stdout).
@@ -99,13 +91,13 @@ fn prepare(args: &FetchArgs, file: Option<OutFile>) -> Result<(BackfillJob, Outp
     let spec = BackfillSpec {
         contract: Contract::stock(&args.symbol.to_uppercase()),
         bar_size: args.bar,
-        what_to_show: args.what.clone(),
+        what_to_show: args.what,
         use_rth: args.rth,
     };
     let identity = identity(args);
     let step = (!args.bar.is_daily_or_longer()).then(|| i64::from(args.bar.seconds()));
     let resume = match &file {
-        Some(f) => f.resume(&identity, is_quotes(&args.what), step)?,
+        Some(f) => f.resume(&identity, args.what.is_quotes(), step)?,
         None => Resume::default(),
     };
     if let Some(note) = &resume.note {
@@ -171,8 +163,8 @@ pub(crate) struct PlanReport {
     pub(crate) delayed: usize,
     /// IB-pacing time estimate, seconds (answers assumed to take 1 s).
     pub(crate) estimate_secs: u64,
-    /// Bar size, IB spelling.
-    pub(crate) bar_size: String,
+    /// Bar size (IB spelling when serialized).
+    pub(crate) bar_size: BarSize,
     /// Aligned range, unix seconds.
     pub(crate) from_unix: i64,
     /// Aligned range end (exclusive), unix seconds.
@@ -254,7 +246,7 @@ pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, 
         chunks_resumed: p.chunks_resumed,
         delayed: est.delayed,
         estimate_secs: est.makespan.as_secs(),
-        bar_size: args.bar.as_str().to_owned(),
+        bar_size: args.bar,
         from_unix,
         to_unix,
         shared,

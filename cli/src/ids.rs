@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::args::{IdsAction, IdsArgs, ReleaseArgs};
 use crate::config::{secs, Settings};
-use crate::util::{iso_utc_ms, table};
+use crate::util::{ensure_parent, iso_utc_ms, table};
 
 /// The registry for a pool of this process: the shared file (its directory created if needed),
 /// or, when sharing is off or the directory cannot be created, one in memory.
@@ -46,14 +46,6 @@ pub(crate) fn memory_registry(settings: &Settings) -> Box<dyn IdRegistry + Send>
         settings.registry_config(),
         Holder::from_pid(std::process::id()),
     ))
-}
-
-/// Create `path`'s parent directory if it is missing.
-pub(crate) fn ensure_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
-        _ => Ok(()),
-    }
 }
 
 /// Why `ids` failed.

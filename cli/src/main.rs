@@ -35,7 +35,6 @@ mod probe;
 mod serve;
 mod session;
 mod signals;
-mod spans;
 mod util;
 mod validate;
 mod watch;

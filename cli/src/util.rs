@@ -51,12 +51,20 @@ pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
 /// Write `bytes` to `path` atomically (temp file beside it, then rename), creating the
 /// directory if needed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::ids::ensure_parent(path)?;
+    ensure_parent(path)?;
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Create `path`'s parent directory if it is missing.
+pub(crate) fn ensure_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

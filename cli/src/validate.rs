@@ -11,9 +11,12 @@ use std::time::SystemTime;
 use ibconn_core::backfill::parse_head_timestamp;
 use ibconn_core::client_id::{Purpose, UnixMillis};
 use ibconn_core::connection::RequestError;
-use ibconn_core::message::{Contract, HeadTimestampRequest};
+use ibconn_core::date_format::DateFormat;
+use ibconn_core::message::Contract;
 use ibconn_core::pool::CallError;
+use ibconn_core::query::HeadTimestampQuery;
 use ibconn_core::validator::{FailureRecord, Lookup, SymbolCache, SymbolQuery, ValidSymbol};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_tokio::{Error as PoolError, PooledConnection};
 use serde::Serialize;
 
@@ -26,7 +29,7 @@ use crate::util::{iso_utc, table, write_atomic};
 pub(crate) const EXIT_INVALID: u8 = 4;
 
 /// IB's head-timestamp `whatToShow` used by `validate`.
-const VALIDATE_WHAT: &str = "TRADES";
+const VALIDATE_WHAT: WhatToShow = WhatToShow::Trades;
 
 /// Why `validate` or `head` could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -219,16 +222,15 @@ fn failure(cache: &mut SymbolCache, q: &SymbolQuery, e: &PoolError, now: i64) ->
 async fn head_timestamp(
     conn: &PooledConnection,
     contract: Contract,
-    what: &str,
+    what: WhatToShow,
     rth: bool,
 ) -> Result<i64, PoolError> {
     let raw = conn
-        .head_timestamp(HeadTimestampRequest {
-            req_id: 0,
+        .head_timestamp(HeadTimestampQuery {
             contract,
+            what_to_show: what,
             use_rth: rth,
-            what_to_show: what.to_owned(),
-            format_date: 2,
+            format_date: DateFormat::Epoch,
         })
         .await?;
     parse_head_timestamp(&raw).ok_or(PoolError::UnexpectedAnswer)
@@ -374,7 +376,7 @@ pub(crate) struct HeadReport {
     /// The symbol, upper-cased.
     pub(crate) symbol: String,
     /// IB's whatToShow.
-    pub(crate) what_to_show: String,
+    pub(crate) what_to_show: WhatToShow,
     /// Regular trading hours only.
     pub(crate) use_rth: bool,
     /// Earliest data point, Unix seconds.
@@ -418,7 +420,7 @@ pub(crate) fn head(args: &HeadArgs, settings: &Settings) -> Result<HeadReport, V
                 .acquire(Purpose::Validation)
                 .await
                 .map_err(|e| (1, e.to_string()))?;
-            head_timestamp(&conn, Contract::stock(&symbol), &args.what, args.rth)
+            head_timestamp(&conn, Contract::stock(&symbol), args.what, args.rth)
                 .await
                 .map_err(|e| match &e {
                     PoolError::Call(CallError::Request(RequestError::Api {
@@ -438,7 +440,7 @@ pub(crate) fn head(args: &HeadArgs, settings: &Settings) -> Result<HeadReport, V
     Ok(HeadReport {
         gateway: gateway.unwrap_or_else(|| EMBEDDED_LABEL.to_owned()),
         symbol,
-        what_to_show: args.what.clone(),
+        what_to_show: args.what,
         use_rth: args.rth,
         head_timestamp: head,
         head_timestamp_utc: head.map(iso_utc),

@@ -25,6 +25,7 @@ use ibconn_core::bar_size::BarSize;
 use ibconn_core::pacer::{
     HistoricalRequestKey, PacedRequest, Pacer, PacerError, PacingRules, ReservationId,
 };
+use ibconn_core::what_to_show::WhatToShow;
 
 const CONTRACTS: usize = 12;
 const CHUNKS: usize = 30;
@@ -37,7 +38,7 @@ fn request(contract: usize, chunk: usize) -> PacedRequest {
         end: format!("202401{:02} 16:00:00 US/Eastern", 1 + chunk), // 30 consecutive days
         duration: "3600 S".to_owned(),
         bar_size: BarSize::Sec5,
-        what_to_show: "TRADES".to_owned(),
+        what_to_show: WhatToShow::Trades,
         use_rth: true,
     })
 }

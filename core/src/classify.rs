@@ -5,7 +5,8 @@
 //! language. Earlier designs classified by code first (so a real 162 pacing violation became "no data")
 //! or guessed "pacing" for anything unrecognised. This classifier:
 //!
-//! - decides 162 **by message first**, matching IB's English detail texts (see `protocol.md` §5);
+//! - decides 162 **by message first**, matching IB's English detail texts
+//!   (docs/ib-facts.md#error-texts);
 //! - never assumes pacing for an unrecognised or localized 162 — it becomes [`ErrorClass::Unknown`]
 //!   (or [`ErrorClass::QueryCancelled`] when we cancelled the request ourselves);
 //! - refines "no data" into "before head timestamp" only with the head timestamp cached for *that*

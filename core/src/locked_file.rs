@@ -5,6 +5,9 @@
 //! pacing ledger; the lock lives on a separate file because the state file is replaced by rename
 //! on every write (a lock on the replaced inode would protect nothing).
 
+// The file store (feature `file-store`): files, the process id and lock waits are its job.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The symbol validator's cache: what a contract-details lookup (plus head timestamp) found,
 //! cached with a TTL, persisted as JSON by the caller.
 //!
-//! The rule that the system we replace got wrong (ktrdr.md §4): a **negative** result is cached
+//! The rule that the system we replace (kpiteira/ktrdr) got wrong: a **negative** result is cached
 //! only for a definitive "no security definition" (IB error 200) — never for a timeout, a dropped
 //! connection or any other failure, which say nothing about the symbol. Positive results are keyed
 //! by the query and also indexed by conId. Times are unix seconds passed in (wall-clock data).

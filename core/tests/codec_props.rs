@@ -14,7 +14,7 @@
 //! "Valid" contents are what the wire can carry: strings without NUL, finite doubles, no IB
 //! "unset" sentinel (`i32::MAX`, `f64::MAX`, the decimal sentinels), and only the fields the
 //! chosen form and version actually transmit — [`request_on_the_wire`] and
-//! [`response_on_the_wire`] state which, from protocol.md §3.
+//! [`response_on_the_wire`] state which (docs/ib-facts.md#message-layouts).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod codec_fixtures;
@@ -437,7 +437,7 @@ fn with_version<M: Clone + std::fmt::Debug + 'static>(
 }
 
 // =============================================================================================
-// What each form carries (protocol.md §3)
+// What each form carries (docs/ib-facts.md#message-layouts)
 
 /// Protobuf maps are unordered with unique keys: the decoder returns them sorted by key.
 fn as_proto_map(pairs: Vec<(String, String)>) -> Vec<(String, String)> {

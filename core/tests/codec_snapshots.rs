@@ -1,6 +1,7 @@
 //! Golden frames: every request and response, encoded at the server versions where its layout
-//! differs, as readable insta snapshots; ibapi 5.5.0's captured bytes (protocol.md §3, §7) checked
-//! exactly; IB's per-message form thresholds; messages without a form at a version.
+//! differs, as readable insta snapshots; ibapi 5.5.0's captured bytes
+//! (docs/ib-facts.md#captured-bytes) checked exactly; IB's per-message form thresholds; messages
+//! without a form at a version.
 //!
 //! Snapshot layout, one section per server version:
 //!
@@ -257,8 +258,8 @@ fn assert_frame(what: &str, frame: &Bytes, expected: &str) {
     assert_eq!(hex(frame), hex(&unhex(expected)), "{what}");
 }
 
-/// ibapi 5.5.0's bytes as captured by a mock gateway (protocol.md §7; lengths and request ids of
-/// the captures that elide them filled in).
+/// ibapi 5.5.0's bytes as captured by a mock gateway (docs/ib-facts.md#captured-bytes; lengths
+/// and request ids of the captures that elide them filled in).
 #[test]
 fn requests_match_ibapi_captures_byte_for_byte() {
     let req = |m: Request| encode_request(&m, 226).unwrap();
@@ -358,7 +359,7 @@ fn requests_match_ibapi_captures_byte_for_byte() {
     }
 }
 
-/// The replies protocol.md shows working with ibapi 5.5.0 (§1.2, §3.2, §3.8, §3.9, §3.10).
+/// The replies known to work with ibapi 5.5.0 (docs/ib-facts.md#captured-bytes).
 #[test]
 fn responses_match_protocol_examples_byte_for_byte() {
     let resp = |m: Response| encode_response(&m, 226).unwrap();
@@ -433,7 +434,7 @@ fn responses_match_protocol_examples_byte_for_byte() {
 // Form thresholds
 
 /// Above the version where a message exists, its form switches from text to protobuf exactly at
-/// IB's per-message threshold (protocol.md §1.5).
+/// IB's per-message threshold (docs/ib-facts.md#server-version-thresholds).
 #[test]
 fn form_switches_to_protobuf_at_ibs_threshold() {
     for c in request_cases() {

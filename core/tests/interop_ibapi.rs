@@ -371,7 +371,7 @@ async fn our_encoder_produces_ibapis_exact_bytes() {
     server.abort();
 }
 
-/// Our encoder against the captures recorded in protocol.md §7 (independent of a live peer).
+/// Our encoder against the recorded captures, docs/ib-facts.md#captured-bytes (no live peer).
 #[test]
 fn matches_the_recorded_ibapi_captures() {
     let cases: Vec<(Request, &str)> = vec![

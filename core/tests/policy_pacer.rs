@@ -16,6 +16,7 @@ use ibconn_core::pacer::{
     ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, Pacer, PacerError,
     PacingRules, PauseRules, ReservationId, WindowLimit,
 };
+use ibconn_core::what_to_show::WhatToShow;
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -69,12 +70,12 @@ fn ref_burst_key(req: &PacedRequest) -> Option<(String, String, String)> {
         PacedRequest::Historical(k) => Some((
             k.contract.clone(),
             k.exchange.clone(),
-            k.what_to_show.clone(),
+            k.what_to_show.as_str().to_owned(),
         )),
         PacedRequest::HeadTimestamp(k) => Some((
             k.contract.clone(),
             k.exchange.clone(),
-            k.what_to_show.clone(),
+            k.what_to_show.as_str().to_owned(),
         )),
         _ => None,
     }
@@ -270,7 +271,11 @@ fn arb_request() -> impl Strategy<Value = PacedRequest> {
             BarSize::Min1,
             BarSize::Hour1,
         ]),
-        prop::sample::select(vec!["TRADES", "MIDPOINT", "BID_ASK"]),
+        prop::sample::select(vec![
+            WhatToShow::Trades,
+            WhatToShow::Midpoint,
+            WhatToShow::BidAsk,
+        ]),
         any::<bool>(),
     )
         .prop_map(|(c, x, e, d, b, w, r)| {
@@ -280,19 +285,19 @@ fn arb_request() -> impl Strategy<Value = PacedRequest> {
                 end: e.to_owned(),
                 duration: d.to_owned(),
                 bar_size: b,
-                what_to_show: w.to_owned(),
+                what_to_show: w,
                 use_rth: r,
             })
         });
     let head = (
         prop::sample::select(vec!["A", "B"]),
-        prop::sample::select(vec!["TRADES", "BID_ASK"]),
+        prop::sample::select(vec![WhatToShow::Trades, WhatToShow::BidAsk]),
     )
         .prop_map(|(c, w)| {
             PacedRequest::HeadTimestamp(HeadTimestampKey {
                 contract: c.to_owned(),
                 exchange: "SMART".to_owned(),
-                what_to_show: w.to_owned(),
+                what_to_show: w,
                 use_rth: true,
             })
         });
@@ -562,7 +567,7 @@ fn reference_checker_catches_each_rule() {
             end: end.to_owned(),
             duration: "1800 S".to_owned(),
             bar_size: BarSize::Sec5,
-            what_to_show: what.to_owned(),
+            what_to_show: what.parse().unwrap(),
             use_rth: true,
         })
     };

@@ -4,6 +4,8 @@
 //! Child processes are this test binary re-executed with `IBCONN_REGISTRY_CHILD` set; the
 //! `child_entry` test is a no-op unless that variable is present.
 #![cfg(feature = "file-store")]
+// A test of the file store: files, processes and clocks are what it exercises.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -18,6 +18,7 @@ use ibconn_core::pacer::{
     FileLedger, HistoricalRequestKey, MemoryLedger, PaceLedger, PacedRequest, PacingRules,
     SharedPacer, WindowLimit,
 };
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_redis::RedisLedger;
 
 const ROUNDS: usize = 5;
@@ -29,7 +30,7 @@ fn request(i: usize) -> PacedRequest {
         end: format!("e{i}"),
         duration: "1 D".to_owned(),
         bar_size: BarSize::Hour1,
-        what_to_show: "TRADES".to_owned(),
+        what_to_show: WhatToShow::Trades,
         use_rth: true,
     })
 }

@@ -11,6 +11,7 @@ use ibconn_core::pacer::{
     BookReservation, HistoricalRequestKey, LedgerError, LedgerNow, PaceBook, PaceLedger, PaceTime,
     PacedRequest, PacingRules,
 };
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_redis::{RedisLedger, RedisStore};
 
 const SEC: u64 = 1_000_000_000;
@@ -22,7 +23,7 @@ fn small(contract: &str, end: &str) -> HistoricalRequestKey {
         end: end.to_owned(),
         duration: "1800 S".to_owned(),
         bar_size: BarSize::Sec5,
-        what_to_show: "TRADES".to_owned(),
+        what_to_show: WhatToShow::Trades,
         use_rth: true,
     }
 }

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use ibapi::market_data::historical::{BarSize, ToDuration};
 use ibapi::market_data::TradingHours;
-use ibconn_core::message::{Contract, HistoricalDataRequest};
+use ibconn_core::bar_size::BarSize as IbBarSize;
+use ibconn_core::civil::utc;
+use ibconn_core::message::Contract;
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{GatewayConfig, HistoricalRules, ServerConfig, SimServer};
 
 const STEP: Duration = Duration::from_secs(30);
@@ -25,16 +29,16 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn ours_request() -> HistoricalDataRequest {
-    HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: "20251231-21:00:00".into(),
-        bar_size: "1 min".into(),
-        duration: "5 D".into(),
+fn ours_request() -> HistoricalQuery {
+    HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(utc(2025, 12, 31, 21, 0, 0)),
+            "5 D".parse().unwrap(),
+            IbBarSize::Min1,
+            WhatToShow::Trades,
+        )
     }
 }
 

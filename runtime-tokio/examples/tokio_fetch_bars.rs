@@ -5,8 +5,12 @@
 
 use std::time::Duration;
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::client_id::{Holder, RegistryConfig};
-use ibconn_core::message::{Contract, HistoricalDataRequest};
+use ibconn_core::message::Contract;
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{ServerConfig, SimServer};
 use ibconn_tokio::{MemoryRegistry, Pool, PoolConfig, Purpose};
 
@@ -24,15 +28,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let pool = Pool::start(config, Box::new(registry));
     let conn = pool.acquire(Purpose::Backfill).await?;
-    let request = HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: "20251231-21:00:00".into(),
-        bar_size: "1 hour".into(),
-        duration: "2 D".into(),
+    let request = HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(utc(2025, 12, 31, 21, 0, 0)),
+            "2 D".parse()?,
+            BarSize::Hour1,
+            WhatToShow::Trades,
+        )
     };
     let bars = conn.historical_data(request).await?;
     println!(

@@ -10,64 +10,35 @@
 //! hours outside the session have no bars; intraday bars are aligned to New York midnight and
 //! clipped to the session (so a 1-hour RTH day starts with a 09:30–10:00 bar).
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::date_format::DateFormat;
+use ibconn_core::ib_duration::{DurationUnit, IbDuration};
 use ibconn_core::message::{Bar, BarTime};
+use ibconn_core::what_to_show::WhatToShow;
 
-use crate::calendar::{
-    self, BarSpan, Date, DurationUnit, IbDuration, Zone, NEW_YORK, SECS_PER_DAY,
-};
+use crate::calendar::{self, Date, Zone, NEW_YORK, SECS_PER_DAY};
 use crate::market::{Instrument, Market};
 use crate::rng::{hash64, unit_f64};
 
-/// The `whatToShow` values the sim serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WhatToShow {
-    /// Last trade prices, with volume.
-    Trades,
-    /// Bid/ask midpoint.
-    Midpoint,
-    /// Bid.
-    Bid,
-    /// Ask.
-    Ask,
-    /// Bid in open/low, ask in high/close.
-    BidAsk,
-    /// Dividend-adjusted trades.
-    AdjustedLast,
-    /// 30-day historical volatility.
-    HistoricalVolatility,
-    /// Implied volatility.
-    OptionImpliedVolatility,
+/// Whether the sim synthesises bars of `what`. TWS serves more series (yields, fee rates, …);
+/// the sim answers those as an invalid `whatToShow`, as it always has.
+pub fn serves(what: WhatToShow) -> bool {
+    matches!(
+        what,
+        WhatToShow::Trades
+            | WhatToShow::Midpoint
+            | WhatToShow::Bid
+            | WhatToShow::Ask
+            | WhatToShow::BidAsk
+            | WhatToShow::AdjustedLast
+            | WhatToShow::HistoricalVolatility
+            | WhatToShow::OptionImpliedVolatility
+    )
 }
 
-impl WhatToShow {
-    /// Parse IB's spelling (case-insensitive); `None` for anything the sim does not serve.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.trim().to_ascii_uppercase().as_str() {
-            "TRADES" => Self::Trades,
-            "MIDPOINT" => Self::Midpoint,
-            "BID" => Self::Bid,
-            "ASK" => Self::Ask,
-            "BID_ASK" => Self::BidAsk,
-            "ADJUSTED_LAST" => Self::AdjustedLast,
-            "HISTORICAL_VOLATILITY" => Self::HistoricalVolatility,
-            "OPTION_IMPLIED_VOLATILITY" => Self::OptionImpliedVolatility,
-            _ => return None,
-        })
-    }
-
-    /// The word IB uses in "HMDS query returned no data: AAPL@SMART Trades".
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Trades => "Trades",
-            Self::Midpoint => "Midpoint",
-            Self::Bid => "Bid",
-            Self::Ask => "Ask",
-            Self::BidAsk => "Bid_Ask",
-            Self::AdjustedLast => "Adjusted_Last",
-            Self::HistoricalVolatility => "Historical_Volatility",
-            Self::OptionImpliedVolatility => "Option_Implied_Volatility",
-        }
-    }
+/// A wire `whatToShow` the sim serves (IB's spelling, any case), or `None`.
+pub fn parse_what(s: &str) -> Option<WhatToShow> {
+    WhatToShow::parse(s).filter(|w| serves(*w))
 }
 
 /// Everything that shapes the bars of one request, except the window.
@@ -80,13 +51,13 @@ pub struct BarSpec<'a> {
     /// Seed-derived salt of the price paths.
     pub salt: u64,
     /// Bar size.
-    pub span: BarSpan,
+    pub bar_size: BarSize,
     /// Regular trading hours only.
     pub use_rth: bool,
     /// Data type.
     pub what: WhatToShow,
-    /// 1 = `YYYYMMDD HH:MM:SS America/New_York`, else epoch seconds (intraday only).
-    pub format_date: i32,
+    /// Intraday bar times: text (`YYYYMMDD HH:MM:SS America/New_York`) or epoch seconds.
+    pub format_date: DateFormat,
     /// The current time (Unix seconds): no bar starts at or after it; the last bar is partial.
     pub now: i64,
 }
@@ -98,12 +69,12 @@ pub const MAX_BARS: usize = ibconn_core::wire::MAX_REPEATED;
 /// Start of the window `duration` before `end`. `D` counts trading sessions back (as IB does: "2 D"
 /// on a Monday morning reaches back to Friday), `W` is 7 calendar days, `M`/`Y` calendar months.
 pub fn window_start(spec: &BarSpec<'_>, end: i64, duration: IbDuration) -> i64 {
-    let n = i64::from(duration.count);
-    match duration.unit {
+    let n = i64::from(duration.count());
+    match duration.unit() {
         DurationUnit::Seconds => end - n,
         DurationUnit::Weeks => end - 7 * n * SECS_PER_DAY,
-        DurationUnit::Months => calendar::minus_months(end, duration.count),
-        DurationUnit::Years => calendar::minus_months(end, duration.count.saturating_mul(12)),
+        DurationUnit::Months => calendar::minus_months(end, duration.count()),
+        DurationUnit::Years => calendar::minus_months(end, duration.count().saturating_mul(12)),
         DurationUnit::Days => {
             let mut day = Zone::Us(NEW_YORK).to_local(end).div_euclid(SECS_PER_DAY);
             let (mut found, mut start) = (0, end - n * SECS_PER_DAY);
@@ -141,9 +112,9 @@ fn slots(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Slot> {
     let first_day = ny.to_local(from).div_euclid(SECS_PER_DAY) - 1;
     let last_day = ny.to_local(to).div_euclid(SECS_PER_DAY) + 1;
     let mut out = Vec::new();
-    match spec.span {
-        BarSpan::Secs(n) => {
-            let n = i64::from(n.max(1));
+    match spec.bar_size {
+        intraday if !intraday.is_daily_or_longer() => {
+            let n = i64::from(intraday.seconds().max(1));
             for day in first_day..=last_day {
                 let base = day * SECS_PER_DAY;
                 if !spec.market.is_trading_day(spec.inst, day) {
@@ -177,19 +148,19 @@ fn slots(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Slot> {
                 }
             }
         }
-        BarSpan::Day | BarSpan::Week | BarSpan::Month => {
-            let key = |day: i64| match spec.span {
-                BarSpan::Week => (day + 3).div_euclid(7),
-                BarSpan::Month => {
+        _ => {
+            let key = |day: i64| match spec.bar_size {
+                BarSize::Week1 => (day + 3).div_euclid(7),
+                BarSize::Month1 => {
                     let d = Date::from_days(day);
                     i64::from(d.year) * 12 + i64::from(d.month)
                 }
                 _ => day,
             };
-            let pad = match spec.span {
-                BarSpan::Day => 0,
-                BarSpan::Week => 7,
-                _ => 31,
+            let pad = match spec.bar_size {
+                BarSize::Week1 => 7,
+                BarSize::Month1 => 31,
+                _ => 0,
             };
             let mut current: Option<(i64, Slot)> = None;
             for day in first_day - pad..=last_day + pad {
@@ -236,7 +207,7 @@ pub fn bars(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Bar> {
 
 /// The bar that contains `spec.now` (a keep-up-to-date update), if the market is open.
 pub fn forming_bar(spec: &BarSpec<'_>) -> Option<Bar> {
-    let back = spec.span.nominal_secs() + 2 * SECS_PER_DAY;
+    let back = calendar::bar_secs(spec.bar_size) + 2 * SECS_PER_DAY;
     slots(spec, spec.now - back, spec.now + 1)
         .into_iter()
         .rev()
@@ -349,10 +320,12 @@ fn make_bar(spec: &BarSpec<'_>, slot: Slot) -> Bar {
         let count = (volume / 100.0).ceil().clamp(1.0, f64::from(i32::MAX)) as i32;
         (volume, r((high + low + close) / 3.0), count)
     };
-    let date = match spec.span {
-        BarSpan::Secs(_) if spec.format_date == 1 => BarTime::Text(calendar::format_new_york(s)),
-        BarSpan::Secs(_) => BarTime::Epoch(s),
-        _ => BarTime::parse(&Date::from_days(slot.day).yyyymmdd()),
+    let date = match spec.format_date {
+        _ if spec.bar_size.is_daily_or_longer() => {
+            BarTime::parse(&Date::from_days(slot.day).yyyymmdd())
+        }
+        DateFormat::Text => BarTime::Text(calendar::format_new_york(s)),
+        DateFormat::Epoch => BarTime::Epoch(s),
     };
     Bar {
         date,
@@ -371,16 +344,22 @@ mod tests {
     use super::*;
     use crate::calendar::utc;
 
-    fn spec<'a>(m: &'a Market, symbol: &str, span: BarSpan, rth: bool, now: i64) -> BarSpec<'a> {
+    fn spec<'a>(
+        m: &'a Market,
+        symbol: &str,
+        bar_size: BarSize,
+        rth: bool,
+        now: i64,
+    ) -> BarSpec<'a> {
         let inst = m.instruments().iter().find(|i| i.symbol == symbol).unwrap();
         BarSpec {
             market: m,
             inst,
             salt: 7,
-            span,
+            bar_size,
             use_rth: rth,
             what: WhatToShow::Trades,
-            format_date: 2,
+            format_date: DateFormat::Epoch,
             now,
         }
     }
@@ -389,7 +368,7 @@ mod tests {
     fn hourly_rth_bars_follow_the_session_and_dst() {
         let m = Market::builtin();
         let now = utc(2026, 1, 10, 0, 0, 0);
-        let s = spec(&m, "AAPL", BarSpan::Secs(3600), true, now);
+        let s = spec(&m, "AAPL", BarSize::Hour1, true, now);
         // Monday 2026-01-05 in winter: 09:30 NY = 14:30 UTC, bars 09:30, 10:00, …, 15:00.
         let b = bars(&s, utc(2026, 1, 5, 0, 0, 0), utc(2026, 1, 6, 0, 0, 0));
         let starts: Vec<i64> = b.iter().map(|b| b.date.epoch_seconds().unwrap()).collect();
@@ -399,7 +378,7 @@ mod tests {
         assert_eq!(starts[6], utc(2026, 1, 5, 20, 0, 0));
         // Summer: 09:30 NY = 13:30 UTC.
         let now = utc(2026, 7, 10, 0, 0, 0);
-        let s = spec(&m, "AAPL", BarSpan::Secs(3600), true, now);
+        let s = spec(&m, "AAPL", BarSize::Hour1, true, now);
         let b = bars(&s, utc(2026, 7, 6, 0, 0, 0), utc(2026, 7, 7, 0, 0, 0));
         assert_eq!(b[0].date, BarTime::Epoch(utc(2026, 7, 6, 13, 30, 0)));
         for bar in &b {
@@ -413,13 +392,13 @@ mod tests {
     fn weekends_and_holidays_have_no_bars() {
         let m = Market::builtin();
         let now = utc(2026, 2, 1, 0, 0, 0);
-        let s = spec(&m, "SPY", BarSpan::Day, true, now);
+        let s = spec(&m, "SPY", BarSize::Day1, true, now);
         // 2026-01-17/18 weekend, 2026-01-19 MLK day.
         let b = bars(&s, utc(2026, 1, 15, 0, 0, 0), utc(2026, 1, 21, 0, 0, 0));
         let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(dates, ["20260115", "20260116", "20260120"]);
         // FX trades on MLK day.
-        let fx = spec(&m, "EUR", BarSpan::Day, true, now);
+        let fx = spec(&m, "EUR", BarSize::Day1, true, now);
         let b = bars(&fx, utc(2026, 1, 19, 5, 0, 0), utc(2026, 1, 20, 5, 0, 0));
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].volume, -1.0);
@@ -429,8 +408,8 @@ mod tests {
     fn same_request_same_bars_and_consistent_across_sizes() {
         let m = Market::builtin();
         let now = utc(2026, 1, 10, 0, 0, 0);
-        let hourly = spec(&m, "MSFT", BarSpan::Secs(3600), true, now);
-        let daily = spec(&m, "MSFT", BarSpan::Day, true, now);
+        let hourly = spec(&m, "MSFT", BarSize::Hour1, true, now);
+        let daily = spec(&m, "MSFT", BarSize::Day1, true, now);
         let (from, to) = (utc(2026, 1, 5, 0, 0, 0), utc(2026, 1, 6, 0, 0, 0));
         assert_eq!(bars(&hourly, from, to), bars(&hourly, from, to));
         let h = bars(&hourly, from, to);
@@ -451,8 +430,8 @@ mod tests {
         let m = Market::builtin();
         // Monday 2026-01-05 10:15 NY.
         let now = utc(2026, 1, 5, 15, 15, 0);
-        let mut s = spec(&m, "AAPL", BarSpan::Secs(1800), false, now);
-        s.format_date = 1;
+        let mut s = spec(&m, "AAPL", BarSize::Min30, false, now);
+        s.format_date = DateFormat::Text;
         let b = bars(&s, utc(2026, 1, 5, 0, 0, 0), now);
         assert_eq!(b[0].date.to_string(), "20260105 04:00:00 America/New_York");
         assert_eq!(
@@ -469,10 +448,10 @@ mod tests {
         let m = Market::builtin();
         // Monday 2026-01-12 12:00 NY; "2 D" reaches back to Friday's open.
         let end = utc(2026, 1, 12, 17, 0, 0);
-        let s = spec(&m, "AAPL", BarSpan::Secs(3600), true, end);
-        let dur = IbDuration::parse("2 D").unwrap();
+        let s = spec(&m, "AAPL", BarSize::Hour1, true, end);
+        let dur = "2 D".parse::<IbDuration>().unwrap();
         assert_eq!(window_start(&s, end, dur), utc(2026, 1, 9, 14, 30, 0));
-        let dur = IbDuration::parse("1 W").unwrap();
+        let dur = "1 W".parse::<IbDuration>().unwrap();
         assert_eq!(window_start(&s, end, dur), utc(2026, 1, 5, 17, 0, 0));
     }
 
@@ -480,7 +459,7 @@ mod tests {
     fn weekly_and_monthly_bars() {
         let m = Market::builtin();
         let now = utc(2026, 3, 1, 0, 0, 0);
-        let w = spec(&m, "AAPL", BarSpan::Week, true, now);
+        let w = spec(&m, "AAPL", BarSize::Week1, true, now);
         let b = bars(&w, utc(2026, 1, 1, 0, 0, 0), utc(2026, 2, 1, 0, 0, 0));
         let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(
@@ -488,7 +467,7 @@ mod tests {
             ["20251229", "20260105", "20260112", "20260120", "20260126"],
             "a week is labelled with its first trading day"
         );
-        let mo = spec(&m, "AAPL", BarSpan::Month, true, now);
+        let mo = spec(&m, "AAPL", BarSize::Month1, true, now);
         let b = bars(&mo, utc(2026, 1, 1, 0, 0, 0), utc(2026, 3, 1, 0, 0, 0));
         let dates: Vec<String> = b.iter().map(|b| b.date.to_string()).collect();
         assert_eq!(dates, ["20260102", "20260202"]);

@@ -1,10 +1,13 @@
 //! Civil time without a time-zone database: proleptic Gregorian dates, the US daylight-saving rule
-//! (so `America/New_York` and the other US zones convert exactly), NYSE holidays, and the date and
-//! duration formats IB uses in historical requests.
+//! (so `America/New_York` and the other US zones convert exactly), NYSE holidays, and the date
+//! formats IB uses in historical requests. Bar sizes and durations are core's [`BarSize`] and
+//! [`IbDuration`](ibconn_core::ib_duration::IbDuration); this module adds how TWS reads a wire
+//! bar size and the limits it holds a request to.
 //!
 //! Times are `i64` Unix seconds (UTC); "local" times are naive seconds since 1970-01-01 00:00 in the
 //! zone's wall clock. Days are `i64` days since 1970-01-01.
 
+use ibconn_core::bar_size::BarSize;
 pub use ibconn_core::civil::{is_weekend, utc, weekday, Date, SECS_PER_DAY};
 
 /// The `n`-th (1-based) `wd` (0 = Monday) of a month.
@@ -214,7 +217,7 @@ pub fn format_new_york(t: i64) -> String {
     )
 }
 
-/// Why an IB date, duration or bar size string was refused.
+/// Why an IB date or bar size string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     /// Not `YYYYMMDD HH:MM:SS [zone]` / `YYYYMMDD-HH:MM:SS`.
@@ -223,9 +226,6 @@ pub enum FormatError {
     /// An unknown time-zone name.
     #[error("unknown time zone {0:?}")]
     Zone(String),
-    /// Not `N S|D|W|M|Y`.
-    #[error("bad duration {0:?}")]
-    Duration(String),
     /// Not one of IB's bar sizes.
     #[error("bad bar size {0:?}")]
     BarSize(String),
@@ -277,63 +277,6 @@ pub fn parse_end_date(s: &str, default_zone: Zone) -> Result<i64, FormatError> {
     Ok(zone.to_utc(date.days() * SECS_PER_DAY + secs))
 }
 
-/// The unit of an IB duration string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DurationUnit {
-    /// Seconds.
-    Seconds,
-    /// Trading days (sessions).
-    Days,
-    /// Calendar weeks.
-    Weeks,
-    /// Calendar months.
-    Months,
-    /// Calendar years.
-    Years,
-}
-
-/// An IB duration, `"<n> S|D|W|M|Y"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IbDuration {
-    /// How many units (≥ 1).
-    pub count: u32,
-    /// The unit.
-    pub unit: DurationUnit,
-}
-
-impl IbDuration {
-    /// Parse `"<n> <unit>"`, e.g. `"2 D"`, `"3600 S"`.
-    pub fn parse(s: &str) -> Result<Self, FormatError> {
-        let bad = || FormatError::Duration(s.chars().take(64).collect());
-        let (n, unit) = s.trim().split_once(' ').ok_or_else(bad)?;
-        let count: u32 = n.parse().map_err(|_| bad())?;
-        let unit = match unit.trim() {
-            "S" => DurationUnit::Seconds,
-            "D" => DurationUnit::Days,
-            "W" => DurationUnit::Weeks,
-            "M" => DurationUnit::Months,
-            "Y" => DurationUnit::Years,
-            _ => return Err(bad()),
-        };
-        if count == 0 {
-            return Err(bad());
-        }
-        Ok(Self { count, unit })
-    }
-
-    /// Nominal length in seconds (D = 1 day, W = 7, M = 31, Y = 366), used for the limit table.
-    pub fn nominal_secs(self) -> i64 {
-        let per = match self.unit {
-            DurationUnit::Seconds => 1,
-            DurationUnit::Days => SECS_PER_DAY,
-            DurationUnit::Weeks => 7 * SECS_PER_DAY,
-            DurationUnit::Months => 31 * SECS_PER_DAY,
-            DurationUnit::Years => 366 * SECS_PER_DAY,
-        };
-        i64::from(self.count) * per
-    }
-}
-
 /// Subtract calendar months from a Unix time (in New York wall time, clamping the day).
 pub fn minus_months(t: i64, months: u32) -> i64 {
     let zone = Zone::Us(NEW_YORK);
@@ -350,85 +293,57 @@ pub fn minus_months(t: i64, months: u32) -> i64 {
     zone.to_utc(target.days() * SECS_PER_DAY + tod)
 }
 
-/// An IB bar size (`barSizeSetting`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BarSpan {
-    /// An intraday bar of this many seconds.
-    Secs(u32),
-    /// One trading day.
-    Day,
-    /// One week.
-    Week,
-    /// One month.
-    Month,
+/// Parse a `barSizeSetting` as TWS reads it: IB's spellings ([`BarSize`]) with blanks around
+/// them ignored, plus the older aliases TWS still takes (`1 sec`, `1 W`, `1 M`).
+pub fn parse_bar_size(s: &str) -> Result<BarSize, FormatError> {
+    let s = s.trim();
+    match s {
+        "1 sec" => Ok(BarSize::Sec1),
+        "1 W" => Ok(BarSize::Week1),
+        "1 M" => Ok(BarSize::Month1),
+        _ => s
+            .parse()
+            .map_err(|_| FormatError::BarSize(s.chars().take(64).collect())),
+    }
 }
 
-impl BarSpan {
-    /// Parse one of IB's bar size strings (`"1 secs"` … `"1 month"`).
-    pub fn parse(s: &str) -> Result<Self, FormatError> {
-        Ok(match s.trim() {
-            "1 secs" | "1 sec" => Self::Secs(1),
-            "5 secs" => Self::Secs(5),
-            "10 secs" => Self::Secs(10),
-            "15 secs" => Self::Secs(15),
-            "30 secs" => Self::Secs(30),
-            "1 min" => Self::Secs(60),
-            "2 mins" => Self::Secs(120),
-            "3 mins" => Self::Secs(180),
-            "5 mins" => Self::Secs(300),
-            "10 mins" => Self::Secs(600),
-            "15 mins" => Self::Secs(900),
-            "20 mins" => Self::Secs(1200),
-            "30 mins" => Self::Secs(1800),
-            "1 hour" => Self::Secs(3600),
-            "2 hours" => Self::Secs(7200),
-            "3 hours" => Self::Secs(10_800),
-            "4 hours" => Self::Secs(14_400),
-            "8 hours" => Self::Secs(28_800),
-            "1 day" => Self::Day,
-            "1 week" | "1 W" => Self::Week,
-            "1 month" | "1 M" => Self::Month,
-            other => return Err(FormatError::BarSize(other.chars().take(64).collect())),
-        })
+/// Nominal bar length in seconds as the sim's tables count it: day = 86 400, week = 7 days,
+/// month = 31 days (so a month of bars never reaches past its window).
+pub fn bar_secs(size: BarSize) -> i64 {
+    match size {
+        BarSize::Month1 => 31 * SECS_PER_DAY,
+        other => i64::from(other.seconds()),
     }
+}
 
-    /// Nominal length in seconds (day = 86 400, week = 7 days, month = 31 days).
-    pub fn nominal_secs(self) -> i64 {
-        match self {
-            Self::Secs(n) => i64::from(n),
-            Self::Day => SECS_PER_DAY,
-            Self::Week => 7 * SECS_PER_DAY,
-            Self::Month => 31 * SECS_PER_DAY,
-        }
+/// The longest duration (nominal seconds) the sim accepts for this bar size before answering
+/// 162 "Time length exceed max". Modelled on IB's "valid duration / bar size" step table:
+///
+/// | bar size | longest duration |
+/// |---|---|
+/// | 1 secs | 1800 S (30 min) |
+/// | 5 secs | 7200 S (2 h) |
+/// | 10, 15 secs | 14400 S (4 h) |
+/// | 30 secs | 28800 S (8 h) |
+/// | 1 min | 7 D |
+/// | 2, 3 mins | 14 D |
+/// | 5 – 30 mins | 1 M (31 D) |
+/// | 1 – 8 hours | 1 Y (366 D) |
+/// | 1 day, 1 week, 1 month | 50 Y |
+pub fn max_duration_secs(size: BarSize) -> i64 {
+    const D: i64 = SECS_PER_DAY;
+    if size.is_daily_or_longer() {
+        return 50 * 366 * D;
     }
-
-    /// The longest duration (nominal seconds) the sim accepts for this bar size before answering
-    /// 162 "Time length exceed max". Modelled on IB's "valid duration / bar size" step table:
-    ///
-    /// | bar size | longest duration |
-    /// |---|---|
-    /// | 1 secs | 1800 S (30 min) |
-    /// | 5 secs | 7200 S (2 h) |
-    /// | 10, 15 secs | 14400 S (4 h) |
-    /// | 30 secs | 28800 S (8 h) |
-    /// | 1 min | 7 D |
-    /// | 2, 3 mins | 14 D |
-    /// | 5 – 30 mins | 1 M (31 D) |
-    /// | 1 – 8 hours | 1 Y (366 D) |
-    /// | 1 day, 1 week, 1 month | 50 Y |
-    pub fn max_duration_secs(self) -> i64 {
-        const D: i64 = SECS_PER_DAY;
-        match self {
-            Self::Secs(1) => 1800,
-            Self::Secs(n) if n <= 5 => 7200,
-            Self::Secs(n) if n <= 15 => 14_400,
-            Self::Secs(n) if n <= 30 => 28_800,
-            Self::Secs(n) if n <= 60 => 7 * D,
-            Self::Secs(n) if n <= 180 => 14 * D,
-            Self::Secs(n) if n <= 1800 => 31 * D,
-            Self::Secs(_) => 366 * D,
-            Self::Day | Self::Week | Self::Month => 50 * 366 * D,
-        }
+    match size.seconds() {
+        1 => 1800,
+        n if n <= 5 => 7200,
+        n if n <= 15 => 14_400,
+        n if n <= 30 => 28_800,
+        n if n <= 60 => 7 * D,
+        n if n <= 180 => 14 * D,
+        n if n <= 1800 => 31 * D,
+        _ => 366 * D,
     }
 }
 
@@ -510,25 +425,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_bar_sizes() {
-        assert_eq!(
-            IbDuration::parse("2 D"),
-            Ok(IbDuration {
-                count: 2,
-                unit: DurationUnit::Days
-            })
-        );
-        assert_eq!(
-            IbDuration::parse("3600 S").map(|d| d.nominal_secs()),
-            Ok(3600)
-        );
-        for bad in ["", "2D", "0 D", "x D", "2 Q", "-1 S"] {
-            assert!(IbDuration::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(BarSpan::parse("1 hour"), Ok(BarSpan::Secs(3600)));
-        assert_eq!(BarSpan::parse("1 day"), Ok(BarSpan::Day));
-        assert!(BarSpan::parse("7 mins").is_err());
-        assert!(BarSpan::Secs(30).max_duration_secs() < BarSpan::Secs(60).max_duration_secs());
+    fn bar_sizes_and_their_limits() {
+        assert_eq!(parse_bar_size(" 1 hour "), Ok(BarSize::Hour1));
+        assert_eq!(parse_bar_size("1 day"), Ok(BarSize::Day1));
+        assert_eq!(parse_bar_size("1 sec"), Ok(BarSize::Sec1));
+        assert_eq!(parse_bar_size("1 W"), Ok(BarSize::Week1));
+        assert_eq!(parse_bar_size("1 M"), Ok(BarSize::Month1));
+        assert!(parse_bar_size("7 mins").is_err());
+        assert!(max_duration_secs(BarSize::Sec30) < max_duration_secs(BarSize::Min1));
+        assert_eq!(bar_secs(BarSize::Month1), 31 * SECS_PER_DAY);
+        assert_eq!(bar_secs(BarSize::Hour1), 3600);
         assert_eq!(
             minus_months(utc(2026, 3, 31, 15, 0, 0), 1),
             utc(2026, 2, 28, 16, 0, 0),

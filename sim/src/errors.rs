@@ -1,8 +1,27 @@
 //! The IB error codes and texts the sim sends, in one table (texts as live gateways send them,
-//! protocol.md §5). Each constructor returns an [`IbError`]; the gateway wraps it in an
-//! `ErrorMessage` with the request id and the time.
+//! docs/ib-facts.md#error-texts). Each constructor returns an [`IbError`]; the gateway wraps it in
+//! an `ErrorMessage` with the request id and the time.
 
-use crate::fault::{Farm, Locale};
+/// One of the gateway's data farms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Farm {
+    /// `usfarm` (2103 broken / 2104 OK).
+    MarketData,
+    /// `ushmds` (2105 broken / 2106 OK); while it is down historical replies wait.
+    Historical,
+    /// `secdefnj` (2157 broken / 2158 OK).
+    SecDef,
+}
+
+/// The language of the gateway's 162 texts (TWS and the Gateway localise them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Locale {
+    /// IB's English texts (the default).
+    #[default]
+    English,
+    /// Spanish: "Mensaje de error de los servicios de datos de mercado históricos:…".
+    Spanish,
+}
 
 /// An IB error code with its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,18 +66,16 @@ pub fn no_data(symbol: &str, exchange: &str, what_title: &str) -> IbError {
 }
 
 /// 162 for small bars (≤ 30 s) whose end is older than about six months. IB's documentation says
-/// such data is unavailable (protocol.md §5, "Data older than 6 months for bars ≤ 30 s is
-/// unavailable"); the text IB sends is unconfirmed (streaming-and-contracts.md: "error
-/// **UNCONFIRMED**"), so this is the one attested 162 detail for data IB does not have: IB's
-/// "HMDS query returned no data" ([`no_data`]).
+/// such data is unavailable but not which text it sends (docs/ib-facts.md#data-availability), so
+/// this is the one attested 162 detail for data IB does not have: IB's "HMDS query returned no
+/// data" ([`no_data`]).
 pub fn small_bars_too_old(symbol: &str, exchange: &str, what_title: &str) -> IbError {
     no_data(symbol, exchange, what_title)
 }
 
-/// 162 for a request whose end date lies in the future. The notes hold no text for it: IB
-/// answers such a request with a 162 (ktrdr classifies every 162 on a future-end request as
-/// "future date", ktrdr.md §1.8), and the attested 162 for a window without bars is "HMDS query
-/// returned no data" ([`no_data`]), so no bars come back.
+/// 162 for a request whose end date lies in the future. No text for it is attested: IB answers
+/// such a request with a 162 (docs/ib-facts.md#data-availability), and the attested 162 for a
+/// window without bars is "HMDS query returned no data" ([`no_data`]), so no bars come back.
 pub fn end_in_future(symbol: &str, exchange: &str, what_title: &str) -> IbError {
     no_data(symbol, exchange, what_title)
 }
@@ -113,8 +130,8 @@ pub fn validation(tag: &str, cause: &str) -> IbError {
     )
 }
 
-/// 322: a request reuses the id of a request still open on the session (IB's live text,
-/// streaming-and-contracts.md, error table row 102/322, from stoqey/ib#240).
+/// 322: a request reuses the id of a request still open on the session (IB's live text, from
+/// stoqey/ib#240).
 pub fn duplicate_ticker_id() -> IbError {
     IbError::new(
         322,
@@ -180,7 +197,7 @@ pub fn farm_status(farm: Farm, ok: bool) -> IbError {
     }
 }
 
-/// Prefix of a Spanish gateway's 162 texts (attested in ib-ruby PR#50, peers.md §0).
+/// Prefix of a Spanish gateway's 162 texts (docs/ib-facts.md#error-texts).
 pub const HMDS_PREFIX_ES: &str =
     "Mensaje de error de los servicios de datos de mercado históricos:";
 

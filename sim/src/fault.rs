@@ -4,16 +4,17 @@
 //! still open, i.e. half-open), `hold`/`release` (turmoil: bytes buffered in flight),
 //! `crash`/`bounce` (turmoil: the process dies / comes back) and a `restart` that is both. IB-specific
 //! faults ([`Fault::LinkLoss`], [`Fault::FarmFlap`], [`Fault::NightlyReset`]) send IB's live texts
-//! (protocol.md §5). Request faults ([`Fault::SpuriousNoData`], [`Fault::NeverAnswer`],
-//! [`Fault::DuplicateTickerId`]) mistreat a connection's next few HMDS requests the ways IB
-//! sometimes does.
+//! (docs/ib-facts.md#error-texts). Request faults ([`Fault::SpuriousNoData`],
+//! [`Fault::NeverAnswer`], [`Fault::DuplicateTickerId`]) mistreat a connection's next few HMDS
+//! requests the ways IB sometimes does.
 //!
 //! Apply one now with [`Gateway::inject`](crate::Gateway::inject), later with
 //! [`Gateway::schedule_fault`](crate::Gateway::schedule_fault), or let [`Chaos`] draw them.
 
 use std::time::Duration;
 
-use crate::gateway::ConnId;
+use crate::conn_id::ConnId;
+pub use crate::errors::{Farm, Locale};
 use crate::rng::SplitMix64;
 
 /// Which connections a fault hits.
@@ -33,27 +34,6 @@ impl Target {
             Self::Conn(c) => c == conn,
         }
     }
-}
-
-/// One of the gateway's data farms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Farm {
-    /// `usfarm` (2103 broken / 2104 OK).
-    MarketData,
-    /// `ushmds` (2105 broken / 2106 OK); while it is down historical replies wait.
-    Historical,
-    /// `secdefnj` (2157 broken / 2158 OK).
-    SecDef,
-}
-
-/// The language of the gateway's 162 texts (TWS and the Gateway localise them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Locale {
-    /// IB's English texts (the default).
-    #[default]
-    English,
-    /// Spanish: "Mensaje de error de los servicios de datos de mercado históricos:…".
-    Spanish,
 }
 
 /// A fault. See the [module docs](self).
@@ -149,10 +129,10 @@ pub enum Fault {
         requests: u32,
     },
     /// Accept the next `requests` historical or head-timestamp requests on the target
-    /// connections and never answer them (peers.md §3: requests IB never answers). Each stays
-    /// open — counted against the open-request cap — until the client cancels it (a historical
-    /// cancel is answered with 162 "query cancelled") or the connection closes. Zero ends a
-    /// fault in force.
+    /// connections and never answer them, as IB sometimes does
+    /// (docs/ib-facts.md#request-quirks). Each stays open — counted against the open-request cap
+    /// — until the client cancels it (a historical cancel is answered with 162 "query
+    /// cancelled") or the connection closes. Zero ends a fault in force.
     NeverAnswer {
         /// Which connections.
         target: Target,
@@ -161,9 +141,8 @@ pub enum Fault {
     },
     /// Refuse the next `requests` historical or head-timestamp requests on the target
     /// connections with 322 "Duplicate ticker id", as IB does while it still holds a request
-    /// under that id (stale ids after a reconnect or restart: streaming-and-contracts.md,
-    /// "Reusing req ids after gateway restart → 322"). A client that really reuses an open id
-    /// gets the 322 without a fault. Zero ends a fault in force.
+    /// under that id (stale ids after a reconnect or restart: stoqey/ib#240). A client that
+    /// really reuses an open id gets the 322 without a fault. Zero ends a fault in force.
     DuplicateTickerId {
         /// Which connections.
         target: Target,

@@ -55,16 +55,20 @@ mod historical;
 mod serve;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ibconn_core::message::Response;
 use ibconn_core::wire::{FrameDecoder, VersionRange};
 
-use crate::bars::WhatToShow;
-use crate::calendar::{self, BarSpan};
-use crate::fault::{Chaos, Fault, Locale};
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::date_format::DateFormat;
+use ibconn_core::what_to_show::WhatToShow;
+
+use crate::calendar;
+pub use crate::conn_id::ConnId;
+use crate::errors::Locale;
+use crate::fault::{Chaos, Fault};
 use crate::market::Market;
 use crate::rng::SplitMix64;
 use crate::rules::{HistoricalPacer, HistoricalRules, MessageRate, RateRules};
@@ -90,8 +94,9 @@ pub struct GatewayConfig {
     /// The historical pacing rules (IB's documented scope by default, for every driver alike).
     pub historical: HistoricalRules,
     /// How far back bars of at most 30 seconds reach from the gateway's wall time (IB: about six
-    /// months, protocol.md §5): a request for them ending earlier is refused with a 162
-    /// ([`errors::small_bars_too_old`](crate::errors::small_bars_too_old)). `None`: forever. Default 183 days.
+    /// months, docs/ib-facts.md#data-availability): a request for them ending earlier is refused
+    /// with a 162 ([`errors::small_bars_too_old`](crate::errors::small_bars_too_old)). `None`:
+    /// forever. Default 183 days.
     pub small_bar_history: Option<Duration>,
     /// A `reqCurrentTime` this soon after the last answered one is never answered (IB: 1 s;
     /// zero disables).
@@ -136,18 +141,9 @@ impl Default for GatewayConfig {
     }
 }
 
-/// IB keeps bars of 30 seconds or less for about six months (protocol.md §5): 183 days.
+/// IB keeps bars of 30 seconds or less for about six months
+/// (docs/ib-facts.md#data-availability): 183 days.
 pub const SMALL_BAR_HISTORY: Duration = Duration::from_secs(183 * 24 * 3600);
-
-/// One accepted connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn#{}", self.0)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -187,10 +183,10 @@ pub enum PortState {
 #[derive(Debug, Clone)]
 struct Stream {
     con_id: i32,
-    span: BarSpan,
+    bar_size: BarSize,
     use_rth: bool,
     what: WhatToShow,
-    format_date: i32,
+    format_date: DateFormat,
 }
 
 #[derive(Debug)]

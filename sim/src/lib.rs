@@ -22,6 +22,7 @@ pub mod bars;
 pub mod calendar;
 #[cfg(feature = "tcp")]
 pub mod cli;
+pub mod conn_id;
 pub mod errors;
 pub mod fault;
 #[doc(hidden)]

@@ -2,17 +2,14 @@
 //! lookup with IB's "not found" / "ambiguous" outcomes, contract details, symbol search, trading
 //! calendars, and deterministic synthetic bars (see [`crate::bars`]).
 
-mod builtin;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
+use ibconn_core::trading_hours::{HoursEntry, TradingHours, WallTime};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{self, Date, Zone, NEW_YORK, SECS_PER_DAY};
-
-use self::builtin::builtin_instruments;
 
 /// Which trading calendar and hours an instrument follows. Minutes are New York wall time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -250,6 +247,9 @@ pub struct InstrumentFile {
     pub holidays: Vec<String>,
 }
 
+/// The built-in instruments (an instrument file; a test checks that it loads whole).
+const BUILTIN_INSTRUMENTS: &str = include_str!("../data/instruments.toml");
+
 /// The instrument set and trading calendar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Market {
@@ -272,12 +272,19 @@ impl Market {
         }
     }
 
-    /// The built-in set of 22 instruments.
+    /// The built-in set of 22 instruments: `sim/data/instruments.toml`, compiled in and read
+    /// through the same path as an `--instruments` file.
     pub fn builtin() -> Self {
-        Self {
-            instruments: builtin_instruments(),
-            extra_holidays: BTreeSet::new(),
+        let mut market = Self::empty();
+        match toml::from_str::<InstrumentFile>(BUILTIN_INSTRUMENTS) {
+            Ok(file) => {
+                if let Err(e) = market.extend(file) {
+                    tracing::error!(%e, "the built-in instrument file is invalid");
+                }
+            }
+            Err(e) => tracing::error!(%e, "the built-in instrument file does not parse"),
         }
+        market
     }
 
     /// All instruments, in a stable order.
@@ -449,27 +456,32 @@ impl Market {
         (contract, details)
     }
 
-    /// IB's `YYYYMMDD:HHMM-YYYYMMDD:HHMM;YYYYMMDD:CLOSED` list for seven days from `now`.
+    /// IB's `YYYYMMDD:HHMM-YYYYMMDD:HHMM;YYYYMMDD:CLOSED` list for seven days from `now`, in New
+    /// York wall time (written by core's [`TradingHours`], which clients parse it with).
     fn hours_text(&self, inst: &Instrument, now: i64, regular_only: bool) -> String {
         let ny = Zone::Us(NEW_YORK);
         let today = ny.to_local(now).div_euclid(SECS_PER_DAY);
-        let stamp = |t: i64| {
+        let wall = |t: i64| {
             let local = ny.to_local(t);
-            let d = Date::from_days(local.div_euclid(SECS_PER_DAY));
-            let s = local.rem_euclid(SECS_PER_DAY);
-            format!("{}:{:02}{:02}", d.yyyymmdd(), s / 3600, (s / 60) % 60)
+            WallTime {
+                date: Date::from_days(local.div_euclid(SECS_PER_DAY)),
+                minute: u16::try_from(local.rem_euclid(SECS_PER_DAY) / 60).unwrap_or(0),
+            }
         };
-        let mut parts = Vec::new();
+        let mut entries = Vec::new();
         for day in today..today + 7 {
             let sessions = self.sessions(inst, day, regular_only);
             if sessions.is_empty() {
-                parts.push(format!("{}:CLOSED", Date::from_days(day).yyyymmdd()));
+                entries.push(HoursEntry::Closed(Date::from_days(day)));
             }
             for (a, b) in sessions {
-                parts.push(format!("{}-{}", stamp(a), stamp(b)));
+                entries.push(HoursEntry::Session {
+                    start: wall(a),
+                    end: wall(b),
+                });
             }
         }
-        parts.join(";")
+        TradingHours { entries }.to_string()
     }
 }
 

@@ -5,11 +5,11 @@
 //!   `breaches_max`-th (3rd) breach. A *breach* is a run of refusals: the first refusal at least one
 //!   window after the previous breach began starts a new one (and sends one error 100); further
 //!   refusals inside it are dropped silently.
-//! - [`HistoricalPacer`]: IB's historical-data pacing (peers.md §0). Each violation → error 162
-//!   "Historical Market Data Service error message:Historical data request pacing violation". A refused
-//!   request is not recorded, so it does not count against later ones. Head-timestamp requests are
-//!   judged like small-bar requests, whatever the scope ("IB applies historical pacing to it" and
-//!   "head timestamp counted" with the ≤ 50 open requests: peers.md §3 item 9 and §4 item 2).
+//! - [`HistoricalPacer`]: IB's historical-data pacing (docs/ib-facts.md#historical-data-pacing).
+//!   Each violation → error 162 "Historical Market Data Service error message:Historical data
+//!   request pacing violation". A refused request is not recorded, so it does not count against
+//!   later ones. Head-timestamp requests are judged like small-bar requests, whatever the scope,
+//!   and count among the ≤ 50 open requests.
 //!
 //! One rule set serves every driver: [`HistoricalRules::default`] is IB's documented scope, used
 //! alike by the TCP server and by the virtual-time worlds ([`crate::PoolWorld`], [`crate::World`]).
@@ -117,8 +117,8 @@ impl MessageRate {
 }
 
 /// Bars of at most this many seconds are IB's "small bars": the hard pacing rules apply to them
-/// ("Pacing Violations for Small Bars (30 secs or less)", peers.md §0), and their history reaches
-/// back only about six months (protocol.md §5).
+/// ("Pacing Violations for Small Bars (30 secs or less)"), and their history reaches back only
+/// about six months (docs/ib-facts.md#historical-data-pacing, #data-availability).
 pub const SMALL_BAR_SECS: i64 = 30;
 
 /// The historical-data pacing rules (IB "Historical Data Limitations").
@@ -185,8 +185,8 @@ pub enum PacedKind {
         /// Bar length in seconds.
         secs: i64,
     },
-    /// `reqHeadTimeStamp`: under every rule, whatever the bar-size scope (IB applies historical
-    /// pacing to it, peers.md §3 item 9).
+    /// `reqHeadTimeStamp`: under every rule, whatever the bar-size scope
+    /// (docs/ib-facts.md#historical-data-pacing).
     HeadTimestamp,
 }
 
@@ -319,6 +319,8 @@ impl HistoricalPacer {
 }
 
 #[cfg(test)]
+// One arbitrary origin instant per test; everything after is derived from it.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,8 @@
 //! The sans-IO gateway under virtual time, driven by the core's client-side codec.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Tests and benches start from a real instant, wait on real processes or use maps freely:
+// the sim's determinism rules are for the library.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::time::{Duration, Instant};
 
@@ -177,7 +180,7 @@ fn startup_bytes_match_the_ibapi_capture() {
     sim.trace.clear();
     sim.send(&mut c, &Request::ReqManagedAccts);
     sim.pump(&mut c);
-    // protocol.md §3.10: 00 00 00 10 00 00 00 D7 0A 0A "DU1234567,".
+    // docs/ib-facts.md#captured-bytes: 00 00 00 10 00 00 00 D7 0A 0A "DU1234567,".
     let mut want = vec![0, 0, 0, 0x10, 0, 0, 0, 0xD7, 0x0A, 0x0A];
     want.extend_from_slice(b"DU1234567,");
     assert_eq!(sim.trace, want);
@@ -707,8 +710,8 @@ fn head(req_id: i32, contract: Contract, what: &str, use_rth: bool) -> Request {
     })
 }
 
-/// IB paces head-timestamp requests like historical ones and counts them among its 50 open
-/// requests (peers.md §3 item 9, §4 item 2): identical within 15 s, the same-contract burst and
+/// Head-timestamp requests are paced like historical ones and count among IB's 50 open requests
+/// (docs/ib-facts.md#historical-data-pacing): identical within 15 s, the same-contract burst and
 /// the 10-minute window refuse them; 50 of them waiting for their answers block a 51st request.
 #[test]
 fn head_timestamps_are_paced_and_count_as_open_requests() {
@@ -807,8 +810,8 @@ fn head_timestamps_are_paced_and_count_as_open_requests() {
     assert!(r.is_empty(), "{r:?}");
 }
 
-/// IB has bars of 30 seconds or less for about six months back only (protocol.md §5); bigger
-/// bars go further. The gateway's clock is 2026-01-06.
+/// IB has bars of 30 seconds or less for about six months back only
+/// (docs/ib-facts.md#data-availability); bigger bars go further. The gateway's clock is 2026-01-06.
 #[test]
 fn small_bars_older_than_six_months_are_refused_with_162() {
     let mut sim = Sim::new(GatewayConfig::default(), 1);
@@ -864,7 +867,8 @@ fn small_bars_older_than_six_months_are_refused_with_162() {
     assert!(errors(&r).is_empty(), "{r:?}");
 }
 
-/// A request ending in the future gets no bars: a 162 (ktrdr.md §1.8), the "no data" text.
+/// A request ending in the future gets no bars: a 162 (docs/ib-facts.md#data-availability), the
+/// "no data" text.
 #[test]
 fn an_end_date_in_the_future_gets_no_bars() {
     let mut sim = Sim::new(GatewayConfig::default(), 1);
@@ -901,7 +905,7 @@ fn an_end_date_in_the_future_gets_no_bars() {
     assert!(errors(&r).is_empty(), "{r:?}");
 }
 
-/// A request reusing the id of one still open gets IB's 322 (streaming-and-contracts.md); the
+/// A request reusing the id of one still open gets IB's 322 (stoqey/ib#240); the
 /// open one is answered as usual. Answered, the id is free again.
 #[test]
 fn a_reused_open_request_id_gets_322_duplicate_ticker_id() {

@@ -12,6 +12,7 @@ use ibconn_core::pacer::{
     ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, Pacer, PacerError,
     PacingRules,
 };
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::rules::{HistoricalPacer, PacedKind, PacedRequest as SimRequest};
 use ibconn_sim::HistoricalRules;
 use proptest::prelude::*;
@@ -27,7 +28,11 @@ fn arrival() -> impl Strategy<Value = Arrival> {
     (
         0u64..3_000,
         0..4usize,
-        prop::sample::select(vec!["TRADES", "MIDPOINT", "BID_ASK"]),
+        prop::sample::select(vec![
+            WhatToShow::Trades,
+            WhatToShow::Midpoint,
+            WhatToShow::BidAsk,
+        ]),
         prop::sample::select(vec![BarSize::Sec5, BarSize::Sec30, BarSize::Min1]),
         prop::sample::select(vec!["", "20260105-16:00:00", "20260106-16:00:00"]),
         any::<bool>(),
@@ -41,7 +46,7 @@ fn arrival() -> impl Strategy<Value = Arrival> {
                     PacedRequest::HeadTimestamp(HeadTimestampKey {
                         contract: format!("C{contract}"),
                         exchange: "SMART".into(),
-                        what_to_show: what.into(),
+                        what_to_show: what,
                         use_rth,
                     })
                 } else {
@@ -52,14 +57,20 @@ fn arrival() -> impl Strategy<Value = Arrival> {
 }
 
 /// A historical request key.
-fn small(contract: &str, end: &str, bar_size: BarSize, what: &str, use_rth: bool) -> PacedRequest {
+fn small(
+    contract: &str,
+    end: &str,
+    bar_size: BarSize,
+    what: WhatToShow,
+    use_rth: bool,
+) -> PacedRequest {
     PacedRequest::Historical(HistoricalRequestKey {
         contract: contract.into(),
         exchange: "SMART".into(),
         end: end.into(),
         duration: "1800 S".into(),
         bar_size,
-        what_to_show: what.into(),
+        what_to_show: what,
         use_rth,
     })
 }
@@ -70,7 +81,7 @@ fn sim_request(key: &PacedRequest) -> SimRequest {
         PacedRequest::Historical(k) => SimRequest {
             identity: format!("{k:?}"),
             contract_tick: format!("{}|{}|{}", k.contract, k.exchange, k.what_to_show),
-            bid_ask: k.what_to_show == "BID_ASK",
+            bid_ask: k.what_to_show == WhatToShow::BidAsk,
             kind: PacedKind::Bars {
                 secs: i64::from(k.bar_size.seconds()),
             },
@@ -78,7 +89,7 @@ fn sim_request(key: &PacedRequest) -> SimRequest {
         PacedRequest::HeadTimestamp(k) => SimRequest {
             identity: format!("{k:?}"),
             contract_tick: format!("{}|{}|{}", k.contract, k.exchange, k.what_to_show),
-            bid_ask: k.what_to_show == "BID_ASK",
+            bid_ask: k.what_to_show == WhatToShow::BidAsk,
             kind: PacedKind::HeadTimestamp,
         },
         other => panic!("not an HMDS request: {other:?}"),
@@ -193,7 +204,7 @@ fn the_judge_refuses_an_unpaced_burst() {
     let mut judge = HistoricalPacer::new(HistoricalRules::default());
     let key = |i: usize| {
         let end = format!("2026010{}-16:00:00", i % 9 + 1);
-        small("C0", &end, BarSize::Sec5, "TRADES", true)
+        small("C0", &end, BarSize::Sec5, WhatToShow::Trades, true)
     };
     let refused = (0..6)
         .filter(|&i| judge.check(t0, &sim_request(&key(i)), 0).is_err())
@@ -214,7 +225,7 @@ fn the_pacer_delays_bursts_that_would_violate() {
                 &format!("C{}", i % 4),
                 &format!("E{i}"),
                 BarSize::Sec5,
-                "TRADES",
+                WhatToShow::Trades,
                 true,
             ),
         })
@@ -239,10 +250,16 @@ fn head_timestamps_share_the_same_contract_burst_with_bars() {
         0 | 2 => PacedRequest::HeadTimestamp(HeadTimestampKey {
             contract: "C0".into(),
             exchange: "SMART".into(),
-            what_to_show: "TRADES".into(),
+            what_to_show: WhatToShow::Trades,
             use_rth: i == 0,
         }),
-        _ => small("C0", &format!("E{i}"), BarSize::Sec5, "TRADES", true),
+        _ => small(
+            "C0",
+            &format!("E{i}"),
+            BarSize::Sec5,
+            WhatToShow::Trades,
+            true,
+        ),
     };
     let mut judge = HistoricalPacer::new(HistoricalRules::default());
     let verdicts: Vec<bool> = (0..6)

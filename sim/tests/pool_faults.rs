@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::client_id::Purpose;
 use ibconn_core::connection::{Query, RequestError};
-use ibconn_core::message::{Contract, HeadTimestampRequest, HistoricalDataRequest};
+use ibconn_core::message::Contract;
 use ibconn_core::pacer::PacingRules;
 use ibconn_core::pool::{CallError, LeaseId, PoolEvent, Ticket};
+use ibconn_core::query::{EndTime, HeadTimestampQuery, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{Fault, PoolWorld, PoolWorldConfig, Target};
 
 fn secs(n: u64) -> Duration {
@@ -43,17 +47,15 @@ fn outcome(w: &mut PoolWorld, ticket: Ticket) -> (Result<(), CallError>, Duratio
     }
 }
 
-/// Five-second bars of AAPL for the minute before `end` (December 2025: IB has them).
-fn small(end: &str) -> Query {
-    Query::HistoricalData(HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: end.into(),
-        bar_size: "5 secs".into(),
-        duration: "60 S".into(),
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
-    })
+/// Five-second bars of AAPL for the minute before 2025-12-04 15:`minute` UTC (IB has them).
+fn small(minute: u32) -> Query {
+    Query::HistoricalData(HistoricalQuery::new(
+        Contract::stock("AAPL"),
+        EndTime::At(utc(2025, 12, 4, 15, minute, 0)),
+        "60 S".parse().unwrap(),
+        BarSize::Sec5,
+        WhatToShow::Trades,
+    ))
 }
 
 /// Process 0's open requests in the shared pacing book.
@@ -79,9 +81,7 @@ fn a_never_answered_request_ends_by_its_timeout_and_frees_its_slot() {
         requests: 1,
     });
     let start = w.elapsed();
-    let t = w
-        .send(l, small("20251204-15:01:00"), Some(secs(90)))
-        .unwrap();
+    let t = w.send(l, small(1), Some(secs(90))).unwrap();
     let (result, at) = outcome(&mut w, t);
     assert!(
         matches!(
@@ -92,9 +92,7 @@ fn a_never_answered_request_ends_by_its_timeout_and_frees_its_slot() {
     );
     assert!(at - start >= secs(90) && at - start < secs(91), "{at:?}");
     assert_eq!(open_in_book(&w), 0);
-    let t = w
-        .send(l, small("20251204-15:02:00"), Some(secs(90)))
-        .unwrap();
+    let t = w.send(l, small(2), Some(secs(90))).unwrap();
     assert!(outcome(&mut w, t).0.is_ok());
     let c = w.gateway().counters();
     assert_eq!((c.never_answered, c.pacing_violations), (1, 0));
@@ -113,9 +111,7 @@ fn a_never_answered_request_on_a_released_lease_is_cancelled_and_frees_its_slot(
         target: Target::All,
         requests: 1,
     });
-    let t = w
-        .send(l, small("20251204-15:03:00"), Some(secs(1200)))
-        .unwrap();
+    let t = w.send(l, small(3), Some(secs(1200))).unwrap();
     let until = w.now() + secs(2);
     w.run_until(until).unwrap();
     assert_eq!(open_in_book(&w), 1);
@@ -140,7 +136,7 @@ fn a_spurious_no_data_is_a_no_data_answer_and_the_next_ask_has_bars() {
         target: Target::All,
         requests: 1,
     });
-    let t = w.send(l, small("20251204-15:04:00"), None).unwrap();
+    let t = w.send(l, small(4), None).unwrap();
     let (result, _) = outcome(&mut w, t);
     assert!(
         matches!(
@@ -151,7 +147,7 @@ fn a_spurious_no_data_is_a_no_data_answer_and_the_next_ask_has_bars() {
         "{result:?}"
     );
     // The identical request waits IB's 15 s in the pacer, then has its bars.
-    let t = w.send(l, small("20251204-15:04:00"), None).unwrap();
+    let t = w.send(l, small(4), None).unwrap();
     assert!(outcome(&mut w, t).0.is_ok());
     assert_eq!(w.gateway().pacing_violations(), 0);
 }
@@ -165,12 +161,9 @@ fn a_spurious_duplicate_ticker_id_ends_the_request_with_322() {
         target: Target::All,
         requests: 1,
     });
-    let head = Query::HeadTimestamp(HeadTimestampRequest {
-        req_id: 0,
-        contract: Contract::stock("MSFT"),
+    let head = Query::HeadTimestamp(HeadTimestampQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
+        ..HeadTimestampQuery::new(Contract::stock("MSFT"), WhatToShow::Trades)
     });
     let t = w.send(l, head.clone(), None).unwrap();
     let (result, _) = outcome(&mut w, t);
@@ -197,17 +190,20 @@ fn the_pool_paces_head_timestamps_as_the_gateway_counts_them() {
     let until = w.now() + secs(2);
     w.run_until(until).unwrap();
     let symbols = ["AAPL", "MSFT", "SPY", "QQQ", "AMZN", "GOOGL", "META"];
-    let whats = ["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"];
+    let whats = [
+        WhatToShow::Trades,
+        WhatToShow::Midpoint,
+        WhatToShow::Bid,
+        WhatToShow::Ask,
+        WhatToShow::BidAsk,
+    ];
     let mut tickets = Vec::new();
     for symbol in symbols {
         for what in whats {
             for use_rth in [false, true] {
-                let q = Query::HeadTimestamp(HeadTimestampRequest {
-                    req_id: 0,
-                    contract: Contract::stock(symbol),
+                let q = Query::HeadTimestamp(HeadTimestampQuery {
                     use_rth,
-                    what_to_show: what.into(),
-                    format_date: 2,
+                    ..HeadTimestampQuery::new(Contract::stock(symbol), what)
                 });
                 tickets.push(w.send(l, q, Some(secs(3600))).unwrap());
             }

@@ -20,7 +20,7 @@ fn backfill(server_max: i32) -> (Vec<String>, ibconn_core::pool::GatewayStats) {
     let spec = BackfillSpec {
         contract: Contract::stock("AAPL"),
         bar_size: BarSize::Min5,
-        what_to_show: "TRADES".into(),
+        what_to_show: ibconn_core::what_to_show::WhatToShow::Trades,
         use_rth: false,
     };
     let from = utc(2025, 12, 1, 0, 0, 0);

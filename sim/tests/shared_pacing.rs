@@ -5,19 +5,24 @@
 //! The store-restart tests reproduce core bugs the shared swarm found (see the regressions in
 //! `swarm.rs`), fixed since.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// One origin instant per scenario; everything after is virtual.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::client_id::Purpose;
 use ibconn_core::connection::Query;
-use ibconn_core::message::{Contract, HistoricalDataRequest};
+use ibconn_core::message::Contract;
 use ibconn_core::pacer::{
     HistoricalRequestKey, LedgerError, MemoryLedger, PacedRequest, PacingRules, SharedError,
     SharedHold, SharedPacer,
 };
 use ibconn_core::pool::{LeaseId, PoolEvent, Ticket};
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{PoolWorld, PoolWorldConfig};
 
 const KEY: &str = "sim:4002";
@@ -31,7 +36,7 @@ fn small(contract: &str, end: u32) -> PacedRequest {
         end: format!("20251201-{:02}:{:02}:00", 10 + end / 60, end % 60),
         duration: "60 S".to_owned(),
         bar_size: BarSize::Sec5,
-        what_to_show: "TRADES".to_owned(),
+        what_to_show: WhatToShow::Trades,
         use_rth: false,
     })
 }
@@ -171,20 +176,13 @@ fn query(n: u32) -> Query {
     const SYMBOLS: [&str; 9] = [
         "AAPL", "MSFT", "SPY", "QQQ", "AMZN", "GOOGL", "META", "NVDA", "TSLA",
     ];
-    Query::HistoricalData(HistoricalDataRequest {
-        contract: Contract::stock(SYMBOLS[n as usize % SYMBOLS.len()]),
-        end_date_time: format!(
-            "202512{:02}-{:02}:{:02}:00",
-            1 + n / 60,
-            14 + n % 60 / 30,
-            n % 30
-        ),
-        bar_size: "5 secs".into(),
-        duration: "60 S".into(),
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
-    })
+    Query::HistoricalData(HistoricalQuery::new(
+        Contract::stock(SYMBOLS[n as usize % SYMBOLS.len()]),
+        EndTime::At(utc(2025, 12, 1 + n / 60, 14 + n % 60 / 30, n % 30, 0)),
+        "60 S".parse().unwrap(),
+        BarSize::Sec5,
+        WhatToShow::Trades,
+    ))
 }
 
 /// Process `p` sends `n` requests (numbered from `first`) and waits for them all to end.

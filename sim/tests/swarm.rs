@@ -51,17 +51,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ibconn_core::backfill::{bar_start_unix, BackfillJob, BackfillSpec, ChunkId, JobConfig};
 use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::classify::ErrorClass;
 use ibconn_core::client_id::{Purpose, RegistryConfig};
 use ibconn_core::connection::{Answer, Query, RequestError};
-use ibconn_core::message::{Contract, HeadTimestampRequest, HistoricalDataRequest};
+use ibconn_core::date_format::DateFormat;
+use ibconn_core::ib_duration::{DurationUnit, IbDuration};
+use ibconn_core::message::Contract;
 use ibconn_core::pool::{AcquireId, CallError, LeaseId, PoolConfig, PoolEvent, PoolStats, Ticket};
+use ibconn_core::query::{EndTime, HeadTimestampQuery, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::rng::SplitMix64;
 use ibconn_sim::{Farm, Fault, GatewayCounters, PoolWorld, PoolWorldConfig, Target};
 
@@ -563,7 +569,7 @@ fn draw_job(rng: &mut SplitMix64, contracts: usize) -> BackfillJob {
     let spec = BackfillSpec {
         contract: Contract::stock(symbol),
         bar_size,
-        what_to_show: "TRADES".into(),
+        what_to_show: WhatToShow::Trades,
         use_rth: chance(rng, 50),
     };
     let to = from + chunks * span;
@@ -1019,35 +1025,38 @@ impl Run {
         let symbol = SYMBOLS[usize::try_from(self.rng.below_or_eq(n - 1)).unwrap_or(0)];
         let drawn = |pct: u64, rng: &mut SplitMix64| !fresh && pct > 0 && chance(rng, pct);
         if drawn(self.opts.head_pct, &mut self.rng) {
-            let what = ["TRADES", "MIDPOINT", "BID", "ASK"]
-                [usize::try_from(self.rng.below_or_eq(3)).unwrap_or(0)];
-            let req = HeadTimestampRequest {
-                req_id: 0,
+            let what = [
+                WhatToShow::Trades,
+                WhatToShow::Midpoint,
+                WhatToShow::Bid,
+                WhatToShow::Ask,
+            ][usize::try_from(self.rng.below_or_eq(3)).unwrap_or(0)];
+            let req = HeadTimestampQuery {
                 contract: Contract::stock(symbol),
                 use_rth: chance(&mut self.rng, 50),
-                what_to_show: what.into(),
-                format_date: 2,
+                what_to_show: what,
+                format_date: DateFormat::Epoch,
             };
             return (Query::HeadTimestamp(req), self.opts.request_timeout);
         }
         // December 2025; June 2025 is past IB's six months of small bars; February 2026 is in
         // the gateway's future.
-        let month = if drawn(self.opts.stale_pct, &mut self.rng) {
-            "202506"
+        let (year, month) = if drawn(self.opts.stale_pct, &mut self.rng) {
+            (2025, 6)
         } else if drawn(self.opts.future_pct, &mut self.rng) {
-            "202602"
+            (2026, 2)
         } else {
-            "202512"
+            (2025, 12)
         };
         // Small bars (IB's pacing scope), few of them: the sim's bar synthesis dominates the cost.
         // Now and then hourly bars, which IB (and so the sim, over TCP as here) does not pace.
-        let (bar, duration) = if drawn(self.opts.large_pct, &mut self.rng) {
-            ("1 hour", "1 D")
+        let (bar, (count, unit)) = if drawn(self.opts.large_pct, &mut self.rng) {
+            (BarSize::Hour1, (1, DurationUnit::Days))
         } else {
             [
-                ("5 secs", "60 S"),
-                ("15 secs", "300 S"),
-                ("30 secs", "300 S"),
+                (BarSize::Sec5, (60, DurationUnit::Seconds)),
+                (BarSize::Sec15, (300, DurationUnit::Seconds)),
+                (BarSize::Sec30, (300, DurationUnit::Seconds)),
             ][usize::try_from(self.rng.below_or_eq(2)).unwrap_or(0)]
         };
         // Fresh: a minute no other request used (the sequence number); else a random half hour.
@@ -1056,21 +1065,23 @@ impl Run {
         } else {
             (1 + self.rng.below_or_eq(19), self.rng.below_or_eq(11) * 30)
         };
-        let req = HistoricalDataRequest {
-            contract: Contract::stock(symbol),
-            end_date_time: format!(
-                "{month}{:02}-{:02}:{:02}:00",
-                day,
-                14 + minute / 60,
-                minute % 60
-            ),
-            bar_size: bar.into(),
-            duration: duration.into(),
-            use_rth: false,
-            what_to_show: "TRADES".into(),
-            format_date: 2,
-            ..HistoricalDataRequest::default()
-        };
+        let small = |n: u64| u32::try_from(n).unwrap_or(0);
+        let end = utc(
+            year,
+            month,
+            small(day),
+            14 + small(minute / 60),
+            small(minute % 60),
+            0,
+        );
+        let req = HistoricalQuery::new(
+            Contract::stock(symbol),
+            EndTime::At(end),
+            // `count` is one of the literals above, all ≥ 1.
+            IbDuration::new(NonZeroU32::MIN.saturating_add(count - 1), unit),
+            bar,
+            WhatToShow::Trades,
+        );
         (Query::HistoricalData(req), self.opts.request_timeout)
     }
 
@@ -1566,7 +1577,7 @@ impl Run {
                 let expected = match run.answered.get(&ChunkId(id)) {
                     Some(&n) if mine > 0 || n > 0 => n,
                     _ => {
-                        let request = job.spec().request(chunk);
+                        let request = job.spec().request(chunk).to_wire(0);
                         match self.w.gateway_mut().reference_bars(now, &request) {
                             Ok(bars) => bars
                                 .iter()

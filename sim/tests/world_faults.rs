@@ -6,18 +6,19 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use ibconn_core::bar_size::BarSize;
 use ibconn_core::classify::{Connectivity, ErrorClass};
 use ibconn_core::connection::{Answer, Config, ConnectionError, Event, Query, RequestError};
-use ibconn_core::message::{Contract, HeadTimestampRequest};
+use ibconn_core::ib_duration::{DurationUnit, IbDuration};
+use ibconn_core::message::Contract;
+use ibconn_core::query::HeadTimestampQuery;
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{Farm, Fault, Locale, PortState, Target, World, WorldConfig, WorldError};
 
 fn head() -> Query {
-    Query::HeadTimestamp(HeadTimestampRequest {
-        contract: Contract::stock("AAPL"),
+    Query::HeadTimestamp(HeadTimestampQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HeadTimestampRequest::default()
+        ..HeadTimestampQuery::new(Contract::stock("AAPL"), WhatToShow::Trades)
     })
 }
 
@@ -289,8 +290,8 @@ fn localized_162_is_spanish_and_not_classified_as_pacing() {
     let (mut world, c) = connected(14, 1);
     world.inject(Fault::Locale(Locale::Spanish));
     let mut req = hourly();
-    req.bar_size = "1 secs".into();
-    req.duration = "1 W".into();
+    req.bar_size = BarSize::Sec1;
+    req.duration = IbDuration::try_new(1, DurationUnit::Weeks).unwrap();
     let id = world.send(c, Query::HistoricalData(req)).unwrap();
     let (_, result) = world.run_until_completed(c, id, secs(1)).unwrap();
     match result {

@@ -44,7 +44,7 @@ pub use self::outcome::{ChunkError, ChunkFailure};
 pub use self::report::{FailureSummary, Progress, Summary};
 use super::lookup::{Lookup, LookupError};
 use super::merge::BarSet;
-use super::plan::{duration_string, plan_chunks, Chunk, PlanError};
+use super::plan::{plan_chunks, Chunk, PlanError};
 use super::BackfillSpec;
 use crate::connection::Query;
 use crate::message::Bar;
@@ -132,15 +132,11 @@ impl Entry {
 
 /// `[start, end)` spans of `entries`, oldest first, adjacent or overlapping ones merged.
 fn merged_spans<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<(i64, i64)> {
-    let mut spans: Vec<(i64, i64)> = Vec::new();
-    for e in entries {
-        let (s, end) = (e.planned_start, e.chunk.end_unix);
-        match spans.last_mut() {
-            Some(last) if last.1 >= s => last.1 = last.1.max(end),
-            _ => spans.push((s, end)),
-        }
-    }
-    spans
+    super::spans::merge(
+        entries
+            .map(|e| (e.planned_start, e.chunk.end_unix))
+            .collect(),
+    )
 }
 
 /// A backfill in progress. See the [module docs](self).
@@ -316,7 +312,7 @@ impl BackfillJob {
         }
         if let Some(lookup) = &mut self.lookup {
             let s = &self.spec;
-            if let Some(q) = lookup.poll(&s.contract, &s.what_to_show, s.use_rth) {
+            if let Some(q) = lookup.poll(&s.contract, s.what_to_show, s.use_rth) {
                 self.lookups += 1;
                 return Some(q);
             }
@@ -348,8 +344,8 @@ impl BackfillJob {
             if entry.chunk.end_unix <= head_unix {
                 entry.state = State::Empty(EmptyBy::HeadTimestamp);
             } else if entry.chunk.start_unix < head_unix {
+                // The chunk's duration follows its start.
                 entry.chunk.start_unix = head_unix;
-                entry.chunk.duration = duration_string(entry.chunk.end_unix - head_unix);
             }
         }
         let entries = &self.entries;

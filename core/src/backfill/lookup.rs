@@ -10,8 +10,11 @@ use serde::Serialize;
 use super::job::ChunkId;
 use crate::classify::ErrorClass;
 use crate::connection::{Answer, Query, RequestError};
-use crate::message::{Contract, HeadTimestampRequest};
+use crate::date_format::DateFormat;
+use crate::message::Contract;
 use crate::pool::CallError;
+use crate::query::HeadTimestampQuery;
+use crate::what_to_show::WhatToShow;
 
 /// Why a job ended before its first chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -93,7 +96,7 @@ impl Lookup {
     pub(super) fn poll(
         &mut self,
         contract: &Contract,
-        what: &str,
+        what: WhatToShow,
         rth: bool,
     ) -> Option<(ChunkId, Query)> {
         match self.stage {
@@ -110,12 +113,11 @@ impl Lookup {
                 let contract = contract.clone();
                 Some((
                     Self::HEAD,
-                    Query::HeadTimestamp(HeadTimestampRequest {
-                        req_id: 0,
+                    Query::HeadTimestamp(HeadTimestampQuery {
                         contract,
+                        what_to_show: what,
                         use_rth: rth,
-                        what_to_show: what.to_owned(),
-                        format_date: 2,
+                        format_date: DateFormat::Epoch,
                     }),
                 ))
             }
@@ -241,7 +243,7 @@ mod tests {
         let spec = BackfillSpec {
             contract: Contract::stock(symbol),
             bar_size: BarSize::Sec5,
-            what_to_show: "TRADES".into(),
+            what_to_show: WhatToShow::Trades,
             use_rth: false,
         };
         let cfg = JobConfig {

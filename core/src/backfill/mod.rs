@@ -6,6 +6,7 @@ pub mod job;
 pub mod lookup;
 pub mod merge;
 pub mod plan;
+pub mod spans;
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,11 @@ pub use self::lookup::{parse_head_timestamp, LookupError};
 pub use self::merge::{bar_start_unix, BarSet, MergeOutcome};
 pub use self::plan::{aligned_range, plan_chunks, remaining, Chunk, PlanError};
 use crate::bar_size::BarSize;
-use crate::message::{Contract, HistoricalDataRequest};
+use crate::date_format::DateFormat;
+use crate::message::Contract;
 use crate::pacer::{HistoricalRequestKey, PacedRequest, Pacer, PacerError, PacingRules};
+use crate::query::HistoricalQuery;
+use crate::what_to_show::WhatToShow;
 
 /// What every chunk of one backfill shares.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,26 +30,24 @@ pub struct BackfillSpec {
     pub contract: Contract,
     /// Bar size.
     pub bar_size: BarSize,
-    /// `whatToShow`, e.g. `TRADES`.
-    pub what_to_show: String,
+    /// The price series.
+    pub what_to_show: WhatToShow,
     /// Regular trading hours only.
     pub use_rth: bool,
 }
 
 impl BackfillSpec {
-    /// The request for one chunk (request id 0: the connection assigns its own).
-    pub fn request(&self, chunk: &Chunk) -> HistoricalDataRequest {
-        HistoricalDataRequest {
-            req_id: 0,
+    /// The query for one chunk: its window, epoch-second bar times, no streaming.
+    pub fn request(&self, chunk: &Chunk) -> HistoricalQuery {
+        HistoricalQuery {
             contract: self.contract.clone(),
-            end_date_time: chunk.end_date_time.clone(),
-            bar_size: self.bar_size.as_str().to_owned(),
-            duration: chunk.duration.clone(),
+            end: chunk.end(),
+            duration: chunk.duration(),
+            bar_size: self.bar_size,
+            what_to_show: self.what_to_show,
             use_rth: self.use_rth,
-            what_to_show: self.what_to_show.clone(),
-            format_date: 2,
+            format_date: DateFormat::Epoch,
             keep_up_to_date: false,
-            chart_options: Vec::new(),
         }
     }
 
@@ -59,10 +61,10 @@ impl BackfillSpec {
                 format!("{}/{}/{}", c.symbol, c.sec_type, c.currency)
             },
             exchange: c.exchange.clone(),
-            end: chunk.end_date_time.clone(),
-            duration: chunk.duration.clone(),
+            end: chunk.end().to_string(),
+            duration: chunk.duration().to_string(),
             bar_size: self.bar_size,
-            what_to_show: self.what_to_show.clone(),
+            what_to_show: self.what_to_show,
             use_rth: self.use_rth,
         })
     }
@@ -145,7 +147,7 @@ mod tests {
         BackfillSpec {
             contract: Contract::stock("AAPL"),
             bar_size,
-            what_to_show: "TRADES".into(),
+            what_to_show: WhatToShow::Trades,
             use_rth: true,
         }
     }
@@ -167,7 +169,7 @@ mod tests {
     #[test]
     fn requests_carry_the_chunk_window() {
         let chunks = plan_chunks(BarSize::Min5, 1_767_225_600, 1_767_225_600 + 86_400).unwrap();
-        let r = spec(BarSize::Min5).request(&chunks[0]);
+        let r = spec(BarSize::Min5).request(&chunks[0]).to_wire(0);
         assert_eq!(r.end_date_time, "20260102-00:00:00");
         assert_eq!(r.duration, "86400 S");
         assert_eq!(r.bar_size, "5 mins");

@@ -11,8 +11,12 @@
 //! plans with different `from` share every boundary inside both, and a resume compares like with
 //! like: a chunk of this run is a chunk of every earlier run, or the partial edge of one.
 
+use std::num::NonZeroU32;
+
 use crate::bar_size::BarSize;
 pub use crate::civil::format_utc;
+use crate::ib_duration::{DurationUnit, IbDuration};
+use crate::query::EndTime;
 
 /// Seconds per day.
 pub const DAY_SECS: i64 = crate::civil::SECS_PER_DAY;
@@ -30,10 +34,18 @@ pub struct Chunk {
     pub start_unix: i64,
     /// End of the span (exclusive), unix seconds; the request's `endDateTime`.
     pub end_unix: i64,
-    /// `endDateTime` as sent: UTC, `YYYYMMDD-HH:MM:SS`.
-    pub end_date_time: String,
-    /// `durationStr` as sent, e.g. `3600 S` or `30 D`.
-    pub duration: String,
+}
+
+impl Chunk {
+    /// The request's end time: [`Chunk::end_unix`], sent in UTC as `YYYYMMDD-HH:MM:SS`.
+    pub fn end(&self) -> EndTime {
+        EndTime::At(self.end_unix)
+    }
+
+    /// The request's duration, covering `[start_unix, end_unix)`: see [`span_duration`].
+    pub fn duration(&self) -> IbDuration {
+        span_duration(self.end_unix - self.start_unix)
+    }
 }
 
 /// Why a range cannot be planned.
@@ -111,21 +123,25 @@ pub fn plan_chunks(bar: BarSize, from_unix: i64, to_unix: i64) -> Result<Vec<Chu
             index: chunks.len(),
             start_unix: start,
             end_unix: end,
-            end_date_time: format_utc(end),
-            duration: duration_string(end - start),
         });
         start = end;
     }
     Ok(chunks)
 }
 
-/// IB duration text for a span: exact seconds up to a day, whole days (rounded up) beyond.
-pub fn duration_string(secs: i64) -> String {
-    if secs <= DAY_SECS {
-        format!("{secs} S")
+/// IB duration for a span of `secs`: exact seconds up to a day, whole days (rounded up) beyond.
+/// A chunk is never empty; were `secs` not positive, the shortest duration IB takes (`1 S`).
+pub fn span_duration(secs: i64) -> IbDuration {
+    let (count, unit) = if secs <= DAY_SECS {
+        (secs, DurationUnit::Seconds)
     } else {
-        format!("{} D", (secs + DAY_SECS - 1) / DAY_SECS)
-    }
+        (
+            secs.div_euclid(DAY_SECS) + i64::from(secs % DAY_SECS != 0),
+            DurationUnit::Days,
+        )
+    };
+    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    IbDuration::new(NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN), unit)
 }
 
 /// Drop the chunks already covered by data up to `covered_until` (exclusive): what a resumed
@@ -183,13 +199,15 @@ mod tests {
         assert_eq!(span(25 * d + 3_600)[1..], span(10 * d)[1..]);
         let first = &plan_chunks(BarSize::Hour1, 10 * d, 70 * d).unwrap()[0];
         assert_eq!(
-            (first.end_date_time.as_str(), first.duration.as_str()),
-            ("19700131-00:00:00", "20 D")
+            (first.end().to_string(), first.duration().to_string()),
+            ("19700131-00:00:00".to_owned(), "20 D".to_owned())
         );
         // A partial chunk of a second-sized span is requested exactly.
         let c = plan_chunks(BarSize::Sec5, 1_800, 7_200).unwrap();
         assert_eq!(
-            c.iter().map(|c| c.duration.as_str()).collect::<Vec<_>>(),
+            c.iter()
+                .map(|c| c.duration().to_string())
+                .collect::<Vec<_>>(),
             vec!["1800 S", "3600 S"]
         );
         // Before the epoch too.
@@ -216,19 +234,21 @@ mod tests {
 
     #[test]
     fn durations_are_exact_up_to_a_day() {
-        assert_eq!(duration_string(3_600), "3600 S");
-        assert_eq!(duration_string(86_400), "86400 S");
-        assert_eq!(duration_string(86_401), "2 D");
-        assert_eq!(duration_string(30 * 86_400), "30 D");
+        let text = |secs| span_duration(secs).to_string();
+        assert_eq!(text(3_600), "3600 S");
+        assert_eq!(text(86_400), "86400 S");
+        assert_eq!(text(86_401), "2 D");
+        assert_eq!(text(30 * 86_400), "30 D");
+        assert_eq!(text(0), "1 S", "never the empty duration IB refuses");
         let chunks = plan_chunks(BarSize::Sec5, 0, 7_200).unwrap();
         assert_eq!(
             chunks
                 .iter()
-                .map(|c| (c.end_date_time.as_str(), c.duration.as_str()))
+                .map(|c| (c.end().to_string(), c.duration().to_string()))
                 .collect::<Vec<_>>(),
             vec![
-                ("19700101-01:00:00", "3600 S"),
-                ("19700101-02:00:00", "3600 S")
+                ("19700101-01:00:00".to_owned(), "3600 S".to_owned()),
+                ("19700101-02:00:00".to_owned(), "3600 S".to_owned())
             ]
         );
     }

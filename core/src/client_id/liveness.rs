@@ -7,6 +7,9 @@
 //!
 //! This is I/O code (file reads under `/proc`) and lives behind the `file-store` feature.
 
+// The file store (feature `file-store`): files, the process id and lock waits are its job.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 
 use super::{Holder, Liveness};

@@ -116,6 +116,17 @@ struct TimeChannel {
     last_sent: Option<Instant>,
 }
 
+/// When the session's own timers fire ([`Connection::timers`]); `None`: not running.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    /// The handshake must be done by then.
+    handshake: Option<Instant>,
+    /// The health probe sent must be answered by then.
+    probe_unanswered: Option<Instant>,
+    /// A probe goes out then, if nothing arrives before.
+    probe_idle: Option<Instant>,
+}
+
 /// One TWS API session. See the [module docs](self) for the run loop.
 #[derive(Debug)]
 pub struct Connection {
@@ -291,30 +302,42 @@ impl Connection {
         if self.is_closed() {
             return;
         }
-        if self.state != State::Ready && now >= after(self.started, self.cfg.handshake_timeout) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
+        let timers = self.timers();
+        if due(timers.handshake) {
             return self.fail(ConnectionError::HandshakeTimeout(
                 self.cfg.handshake_timeout,
             ));
         }
-        if let Some(sent) = self.probe_sent {
-            if now >= after(sent, self.cfg.probe_timeout) {
-                tracing::warn!(
-                    client_id = self.cfg.client_id,
-                    "health probe unanswered; declaring the connection dead"
-                );
-                return self.fail(ConnectionError::ProbeTimeout(self.cfg.probe_timeout));
-            }
+        if due(timers.probe_unanswered) {
+            tracing::warn!(
+                client_id = self.cfg.client_id,
+                "health probe unanswered; declaring the connection dead"
+            );
+            return self.fail(ConnectionError::ProbeTimeout(self.cfg.probe_timeout));
         }
         self.expire_requests(now);
-        if self.state == State::Ready
-            && self.probe_sent.is_none()
-            && now >= after(self.last_rx, self.cfg.probe_idle)
-        {
+        if due(timers.probe_idle) {
             tracing::debug!(client_id = self.cfg.client_id, "idle; sending health probe");
             self.probe_sent = Some(now);
             self.stats.probes += 1;
         }
         self.pump(now);
+    }
+
+    /// The session's own timers, computed here once for both `poll_timeout` and
+    /// `handle_timeout` (requests and current-time sends have theirs on each entry).
+    fn timers(&self) -> Timers {
+        let ready = self.state == State::Ready;
+        Timers {
+            handshake: (!ready).then(|| after(self.started, self.cfg.handshake_timeout)),
+            probe_unanswered: self
+                .probe_sent
+                .filter(|_| ready)
+                .map(|sent| after(sent, self.cfg.probe_timeout)),
+            probe_idle: (ready && self.probe_sent.is_none())
+                .then(|| after(self.last_rx, self.cfg.probe_idle)),
+        }
     }
 
     // ----- commands -----
@@ -354,9 +377,11 @@ impl Connection {
         }
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if self.state != State::Ready {
-            at(after(self.started, self.cfg.handshake_timeout));
-        }
+        let timers = self.timers();
+        [timers.handshake, timers.probe_unanswered, timers.probe_idle]
+            .into_iter()
+            .flatten()
+            .for_each(&mut at);
         for p in self.pending.values().filter(|p| !p.streaming) {
             at(p.deadline);
         }
@@ -367,10 +392,6 @@ impl Connection {
             at(w.deadline);
         }
         if self.state == State::Ready {
-            match self.probe_sent {
-                Some(sent) => at(after(sent, self.cfg.probe_timeout)),
-                None => at(after(self.last_rx, self.cfg.probe_idle)),
-            }
             for (chan, wanted) in [
                 (&self.secs, self.wants_time(false)),
                 (&self.millis, self.wants_time(true)),

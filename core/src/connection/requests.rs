@@ -268,18 +268,8 @@ impl Connection {
         match query {
             Query::CurrentTime => Request::ReqCurrentTime,
             Query::CurrentTimeMillis => Request::ReqCurrentTimeInMillis,
-            Query::HistoricalData(r) => {
-                Request::ReqHistoricalData(crate::message::HistoricalDataRequest {
-                    req_id: id.0,
-                    ..r.clone()
-                })
-            }
-            Query::HeadTimestamp(r) => {
-                Request::ReqHeadTimestamp(crate::message::HeadTimestampRequest {
-                    req_id: id.0,
-                    ..r.clone()
-                })
-            }
+            Query::HistoricalData(q) => Request::ReqHistoricalData(q.to_wire(id.0)),
+            Query::HeadTimestamp(q) => Request::ReqHeadTimestamp(q.to_wire(id.0)),
             Query::ContractDetails(c) => Request::ReqContractDetails {
                 req_id: id.0,
                 contract: c.clone(),

@@ -13,7 +13,8 @@ use bytes::BytesMut;
 
 use super::*;
 use crate::classify::{Advice, Connectivity, ErrorClass};
-use crate::message::{BarTime, ErrorMessage, HistoricalDataRequest};
+use crate::message::{BarTime, ErrorMessage};
+use crate::query::{EndTime, HistoricalQuery};
 use crate::wire::{ClientHello, HandshakeError, ServerHello, VersionRange};
 
 mod errors;
@@ -138,16 +139,17 @@ fn connected_with(cfg: Config, version: i32) -> (Connection, Peer, Instant) {
     (conn, peer, t0)
 }
 
-fn hourly() -> HistoricalDataRequest {
-    HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: "20251231-21:00:00".into(),
-        bar_size: "1 hour".into(),
-        duration: "2 D".into(),
+/// AAPL hourly TRADES bars, two RTH days ending 2025-12-31 21:00 UTC.
+fn hourly() -> HistoricalQuery {
+    HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(crate::civil::utc(2025, 12, 31, 21, 0, 0)),
+            "2 D".parse().unwrap(),
+            crate::bar_size::BarSize::Hour1,
+            crate::what_to_show::WhatToShow::Trades,
+        )
     }
 }
 

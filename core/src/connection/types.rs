@@ -6,10 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::classify::{Advice, Connectivity, ErrorClass};
-use crate::message::{
-    Bar, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
-    HistoricalDataRequest,
-};
+use crate::message::{Bar, Contract, ContractDescription, ContractDetails};
+use crate::query::{HeadTimestampQuery, HistoricalQuery};
 use crate::wire::{
     DecodeError, EncodeError, FrameError, HandshakeError, VersionRange, MAX_REPEATED,
 };
@@ -110,8 +108,8 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RequestId(pub i32);
 
-/// What a caller can ask a connection. Request ids inside the embedded request structs are
-/// ignored: the connection assigns its own.
+/// What a caller can ask a connection, typed: the connection assigns the request id and turns
+/// the query into IB's wire text when it sends it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Query {
@@ -121,9 +119,9 @@ pub enum Query {
     CurrentTimeMillis,
     /// Historical bars; with `keep_up_to_date` the request stays open and yields
     /// [`Event::BarUpdate`]s after it completes, until [`Connection::cancel`](super::Connection::cancel).
-    HistoricalData(HistoricalDataRequest),
+    HistoricalData(HistoricalQuery),
     /// Earliest available data point.
-    HeadTimestamp(HeadTimestampRequest),
+    HeadTimestamp(HeadTimestampQuery),
     /// Contract details for a (possibly partial) contract.
     ContractDetails(Contract),
     /// Symbol search.

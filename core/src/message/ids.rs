@@ -1,7 +1,8 @@
 //! Message ids and the server version from which each message travels as protobuf.
 //!
-//! Thresholds are IB's `getServerVersionForMessage` / `PROTOBUF_MSG_IDS` (protocol.md §1.5); replies
-//! follow the threshold of the request family they answer.
+//! Thresholds are IB's `getServerVersionForMessage` / `PROTOBUF_MSG_IDS`
+//! (docs/ib-facts.md#server-version-thresholds); replies follow the threshold of the request
+//! family they answer.
 
 /// Client → server message ids.
 pub mod outgoing {

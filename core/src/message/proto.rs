@@ -1,7 +1,7 @@
 //! Protobuf schemas of the messages we speak, written as `prost` derives (no `protoc` needed).
 //!
-//! Field tags follow IB's `.proto` files (package `protobuf`) as listed in protocol.md §3. Every
-//! scalar is proto3 `optional`: absent means "unset", so presence is modelled with `Option`.
+//! Field tags follow IB's `.proto` files (package `protobuf`; docs/ib-facts.md#message-layouts).
+//! Every scalar is proto3 `optional`: absent means "unset", so presence is modelled with `Option`.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;

@@ -8,7 +8,9 @@ use super::ids::outgoing as id;
 use super::{choose_form, decode_proto, proto, Direction};
 use crate::wire::{version, DecodeError, EncodeError, FieldReader, Form, Frame, FrameEncoder};
 
-/// `reqHistoricalData` parameters.
+/// `reqHistoricalData` parameters as they travel: IB's text, unchecked, so a server (the sim) can
+/// read and answer whatever a client sends. Callers ask with a typed
+/// [`HistoricalQuery`](crate::query::HistoricalQuery), which becomes this when sent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistoricalDataRequest {
     /// Request id, echoed in every reply.
@@ -33,7 +35,8 @@ pub struct HistoricalDataRequest {
     pub chart_options: Vec<(String, String)>,
 }
 
-/// `reqHeadTimestamp` parameters.
+/// `reqHeadTimestamp` parameters as they travel; callers ask with a typed
+/// [`HeadTimestampQuery`](crate::query::HeadTimestampQuery).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeadTimestampRequest {
     /// Request id.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::rules::{HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules};
 use super::rules::{RequestClass, WindowLimit};
 use super::{PacerError, PacerSnapshot, ReservationId};
+use crate::what_to_show::WhatToShow;
 
 /// A point in a ledger's time: nanoseconds since the ledger's epoch (the Unix epoch for shared
 /// ledgers, whose processes compare times; any fixed instant for a private [`super::Pacer`]).
@@ -49,7 +50,7 @@ impl PaceTime {
 struct BurstKey {
     contract: String,
     exchange: String,
-    what_to_show: String,
+    what_to_show: WhatToShow,
 }
 
 /// Identity for the identical-request rule.
@@ -527,7 +528,7 @@ fn profile(rules: &PacingRules, request: &PacedRequest) -> Profile {
             BurstKey {
                 contract: key.contract.clone(),
                 exchange: key.exchange.clone(),
-                what_to_show: key.what_to_show.clone(),
+                what_to_show: key.what_to_show,
             },
             Identity::Historical(key.clone()),
         ),
@@ -535,7 +536,7 @@ fn profile(rules: &PacingRules, request: &PacedRequest) -> Profile {
             BurstKey {
                 contract: key.contract.clone(),
                 exchange: key.exchange.clone(),
-                what_to_show: key.what_to_show.clone(),
+                what_to_show: key.what_to_show,
             },
             Identity::HeadTimestamp(key.clone()),
         ),
@@ -680,7 +681,7 @@ mod tests {
     /// `owner` reserves the one request the tests repeat (identical each time), at `now` seconds.
     fn reserve(book: &mut PaceBook, now: u64, owner: &str) -> Result<BookReservation, PacerError> {
         let rules = PacingRules::default();
-        let request = small_bars("X", "1", "TRADES");
+        let request = small_bars("X", "1", WhatToShow::Trades);
         book.reserve(
             &rules,
             PaceTime(now * S),

@@ -8,6 +8,9 @@
 //! moved aside (`<file>.corrupt-<ms>`) and replaced by a fresh one of a new generation, which the
 //! processes then refill from what they remember ([`PaceBook::merge`]); pacing never stops on it.
 
+// The file store (feature `file-store`): files, the process id and lock waits are its job.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -213,6 +216,7 @@ mod tests {
     use super::*;
     use crate::pacer::rules::small_bars;
     use crate::pacer::PacingRules;
+    use crate::what_to_show::WhatToShow;
 
     fn temp_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("ibconn-{name}-{}", std::process::id()))
@@ -224,7 +228,7 @@ mod tests {
         let dir = temp_dir("file-ledger");
         let _ = std::fs::remove_dir_all(&dir);
         let rules = PacingRules::default();
-        let req = small_bars("AAPL", "e", "TRADES");
+        let req = small_bars("AAPL", "e", WhatToShow::Trades);
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
         let mut ats = Vec::new();

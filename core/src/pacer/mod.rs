@@ -248,6 +248,7 @@ impl Pacer {
 mod tests {
     use super::*;
     use crate::bar_size::BarSize;
+    use crate::what_to_show::WhatToShow;
     use std::time::Duration;
 
     /// One arbitrary base instant; every other time in the tests is an offset from it.
@@ -266,8 +267,8 @@ mod tests {
     fn identical_requests_are_fifteen_seconds_apart() -> Result<(), PacerError> {
         let t0 = base();
         let mut p = Pacer::new(PacingRules::default());
-        let a = p.reserve(t0, &small("AAPL", "e1", "TRADES"))?;
-        let b = p.reserve(t0, &small("AAPL", "e1", "TRADES"))?;
+        let a = p.reserve(t0, &small("AAPL", "e1", WhatToShow::Trades))?;
+        let b = p.reserve(t0, &small("AAPL", "e1", WhatToShow::Trades))?;
         assert_eq!((at_secs(t0, &a), at_secs(t0, &b)), (0.0, 15.0));
         Ok(())
     }
@@ -280,13 +281,16 @@ mod tests {
         for i in 0..7 {
             ats.push(at_secs(
                 t0,
-                &p.reserve(t0, &small("AAPL", &format!("e{i}"), "TRADES"))?,
+                &p.reserve(t0, &small("AAPL", &format!("e{i}"), WhatToShow::Trades))?,
             ));
         }
         assert_eq!(ats, [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0]);
         // Another contract is not held up.
         assert_eq!(
-            at_secs(t0, &p.reserve(t0, &small("MSFT", "e0", "TRADES"))?),
+            at_secs(
+                t0,
+                &p.reserve(t0, &small("MSFT", "e0", WhatToShow::Trades))?
+            ),
             0.0
         );
         Ok(())
@@ -298,12 +302,12 @@ mod tests {
         let mut p = Pacer::new(PacingRules::default());
         let mut last = 0.0;
         for i in 0..30 {
-            let r = p.reserve(t0, &small(&format!("C{i}"), "e", "BID_ASK"))?;
+            let r = p.reserve(t0, &small(&format!("C{i}"), "e", WhatToShow::BidAsk))?;
             last = at_secs(t0, &r);
             p.complete(r.id)?;
         }
         assert_eq!(last, 0.0, "30 × weight 2 = 60 fits in the first window");
-        let r = p.reserve(t0, &small("X", "e", "TRADES"))?;
+        let r = p.reserve(t0, &small("X", "e", WhatToShow::Trades))?;
         assert_eq!(at_secs(t0, &r), 600.0);
         Ok(())
     }
@@ -316,16 +320,16 @@ mod tests {
             ..PacingRules::default()
         };
         let mut p = Pacer::new(rules);
-        let a = p.reserve(t0, &small("A", "e", "TRADES"))?;
-        let _b = p.reserve(t0, &small("B", "e", "TRADES"))?;
+        let a = p.reserve(t0, &small("A", "e", WhatToShow::Trades))?;
+        let _b = p.reserve(t0, &small("B", "e", WhatToShow::Trades))?;
         assert_eq!(
-            p.reserve(t0, &small("C", "e", "TRADES")),
+            p.reserve(t0, &small("C", "e", WhatToShow::Trades)),
             Err(PacerError::OpenRequestsFull { open: 2, max: 2 })
         );
         // Contract details do not take open slots by default.
         assert!(p.reserve(t0, &PacedRequest::ContractDetails).is_ok());
         p.complete(a.id)?;
-        assert!(p.reserve(t0, &small("C", "e", "TRADES")).is_ok());
+        assert!(p.reserve(t0, &small("C", "e", WhatToShow::Trades)).is_ok());
         assert_eq!(p.complete(a.id), Err(PacerError::UnknownReservation(a.id)));
         Ok(())
     }
@@ -340,7 +344,7 @@ mod tests {
             end: String::new(),
             duration: "1 D".to_owned(),
             bar_size: BarSize::Hour1,
-            what_to_show: "TRADES".to_owned(),
+            what_to_show: WhatToShow::Trades,
             use_rth: true,
         });
         let mut ats = Vec::new();
@@ -363,8 +367,8 @@ mod tests {
     fn a_free_earlier_slot_is_used_even_when_later_ones_are_booked() -> Result<(), PacerError> {
         let t0 = base();
         let mut p = Pacer::new(PacingRules::default());
-        let a = p.reserve(t0, &small("A", "e", "TRADES"))?;
-        let b = p.reserve(t0, &small("A", "e", "TRADES"))?; // booked for +15 s
+        let a = p.reserve(t0, &small("A", "e", WhatToShow::Trades))?;
+        let b = p.reserve(t0, &small("A", "e", WhatToShow::Trades))?; // booked for +15 s
         assert_eq!(at_secs(t0, &b), 15.0);
         p.complete(a.id)?;
         // A message can go right now even though a slot at +15 s exists.
@@ -377,13 +381,13 @@ mod tests {
     fn violation_pauses_adaptively() -> Result<(), PacerError> {
         let t0 = base();
         let mut p = Pacer::new(PacingRules::default());
-        let booked = p.reserve(t0, &small("A", "e", "TRADES"))?;
-        let later = p.reserve(t0, &small("A", "e", "TRADES"))?;
+        let booked = p.reserve(t0, &small("A", "e", WhatToShow::Trades))?;
+        let later = p.reserve(t0, &small("A", "e", WhatToShow::Trades))?;
         let first = p.on_violation(t0);
         assert_eq!(first.resume_at, t0 + Duration::from_secs(60));
         assert_eq!(first.displaced, vec![later.id]);
         assert!(!first.displaced.contains(&booked.id));
-        let r = p.reserve(t0, &small("B", "e", "TRADES"))?;
+        let r = p.reserve(t0, &small("B", "e", WhatToShow::Trades))?;
         assert_eq!(at_secs(t0, &r), 60.0);
         // Messages are not paused.
         assert_eq!(at_secs(t0, &p.reserve(t0, &PacedRequest::Message)?), 0.0);
@@ -405,8 +409,8 @@ mod tests {
     fn snapshot_serializes() -> Result<(), PacerError> {
         let t0 = base();
         let mut p = Pacer::new(PacingRules::default());
-        let _ = p.reserve(t0, &small("A", "e", "BID_ASK"))?;
-        let _ = p.reserve(t0, &small("A", "e", "BID_ASK"))?;
+        let _ = p.reserve(t0, &small("A", "e", WhatToShow::BidAsk))?;
+        let _ = p.reserve(t0, &small("A", "e", WhatToShow::BidAsk))?;
         let snap = p.snapshot(t0);
         assert_eq!(
             (

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bar_size::BarSize;
+use crate::what_to_show::WhatToShow;
 
 /// The canonical identity of a historical-bars request, as IB judges "identical" requests.
 ///
@@ -23,8 +24,8 @@ pub struct HistoricalRequestKey {
     pub duration: String,
     /// Bar size; decides whether the small-bar rules apply.
     pub bar_size: BarSize,
-    /// `whatToShow` (e.g. `"TRADES"`, `"BID_ASK"`); `BID_ASK` weighs double.
-    pub what_to_show: String,
+    /// `whatToShow`; [`WhatToShow::BidAsk`] weighs double.
+    pub what_to_show: WhatToShow,
     /// `useRTH`.
     pub use_rth: bool,
 }
@@ -37,7 +38,7 @@ pub struct HeadTimestampKey {
     /// Exchange.
     pub exchange: String,
     /// `whatToShow`.
-    pub what_to_show: String,
+    pub what_to_show: WhatToShow,
     /// `useRTH`.
     pub use_rth: bool,
 }
@@ -268,11 +269,11 @@ impl PacingRules {
     /// The weight a request carries in the weighted windows (`BID_ASK` counts [`Self::bid_ask_weight`]).
     pub fn weight_of(&self, request: &PacedRequest) -> u32 {
         let what = match request {
-            PacedRequest::Historical(key) => key.what_to_show.as_str(),
-            PacedRequest::HeadTimestamp(key) => key.what_to_show.as_str(),
+            PacedRequest::Historical(key) => key.what_to_show,
+            PacedRequest::HeadTimestamp(key) => key.what_to_show,
             PacedRequest::ContractDetails | PacedRequest::Message => return 1,
         };
-        if what.eq_ignore_ascii_case("BID_ASK") {
+        if what == WhatToShow::BidAsk {
             self.bid_ask_weight.max(1)
         } else {
             1
@@ -282,14 +283,14 @@ impl PacingRules {
 
 /// A 5-second-bar request (IB's small-bar rules apply) for the pacer's unit tests.
 #[cfg(test)]
-pub(crate) fn small_bars(contract: &str, end: &str, what: &str) -> PacedRequest {
+pub(crate) fn small_bars(contract: &str, end: &str, what: WhatToShow) -> PacedRequest {
     PacedRequest::Historical(HistoricalRequestKey {
         contract: contract.to_owned(),
         exchange: "SMART".to_owned(),
         end: end.to_owned(),
         duration: "1800 S".to_owned(),
         bar_size: BarSize::Sec5,
-        what_to_show: what.to_owned(),
+        what_to_show: what,
         use_rth: true,
     })
 }

@@ -386,6 +386,7 @@ mod tests {
     use super::*;
     use crate::pacer::rules::small_bars;
     use crate::pacer::LedgerNow;
+    use crate::what_to_show::WhatToShow;
 
     const S: u64 = 1_000_000_000;
 
@@ -426,7 +427,11 @@ mod tests {
         };
         let ttl = Duration::from_secs(60);
         let mut pacer = SharedPacer::new(PacingRules::default(), "gw", ttl, epoch);
-        pacer.reserve(&mut ledger, epoch, &small_bars("X", "1", "TRADES"))
+        pacer.reserve(
+            &mut ledger,
+            epoch,
+            &small_bars("X", "1", WhatToShow::Trades),
+        )
     }
 
     #[test]

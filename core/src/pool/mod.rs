@@ -11,7 +11,9 @@
 //!
 //! # Run loop
 //!
-//! After **every** input or command, drain `poll_io()` (dial, write, close — in order), then
+//! Runtimes drive the pool through [`Driver`], which keeps this contract for them (and routes
+//! answers, queues writes with their deadlines and paces the clock reads). Driving a bare pool:
+//! after **every** input or command, drain `poll_io()` (dial, write, close — in order), then
 //! `poll_event()`, then arm one timer from `poll_timeout()` and call `handle_timeout(now)` when it
 //! fires. Call `observe_clocks(now, boottime, wall)` every [`PoolConfig::clock_interval`].
 //!
@@ -28,11 +30,14 @@
 //! This file holds the pool's state and its run loop; the `impl Pool` blocks behind it are split
 //! by concern: `leases` (acquire, release, waiters), `requests` (send, cancel, pacing, answers),
 //! `slots` (dialing, sessions, redials, version fallback), `client_ids` (registry glue),
-//! `pacing` (shared pacing-ledger glue) and `stats`.
+//! `pacing` (shared pacing-ledger glue) and `stats`. Around the pool: `driver` (what runtimes
+//! run: the pool, reply routing, write queues, the clock cadence), `router` (replies to
+//! callers) and `notice` (session notices for users).
 //!
 //! [`VersionPolicy::Auto`]: crate::connection::VersionPolicy::Auto
 
 mod client_ids;
+mod driver;
 mod leases;
 mod notice;
 mod pacing;
@@ -46,6 +51,7 @@ mod types;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+pub use self::driver::{Action, Driver, WRITE_QUEUE};
 pub use self::notice::{NoticeFanout, Offer, PoolNotice, NOTICE_BUFFER};
 #[cfg(feature = "file-store")]
 pub use self::registry::FileRegistry;
@@ -143,6 +149,17 @@ struct Slot {
 }
 
 impl Slot {
+    /// When this slot's own timer fires — its dial times out, its redial wait ends, or (open,
+    /// ready and unleased) it has idled out — for both `poll_timeout` and `handle_timeout`.
+    fn deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+        match &self.link {
+            Link::Dialing { deadline, .. } => Some(*deadline),
+            Link::Waiting { until } => Some(*until),
+            Link::Open { conn, .. } => (conn.is_ready() && self.leases.is_empty())
+                .then(|| after(self.idle_since, idle_timeout)),
+        }
+    }
+
     fn ready_conn(&mut self) -> Option<&mut Connection> {
         match &mut self.link {
             Link::Open { conn, .. } if conn.is_ready() => Some(conn),
@@ -437,17 +454,11 @@ impl Pool {
             at(retry);
         }
         for s in self.slots.values() {
-            match &s.link {
-                Link::Dialing { deadline, .. } => at(*deadline),
-                Link::Waiting { until } => at(*until),
-                Link::Open { conn, .. } => {
-                    if let Some(t) = conn.poll_timeout() {
-                        at(t);
-                    }
-                    if conn.is_ready() && s.leases.is_empty() {
-                        at(after(s.idle_since, self.cfg.idle_timeout));
-                    }
-                }
+            s.deadline(self.cfg.idle_timeout)
+                .into_iter()
+                .for_each(&mut at);
+            if let Link::Open { conn, .. } = &s.link {
+                conn.poll_timeout().into_iter().for_each(&mut at);
             }
         }
         if !self.slots.is_empty() {

@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use super::{Pool, PoolEvent, ReqState, LEDGER_RETRY};
-use crate::bar_size::BarSize;
 use crate::connection::Query;
 use crate::message::Contract;
 use crate::pacer::{
@@ -119,28 +118,32 @@ impl Pool {
 }
 
 /// What the pacer needs to know about a query.
+///
+/// Queries are typed, so this cannot misjudge one: a historical query always has one of IB's bar
+/// sizes and `whatToShow` values (an unknown one could not be built), and every query kind is
+/// named below, so a new kind cannot slip through as an ordinary message unnoticed.
 pub(super) fn paced(query: &Query) -> PacedRequest {
     match query {
-        Query::HistoricalData(r) => match r.bar_size.parse::<BarSize>() {
-            Ok(bar_size) => PacedRequest::Historical(HistoricalRequestKey {
-                contract: contract_key(&r.contract),
-                exchange: r.contract.exchange.clone(),
-                end: r.end_date_time.clone(),
-                duration: r.duration.clone(),
-                bar_size,
-                what_to_show: r.what_to_show.clone(),
-                use_rth: r.use_rth,
-            }),
-            Err(_) => PacedRequest::Message,
-        },
-        Query::HeadTimestamp(r) => PacedRequest::HeadTimestamp(HeadTimestampKey {
-            contract: contract_key(&r.contract),
-            exchange: r.contract.exchange.clone(),
-            what_to_show: r.what_to_show.clone(),
-            use_rth: r.use_rth,
+        Query::HistoricalData(q) => PacedRequest::Historical(HistoricalRequestKey {
+            contract: contract_key(&q.contract),
+            exchange: q.contract.exchange.clone(),
+            // Exactly the text sent (IB compares sent requests).
+            end: q.end.to_string(),
+            duration: q.duration.to_string(),
+            bar_size: q.bar_size,
+            what_to_show: q.what_to_show,
+            use_rth: q.use_rth,
+        }),
+        Query::HeadTimestamp(q) => PacedRequest::HeadTimestamp(HeadTimestampKey {
+            contract: contract_key(&q.contract),
+            exchange: q.contract.exchange.clone(),
+            what_to_show: q.what_to_show,
+            use_rth: q.use_rth,
         }),
         Query::ContractDetails(_) => PacedRequest::ContractDetails,
-        _ => PacedRequest::Message,
+        Query::CurrentTime | Query::CurrentTimeMillis | Query::MatchingSymbols(_) => {
+            PacedRequest::Message
+        }
     }
 }
 

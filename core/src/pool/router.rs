@@ -1,10 +1,9 @@
-//! The executor-independent half of a runtime's pool driver: applying users' [`Command`]s to the
-//! [`Pool`] and routing its [`PoolEvent`]s back to the reply channel each command came with.
+//! Users' [`Command`]s applied to the [`Pool`], and its [`PoolEvent`]s routed back to the reply
+//! channel each command came with — part of the [`Driver`](super::Driver).
 //!
-//! A runtime names its channel types once ([`Channels`]) and keeps only what really differs per
-//! executor: spawning socket tasks, timers, and the select loop. Without this, every runtime held
-//! its own copy of the same bookkeeping (acquire and call tables, notice fan-out, "a lease granted
-//! to a caller who left goes straight back").
+//! The channel types are named once ([`Channels`]; `ibconn-runtime` uses executor-free ones), so
+//! the bookkeeping (acquire and call tables, notice fan-out, "a lease granted to a caller who
+//! left goes straight back") exists once for every runtime.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -197,27 +196,8 @@ mod tests {
 
     use super::*;
     use crate::client_id::{Holder, RegistryConfig, UnixMillis};
+    use crate::pool::tests::Std;
     use crate::pool::{MemoryRegistry, PoolConfig};
-
-    /// std's channels as a runtime's: replies on `SyncSender`s of capacity 1.
-    struct Std;
-
-    impl Channels for Std {
-        type Reply<T> = mpsc::SyncSender<T>;
-        type Notices = mpsc::SyncSender<PoolNotice>;
-
-        fn reply<T>(tx: Self::Reply<T>, value: T) -> bool {
-            tx.try_send(value).is_ok()
-        }
-
-        fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer {
-            match tx.try_send(notice) {
-                Ok(()) => Offer::Sent,
-                Err(mpsc::TrySendError::Full(_)) => Offer::Full,
-                Err(mpsc::TrySendError::Disconnected(_)) => Offer::Closed,
-            }
-        }
-    }
 
     fn pool(now: Instant) -> Pool {
         let registry = MemoryRegistry::new(RegistryConfig::default(), Holder::from_pid(1));

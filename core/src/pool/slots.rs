@@ -152,8 +152,11 @@ impl Pool {
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return;
         };
+        let due = slot
+            .deadline(self.cfg.idle_timeout)
+            .is_some_and(|t| now >= t);
         match &mut slot.link {
-            Link::Dialing { deadline, .. } if now >= *deadline => {
+            Link::Dialing { .. } if due => {
                 let after = self.cfg.dial_timeout;
                 self.link_failed(
                     now,
@@ -161,15 +164,12 @@ impl Pool {
                     ConnectionError::Transport(format!("connect timed out after {after:?}")),
                 );
             }
-            Link::Waiting { until } if now >= *until => self.dial(now, slot_id),
+            Link::Waiting { .. } if due => self.dial(now, slot_id),
+            Link::Open { .. } if due => {
+                tracing::debug!(client_id = slot.grant.id, "idle; closing");
+                self.retire(now, slot_id);
+            }
             Link::Open { conn, .. } => {
-                if conn.is_ready()
-                    && slot.leases.is_empty()
-                    && now >= after(slot.idle_since, self.cfg.idle_timeout)
-                {
-                    tracing::debug!(client_id = slot.grant.id, "idle; closing");
-                    return self.retire(now, slot_id);
-                }
                 conn.handle_timeout(now);
                 self.drive(now, slot_id);
             }

@@ -17,7 +17,9 @@ use super::*;
 use crate::breaker::BreakerConfig;
 use crate::client_id::{Holder, RegistryConfig, RegistryState};
 use crate::connection::{Answer, Config, ConnectionError, VersionPolicy};
-use crate::message::{BarTime, Contract, ErrorMessage, HistoricalDataRequest, Request, Response};
+use crate::message::{BarTime, Contract, ErrorMessage, Request, Response};
+use crate::query::{EndTime, HistoricalQuery};
+use crate::what_to_show::WhatToShow;
 use crate::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
 
 mod client_ids;
@@ -25,6 +27,26 @@ mod leases;
 mod requests;
 mod slots;
 mod version_fallback;
+
+/// std's channels as a runtime's: replies on `SyncSender`s of capacity 1.
+pub(super) struct Std;
+
+impl Channels for Std {
+    type Reply<T> = std::sync::mpsc::SyncSender<T>;
+    type Notices = std::sync::mpsc::SyncSender<PoolNotice>;
+
+    fn reply<T>(tx: Self::Reply<T>, value: T) -> bool {
+        tx.try_send(value).is_ok()
+    }
+
+    fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer {
+        match tx.try_send(notice) {
+            Ok(()) => Offer::Sent,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Offer::Full,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Offer::Closed,
+        }
+    }
+}
 
 /// A registry the test can inspect after handing it to the pool.
 #[derive(Debug, Clone)]
@@ -451,15 +473,16 @@ fn err(req_id: i32, code: i32, message: &str) -> Response {
     })
 }
 
-fn small_bars(end: &str) -> HistoricalDataRequest {
-    HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: end.into(),
-        bar_size: "5 secs".into(),
-        duration: "1800 S".into(),
+/// Half an hour of AAPL 5-second bars ending at `end` (Unix seconds).
+fn small_bars(end: i64) -> HistoricalQuery {
+    HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(end),
+            "1800 S".parse().unwrap(),
+            crate::bar_size::BarSize::Sec5,
+            WhatToShow::Trades,
+        )
     }
 }

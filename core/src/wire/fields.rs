@@ -1,7 +1,8 @@
 //! NUL-terminated text fields, as in every pre-protobuf TWS message.
 //!
-//! "Unset" follows IB (protocol.md §1.4): an empty field reads as `None` (or 0 for the plain getters),
-//! `i32::MAX` and `f64::MAX` write as an empty field, and `Infinity` round-trips.
+//! "Unset" follows IB (docs/ib-facts.md#wire-format-and-handshake): an empty field reads as
+//! `None` (or 0 for the plain getters), `i32::MAX` and `f64::MAX` write as an empty field, and
+//! `Infinity` round-trips.
 
 use bytes::{BufMut, BytesMut};
 

@@ -1,6 +1,7 @@
 //! Shared by the codec integration tests: one realistic value of every message (taken from the
-//! captures in `shared/research/protocol.md` where there is one), the server versions at which
-//! each is exercised, IB's per-message form thresholds, and small encoding helpers.
+//! ibapi 5.5.0 captures in docs/ib-facts.md#captured-bytes where there is one), the server
+//! versions at which each is exercised, IB's per-message form thresholds, and small encoding
+//! helpers.
 //!
 //! Each test crate uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code, unreachable_pub)]
@@ -71,7 +72,8 @@ pub const RESPONSE_IDS: [i32; 12] = [4, 9, 10, 15, 17, 49, 52, 79, 88, 90, 108, 
 pub const PROTOBUF: i32 = 201;
 
 /// (first server version with the protobuf form, first server version with the message at all),
-/// from IB's `getServerVersionForMessage` table (protocol.md §1.5). `None` for `Unknown`.
+/// from IB's `getServerVersionForMessage` table (docs/ib-facts.md#server-version-thresholds).
+/// `None` for `Unknown`.
 pub fn request_thresholds(name: &str) -> Option<(i32, i32)> {
     Some(match name {
         "StartApi" | "ReqIds" | "ReqCurrentTime" => (213, MIN_VERSION),
@@ -167,7 +169,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Bytes from hex; spaces and `"…"` ASCII literals are allowed for readability, as in the
-/// protocol.md captures: `0a0a "DU1234567,"`.
+/// captures in docs/ib-facts.md#captured-bytes: `0a0a "DU1234567,"`.
 pub fn unhex(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut digits = String::new();
@@ -239,7 +241,7 @@ fn es_future() -> Contract {
     }
 }
 
-/// ibapi's hourly request with an end date (§7 `reqHistData`).
+/// ibapi's hourly request with an end date (docs/ib-facts.md#captured-bytes, `reqHistData`).
 pub fn hourly_request() -> HistoricalDataRequest {
     HistoricalDataRequest {
         req_id: REQ,
@@ -254,7 +256,8 @@ pub fn hourly_request() -> HistoricalDataRequest {
     }
 }
 
-/// ibapi's daily request without an end date, extended hours (§7 `reqHistData(d)`).
+/// ibapi's daily request without an end date, extended hours
+/// (docs/ib-facts.md#captured-bytes, `reqHistData(d)`).
 pub fn daily_request() -> HistoricalDataRequest {
     HistoricalDataRequest {
         req_id: REQ + 1,
@@ -267,7 +270,7 @@ pub fn daily_request() -> HistoricalDataRequest {
     }
 }
 
-/// ibapi's `stream()`: keep-up-to-date, no end date (§7 `stream()`).
+/// ibapi's `stream()`: keep-up-to-date, no end date (docs/ib-facts.md#captured-bytes, `stream()`).
 pub fn stream_request() -> HistoricalDataRequest {
     HistoricalDataRequest {
         req_id: REQ,

@@ -12,9 +12,13 @@ mod recorder;
 
 use std::time::Duration;
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::client_id::Holder;
 use ibconn_core::connection::{Config, VersionPolicy};
-use ibconn_core::message::{Contract, HistoricalDataRequest};
+use ibconn_core::message::Contract;
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_core::wire::VersionRange;
 use ibconn_sim::{GatewayConfig, ServerConfig, SimServer};
 use recorder::{Recorder, Seen};
@@ -57,16 +61,16 @@ fn wide(client_id: i32) -> Config {
     config
 }
 
-fn hourly() -> HistoricalDataRequest {
-    HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: "20251231-21:00:00".into(),
-        bar_size: "1 hour".into(),
-        duration: "2 D".into(),
+fn hourly() -> HistoricalQuery {
+    HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(utc(2025, 12, 31, 21, 0, 0)),
+            "2 D".parse().unwrap(),
+            BarSize::Hour1,
+            WhatToShow::Trades,
+        )
     }
 }
 

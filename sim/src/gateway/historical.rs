@@ -3,11 +3,15 @@
 
 use std::time::Instant;
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::date_format::DateFormat;
+use ibconn_core::ib_duration::IbDuration;
 use ibconn_core::message::request::HistoricalDataRequest;
 use ibconn_core::message::{Bar, HeadTimestampRequest, Response};
+use ibconn_core::what_to_show::WhatToShow;
 
-use crate::bars::{self, BarSpec, WhatToShow};
-use crate::calendar::{self, BarSpan, IbDuration, Zone, NEW_YORK};
+use crate::bars::{self, BarSpec};
+use crate::calendar::{self, Zone, NEW_YORK};
 use crate::errors::{self, IbError};
 use crate::market::{Instrument, Lookup};
 use crate::rules::{PacedKind, PacedRequest, SMALL_BAR_SECS};
@@ -18,7 +22,7 @@ impl Gateway {
     pub(super) fn spec<'a>(
         &'a self,
         inst: &'a Instrument,
-        span: BarSpan,
+        bar_size: BarSize,
         use_rth: bool,
         what: WhatToShow,
         now_secs: i64,
@@ -27,16 +31,16 @@ impl Gateway {
             market: &self.config.market,
             inst,
             salt: self.market_salt,
-            span,
+            bar_size,
             use_rth,
             what,
-            format_date: 2,
+            format_date: DateFormat::Epoch,
             now: now_secs,
         }
     }
 
     /// Open HMDS requests over every session: historical (pending or streaming) and head
-    /// timestamps, as IB counts both against its 50 (peers.md §4 item 2).
+    /// timestamps; both count against IB's 50 (docs/ib-facts.md#historical-data-pacing).
     fn open_historical(&self, current: &Conn) -> usize {
         self.conns
             .values()
@@ -98,11 +102,11 @@ impl Gateway {
         let Some(inst) = self.instrument_for(c, now, req_id, &r.contract) else {
             return;
         };
-        let Ok(span) = BarSpan::parse(&r.bar_size) else {
+        let Ok(bar_size) = calendar::parse_bar_size(&r.bar_size) else {
             let cause = format!("Invalid bar size setting: {}", r.bar_size);
             return self.send_error(c, now, req_id, errors::validation("bS", &cause));
         };
-        let Some(what) = WhatToShow::parse(&r.what_to_show) else {
+        let Some(what) = bars::parse_what(&r.what_to_show) else {
             let cause = format!("Invalid what to show: {}", r.what_to_show);
             return self.send_error(c, now, req_id, errors::validation("bT", &cause));
         };
@@ -122,14 +126,14 @@ impl Gateway {
             contract_tick: contract_tick(inst.con_id, &r.contract.exchange, &format!("{what:?}")),
             bid_ask: what == WhatToShow::BidAsk,
             kind: PacedKind::Bars {
-                secs: span.nominal_secs(),
+                secs: calendar::bar_secs(bar_size),
             },
         };
         if !self.paced(c, now, req_id, &paced) {
             return;
         }
         let wall = self.unix_ms(now).div_euclid(1000);
-        let window = match self.window(&inst, span, what, &r, wall) {
+        let window = match self.window(&inst, bar_size, what, &r, wall) {
             Ok(w) => Ok(w),
             // Refused by TWS's validation: answered at once, whatever the faults.
             Err((Refusal::Invalid, e)) => return self.send_error(c, now, req_id, e),
@@ -158,12 +162,9 @@ impl Gateway {
             let err = errors::no_data(&inst.symbol, &exchange_of(&inst, &r), what.title());
             return self.send_error(c, now, req_id, err);
         }
-        let fmt = |t: i64| {
-            if r.format_date == 1 {
-                calendar::format_new_york(t)
-            } else {
-                calendar::format_utc_dash(t)
-            }
+        let fmt = |t: i64| match answer_format(r.format_date) {
+            DateFormat::Text => calendar::format_new_york(t),
+            DateFormat::Epoch => calendar::format_utc_dash(t),
         };
         let (start_s, end_s) = (fmt(w.start), fmt(w.end));
         let replies = if c.sv() >= ibconn_core::wire::version::HISTORICAL_DATA_END {
@@ -190,10 +191,10 @@ impl Gateway {
         };
         let stream = r.keep_up_to_date.then_some(Stream {
             con_id: inst.con_id,
-            span,
+            bar_size,
             use_rth: r.use_rth,
             what,
-            format_date: r.format_date,
+            format_date: answer_format(r.format_date),
         });
         self.schedule(c, now, req_id, ReplyKind::Historical, replies, stream);
     }
@@ -220,17 +221,17 @@ impl Gateway {
     fn window(
         &self,
         inst: &Instrument,
-        span: BarSpan,
+        bar_size: BarSize,
         what: WhatToShow,
         r: &HistoricalDataRequest,
         wall: i64,
     ) -> Result<Window, (Refusal, IbError)> {
         let invalid = |tag: &str, cause: &str| (Refusal::Invalid, errors::validation(tag, cause));
-        let Ok(duration) = IbDuration::parse(&r.duration) else {
+        let Ok(duration) = r.duration.parse::<IbDuration>() else {
             let cause = format!("Historical data query duration {:?} is invalid", r.duration);
             return Err(invalid("bD", &cause));
         };
-        if duration.nominal_secs() > span.max_duration_secs() {
+        if duration.nominal_secs() > calendar::max_duration_secs(bar_size) {
             return Err((Refusal::TooLong, errors::time_length_exceeded()));
         }
         let no_bars = || (inst.symbol.as_str(), exchange_of(inst, r), what.title());
@@ -257,14 +258,16 @@ impl Gateway {
             .config
             .small_bar_history
             .map(|d| wall.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
-        if span.nominal_secs() <= SMALL_BAR_SECS && history.is_some_and(|oldest| end < oldest) {
+        if calendar::bar_secs(bar_size) <= SMALL_BAR_SECS
+            && history.is_some_and(|oldest| end < oldest)
+        {
             let (symbol, exchange, title) = no_bars();
             let err = errors::small_bars_too_old(symbol, &exchange, title);
             return Err((Refusal::TooOld, err));
         }
         let spec = BarSpec {
-            format_date: r.format_date,
-            ..self.spec(inst, span, r.use_rth, what, wall)
+            format_date: answer_format(r.format_date),
+            ..self.spec(inst, bar_size, r.use_rth, what, wall)
         };
         let start = bars::window_start(&spec, end, duration);
         let found = bars::bars(&spec, start, end);
@@ -299,7 +302,7 @@ impl Gateway {
             return;
         };
         // Bars and head timestamps of one contract and tick type share the same-contract rule.
-        let tick = WhatToShow::parse(&r.what_to_show)
+        let tick = bars::parse_what(&r.what_to_show)
             .map_or_else(|| r.what_to_show.to_uppercase(), |w| format!("{w:?}"));
         let paced = PacedRequest {
             identity: format!(
@@ -321,10 +324,9 @@ impl Gateway {
             return;
         }
         let head = inst.head_timestamp;
-        let timestamp = if r.format_date == 1 {
-            calendar::format_new_york(head)
-        } else {
-            head.to_string()
+        let timestamp = match answer_format(r.format_date) {
+            DateFormat::Text => calendar::format_new_york(head),
+            DateFormat::Epoch => head.to_string(),
         };
         let reply = Response::HeadTimestamp {
             req_id: r.req_id,
@@ -356,16 +358,16 @@ impl Gateway {
         if !inst.data_permitted {
             return Err(errors::no_permissions(&inst.permission_scope()));
         }
-        let Ok(span) = BarSpan::parse(&r.bar_size) else {
+        let Ok(bar_size) = calendar::parse_bar_size(&r.bar_size) else {
             let cause = format!("Invalid bar size setting: {}", r.bar_size);
             return Err(errors::validation("bS", &cause));
         };
-        let Some(what) = WhatToShow::parse(&r.what_to_show) else {
+        let Some(what) = bars::parse_what(&r.what_to_show) else {
             let cause = format!("Invalid what to show: {}", r.what_to_show);
             return Err(errors::validation("bT", &cause));
         };
         let wall = self.unix_ms(now).div_euclid(1000);
-        self.window(&inst, span, what, r, wall)
+        self.window(&inst, bar_size, what, r, wall)
             .map(|w| w.bars)
             .map_err(|(_, e)| e)
     }
@@ -392,6 +394,12 @@ pub(super) struct Window {
     start: i64,
     end: i64,
     bars: Vec<Bar>,
+}
+
+/// How TWS answers a wire `formatDate`: text for 1, epoch seconds for 2 and for any other value
+/// (TWS does not refuse one).
+fn answer_format(code: i32) -> DateFormat {
+    DateFormat::from_code(code).unwrap_or(DateFormat::Epoch)
 }
 
 /// Use up one of `n` (a fault's remaining requests); whether there was one.

@@ -291,7 +291,7 @@ impl Gateway {
                     .iter()
                     .find(|i| i.con_id == stream.con_id);
                 let Some(inst) = inst else { continue };
-                let spec = self.spec(inst, stream.span, stream.use_rth, stream.what, wall);
+                let spec = self.spec(inst, stream.bar_size, stream.use_rth, stream.what, wall);
                 let spec = BarSpec {
                     format_date: stream.format_date,
                     ..spec

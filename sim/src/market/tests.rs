@@ -5,6 +5,18 @@ use super::*;
 use crate::calendar::utc;
 
 #[test]
+fn the_builtin_file_loads_whole_through_the_instrument_file_path() {
+    // Strictly: unknown fields are refused (the same `deny_unknown_fields` a user's file meets),
+    // so a typo in the data file fails here rather than being dropped.
+    let file: InstrumentFile = toml::from_str(BUILTIN_INSTRUMENTS).unwrap();
+    assert_eq!(file.instruments.len(), 22);
+    let m = Market::builtin();
+    assert_eq!(m.instruments(), &file.instruments[..]);
+    let ids: BTreeSet<i32> = m.instruments().iter().map(|i| i.con_id).collect();
+    assert_eq!(ids.len(), 22, "con ids are unique");
+}
+
+#[test]
 fn builtin_set_has_the_required_instruments() {
     let m = Market::builtin();
     assert!(m.instruments().len() >= 20);
@@ -113,4 +125,12 @@ fn contract_details_hours() {
         .liquid_hours
         .starts_with("20260102:0930-20260102:1600;20260103:CLOSED;20260104:CLOSED;20260105:0930"));
     assert!(d.trading_hours.starts_with("20260102:0400-20260102:2000"));
+    // Both read back with core's parser: Saturday and Sunday closed, the text unchanged.
+    for text in [&d.liquid_hours, &d.trading_hours] {
+        let hours: TradingHours = text.parse().unwrap();
+        assert_eq!(hours.to_string(), *text);
+        let closed: Vec<Date> = hours.closed_days().collect();
+        assert_eq!(closed, [Date::new(2026, 1, 3), Date::new(2026, 1, 4)]);
+        assert_eq!(hours.sessions().count(), 5);
+    }
 }

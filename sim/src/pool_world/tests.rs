@@ -9,12 +9,14 @@ use ibconn_core::client_id::Purpose;
 use ibconn_core::connection::Query;
 use ibconn_core::message::Contract;
 use ibconn_core::pool::LeaseId;
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 
 fn spec(bar_size: BarSize) -> BackfillSpec {
     BackfillSpec {
         contract: Contract::stock("AAPL"),
         bar_size,
-        what_to_show: "TRADES".into(),
+        what_to_show: WhatToShow::Trades,
         use_rth: false,
     }
 }
@@ -218,15 +220,13 @@ fn lease_in(w: &mut PoolWorld, p: usize, purpose: Purpose) -> LeaseId {
 }
 
 fn small(minute: u32) -> Query {
-    Query::HistoricalData(ibconn_core::message::HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: format!("20251204-15:{minute:02}:00"),
-        bar_size: "5 secs".into(),
-        duration: "60 S".into(),
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..Default::default()
-    })
+    Query::HistoricalData(HistoricalQuery::new(
+        Contract::stock("AAPL"),
+        EndTime::At(calendar::utc(2025, 12, 4, 15, minute, 0)),
+        "60 S".parse().unwrap(),
+        BarSize::Sec5,
+        WhatToShow::Trades,
+    ))
 }
 
 #[test]

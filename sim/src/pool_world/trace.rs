@@ -43,7 +43,7 @@ pub(super) fn describe_query(q: &Query) -> String {
     match q {
         Query::HistoricalData(r) => format!(
             "historical {} {} {} {} {}",
-            r.contract.symbol, r.end_date_time, r.bar_size, r.duration, r.what_to_show
+            r.contract.symbol, r.end, r.bar_size, r.duration, r.what_to_show
         ),
         other => other.name().to_owned(),
     }

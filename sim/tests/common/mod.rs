@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::civil::utc;
 use ibconn_core::connection::{Config, Event, Query};
-use ibconn_core::message::{Contract, HistoricalDataRequest};
+use ibconn_core::ib_duration::{DurationUnit, IbDuration};
+use ibconn_core::message::Contract;
+use ibconn_core::query::{EndTime, HistoricalQuery};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{Chaos, ClientId, World, WorldConfig};
 
 pub const SEC: Duration = Duration::from_secs(1);
@@ -14,17 +19,22 @@ pub fn secs(n: u64) -> Duration {
 }
 
 /// AAPL hourly TRADES bars, two RTH days ending 2025-12-31 16:00 New York.
-pub fn hourly() -> HistoricalDataRequest {
-    HistoricalDataRequest {
-        contract: Contract::stock("AAPL"),
-        end_date_time: "20251231-21:00:00".into(),
-        bar_size: "1 hour".into(),
-        duration: "2 D".into(),
+pub fn hourly() -> HistoricalQuery {
+    HistoricalQuery {
         use_rth: true,
-        what_to_show: "TRADES".into(),
-        format_date: 2,
-        ..HistoricalDataRequest::default()
+        ..HistoricalQuery::new(
+            Contract::stock("AAPL"),
+            EndTime::At(utc(2025, 12, 31, 21, 0, 0)),
+            days(2),
+            BarSize::Hour1,
+            WhatToShow::Trades,
+        )
     }
+}
+
+/// `n` trading days (`n ≥ 1`).
+pub fn days(n: u32) -> IbDuration {
+    IbDuration::try_new(n, DurationUnit::Days).unwrap()
 }
 
 /// A world with `seed` and one connected client with `client_id`.
@@ -62,7 +72,7 @@ pub fn day(seed: u64) -> (u64, usize, World) {
             // Vary the request so the 15 s identical-request rule never trips.
             fresh += 1;
             let mut req = hourly();
-            req.duration = format!("{} D", 1 + fresh % 5);
+            req.duration = days(1 + u32::try_from(fresh % 5).unwrap());
             world.send(c, Query::HistoricalData(req)).unwrap();
         }
     }

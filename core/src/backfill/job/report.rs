@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use super::{BackfillJob, State};
 use crate::backfill::lookup::LookupError;
+use crate::bar_size::BarSize;
+use crate::what_to_show::WhatToShow;
 
 /// Counters of a job so far ([`BackfillJob::progress`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -59,10 +61,10 @@ pub struct FailureSummary {
 pub struct Summary {
     /// The instrument's symbol.
     pub symbol: String,
-    /// Bar size, IB spelling.
-    pub bar_size: String,
-    /// `whatToShow`.
-    pub what_to_show: String,
+    /// Bar size (serialized in IB's spelling).
+    pub bar_size: BarSize,
+    /// `whatToShow` (serialized in IB's spelling).
+    pub what_to_show: WhatToShow,
     /// Regular trading hours only.
     pub use_rth: bool,
     /// Range start (aligned), unix seconds.
@@ -119,8 +121,8 @@ impl BackfillJob {
     pub fn summary(&self) -> Summary {
         Summary {
             symbol: self.spec.contract.symbol.clone(),
-            bar_size: self.spec.bar_size.as_str().to_owned(),
-            what_to_show: self.spec.what_to_show.clone(),
+            bar_size: self.spec.bar_size,
+            what_to_show: self.spec.what_to_show,
             use_rth: self.spec.use_rth,
             from_unix: self.from_unix,
             to_unix: self.to_unix,

@@ -9,6 +9,8 @@ use crate::classify::{classify, ErrorClass, RequestContext};
 use crate::connection::{Answer, ConnectionError, RequestError};
 use crate::message::{BarTime, Contract};
 use crate::pool::CallError;
+use crate::query::EndTime;
+use crate::what_to_show::WhatToShow;
 
 const T0: i64 = 1_767_225_600; // 2026-01-01 00:00 UTC
 
@@ -16,7 +18,7 @@ fn spec(bar_size: BarSize) -> BackfillSpec {
     BackfillSpec {
         contract: Contract::stock("AAPL"),
         bar_size,
-        what_to_show: "TRADES".into(),
+        what_to_show: WhatToShow::Trades,
         use_rth: false,
     }
 }
@@ -104,7 +106,7 @@ fn a_clean_backfill_merges_every_chunk() {
     assert_eq!((p.bars, p.requests, p.chunks_done), (72 * 60, 3, 3));
     let s = j.summary();
     assert!(s.complete);
-    assert_eq!(s.bar_size, "1 min");
+    assert_eq!(s.bar_size, BarSize::Min1);
 }
 
 #[test]
@@ -116,7 +118,8 @@ fn queries_carry_the_chunk_window_and_concurrency_is_the_callers() {
     let Query::HistoricalData(r) = &a.1 else {
         panic!("not historical")
     };
-    assert_eq!(r.end_date_time, "20260102-00:00:00");
+    assert_eq!(r.end, EndTime::At(T0 + 86_400));
+    assert_eq!(r.to_wire(0).end_date_time, "20260102-00:00:00");
     assert_eq!(j.progress().in_flight, 2);
     assert!(!j.is_finished());
 }
@@ -240,7 +243,7 @@ fn the_head_timestamp_clamps_once() {
     let Query::HistoricalData(r) = q else {
         panic!("not historical")
     };
-    assert_eq!(r.duration, "64800 S");
+    assert_eq!(r.duration.to_string(), "64800 S");
     j.on_result(a, Ok(bars_of(j.chunk(a).unwrap(), 60)));
     run_all(&mut j);
     let s = j.summary();

@@ -134,7 +134,7 @@ fn closing_ends_every_open_request_exactly_once() {
 fn keep_up_to_date_streams_updates_until_cancelled() {
     let (mut conn, mut peer, t0) = connected(226);
     let mut req = hourly();
-    req.end_date_time.clear();
+    req.end = EndTime::Now;
     req.keep_up_to_date = true;
     let id = conn.send(t0, Query::HistoricalData(req), None).unwrap();
     peer.read(&mut conn);
@@ -362,7 +362,7 @@ fn contract_matches_past_the_item_cap_end_the_request_with_or_without_a_cancel()
 fn a_stream_buffers_no_bars_after_its_answer() {
     let (mut conn, mut peer, t0) = connected(226);
     let mut req = hourly();
-    req.end_date_time.clear();
+    req.end = EndTime::Now;
     req.keep_up_to_date = true;
     let id = conn.send(t0, Query::HistoricalData(req), None).unwrap();
     peer.read(&mut conn);

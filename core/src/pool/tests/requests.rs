@@ -2,19 +2,63 @@
 //! item cap.
 
 use super::*;
+use crate::bar_size::BarSize;
+use crate::pacer::{PacedRequest, PacingRules, RequestClass};
+use crate::pool::pacing::paced;
+use crate::query::HeadTimestampQuery;
+
+/// 2025-12-31 21:00 UTC.
+const END: i64 = 1_767_214_800;
+
+/// No query is paced as something it is not: every bar size and `whatToShow` keeps its class
+/// and weight (small bars ≤ 30 s, `BID_ASK` double), and a string IB does not define cannot
+/// become a query at all: it fails to parse, with an error, instead of being paced as an
+/// ordinary message.
+#[test]
+fn every_historical_query_is_paced_as_what_it_is() {
+    let rules = PacingRules::default();
+    for bar_size in BarSize::ALL {
+        for what in WhatToShow::ALL {
+            let q = HistoricalQuery {
+                bar_size,
+                what_to_show: what,
+                ..small_bars(END)
+            };
+            let key = paced(&Query::HistoricalData(q));
+            let PacedRequest::Historical(k) = &key else {
+                panic!("{bar_size} {what} paced as {key:?}");
+            };
+            assert_eq!((k.bar_size, k.what_to_show), (bar_size, what));
+            assert_eq!(
+                (k.end.as_str(), k.duration.as_str()),
+                ("20251231-21:00:00", "1800 S")
+            );
+            let small = bar_size.seconds() <= 30;
+            let class = rules.class_of(&key);
+            assert_eq!(class == RequestClass::SmallBars, small, "{bar_size}");
+            assert_eq!(class == RequestClass::LargeBars, !small, "{bar_size}");
+            let weight = if what == WhatToShow::BidAsk { 2 } else { 1 };
+            assert_eq!(rules.weight_of(&key), weight, "{what}");
+        }
+        let head = HeadTimestampQuery::new(Contract::stock("AAPL"), WhatToShow::BidAsk);
+        let key = paced(&Query::HeadTimestamp(head));
+        assert_eq!(rules.class_of(&key), RequestClass::HeadTimestamp);
+        assert_eq!(rules.weight_of(&key), 2);
+    }
+    for bad in ["7 mins", "1 sec", "5 Secs", ""] {
+        assert!(bad.parse::<BarSize>().is_err(), "{bad:?}");
+    }
+    for bad in ["BIDASK", "TRADE", ""] {
+        assert!(bad.parse::<WhatToShow>().is_err(), "{bad:?}");
+    }
+}
 
 #[test]
 fn pacing_delays_identical_requests_and_retries_after_a_violation() {
     let mut w = World::new(config(&["gw1:4002"]));
     let (lease, id) = w.lease(Purpose::Backfill);
-    let first = w.send(
-        lease,
-        Query::HistoricalData(small_bars("20251231-21:00:00")),
-    );
-    let second = w.send(
-        lease,
-        Query::HistoricalData(small_bars("20251231-21:00:00")),
-    );
+    let first = w.send(lease, Query::HistoricalData(small_bars(END)));
+    let second = w.send(lease, Query::HistoricalData(small_bars(END)));
     let until = w.events.iter().find_map(|e| match e {
         PoolEvent::RequestDelayed { ticket, until } if *ticket == second => Some(*until),
         _ => None,
@@ -112,7 +156,7 @@ fn duration_max_timeouts_wait_without_panicking_and_still_complete() {
         .send(
             w.now,
             lease,
-            Query::HistoricalData(small_bars("20251231-21:00:00")),
+            Query::HistoricalData(small_bars(END)),
             Some(Duration::MAX),
         )
         .unwrap();
@@ -150,10 +194,7 @@ fn an_answer_past_the_item_cap_fails_the_call_without_a_retry() {
     cfg.connection.max_answer_items = 3;
     let mut w = World::new(cfg);
     let (lease, id) = w.lease(Purpose::Backfill);
-    let t = w.send(
-        lease,
-        Query::HistoricalData(small_bars("20251231-21:00:00")),
-    );
+    let t = w.send(lease, Query::HistoricalData(small_bars(END)));
     let req_id = last_historical_id(&w, id);
     w.push(
         id,

@@ -1,7 +1,8 @@
-//! Sets of `[start, end)` spans (unix seconds) as sorted, merged lists: what a fetch covered.
+//! Half-open time spans `[start, end)` in unix seconds, as coverage is recorded: merged into the
+//! fewest disjoint spans, and subtracted. The job's coverage and the CLI's sidecar use these.
 
-/// `spans` sorted and merged (touching spans join).
-pub(crate) fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+/// `spans` sorted and merged: touching or overlapping spans become one; empty ones are dropped.
+pub fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     spans.retain(|(s, e)| s < e);
     spans.sort_unstable();
     let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
@@ -15,7 +16,7 @@ pub(crate) fn merge(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
 }
 
 /// The parts of `spans` outside every span of `minus` (which must be merged).
-pub(crate) fn subtract(spans: &[(i64, i64)], minus: &[(i64, i64)]) -> Vec<(i64, i64)> {
+pub fn subtract(spans: &[(i64, i64)], minus: &[(i64, i64)]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     for &(mut s, e) in spans {
         for &(ms, me) in minus {
