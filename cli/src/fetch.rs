@@ -324,6 +324,10 @@ impl FetchSummary {
             None => format!("{} wall", human(Duration::from_secs_f64(self.wall_secs))),
         };
         let p = &self.job.progress;
+        if let (Some(e), 0) = (&self.error, self.requests) {
+            // Nothing was asked (e.g. the gateway refused the connection): only why.
+            return format!("error: {e}\n");
+        }
         let mut s = format!(
             "{} {} {}: {} bars ({} new) from {} requests in {time} on {}\n\
              chunks: {} total, {} resumed, {} empty, {} failed; retries {}\n\
@@ -471,9 +475,13 @@ pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummar
     let wall = started.elapsed();
 
     let bars = output.bars(&job);
+    // A run that failed before any request (no gateway, say) changed nothing: it creates no file
+    // and rewrites none.
+    let nothing_asked = ran.error.is_some() && job.progress().requests == 0;
     match &output.file {
         // A symbol that does not exist leaves no file behind, and no header-only CSV on stdout.
         _ if job.lookup_error().is_some() => {}
+        Some(_) if nothing_asked => {}
         Some(_) => output.checkpoint(&job)?,
         None => {
             let stdout = std::io::stdout();
