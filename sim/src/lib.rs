@@ -36,6 +36,8 @@ mod schedule;
 #[cfg(feature = "tcp")]
 pub mod server;
 mod tap;
+mod trace_log;
+mod virtual_net;
 pub mod world;
 
 pub use fault::{Chaos, ChaosKind, Farm, Fault, Locale, Target};

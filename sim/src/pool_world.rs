@@ -72,7 +72,7 @@ use ibconn_core::pool::{
 
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
-use crate::schedule::Schedule;
+use crate::virtual_net::{Lanes, VirtualNet};
 
 use self::registry::{HostRegistry, ProcessRegistry};
 use self::trace::Trace;
@@ -217,8 +217,8 @@ struct Link {
     gw: Option<ConnId>,
     /// The pool still owns the socket (no `Io::Close`, no EOF delivered, process alive).
     pool_open: bool,
-    last_up: Instant,
-    last_down: Instant,
+    /// In-order arrival per direction.
+    lanes: Lanes,
 }
 
 /// A book no pool uses, stepped once at the epoch to start the ledger's clock there.
@@ -248,13 +248,8 @@ struct Process {
 /// The simulated pools-and-gateway world. See the [module docs](self).
 #[derive(Debug)]
 pub struct PoolWorld {
-    epoch: Instant,
-    now: Instant,
-    latency: Duration,
-    jitter: Duration,
-    max_steps: u64,
-    steps: u64,
-    rng: SplitMix64,
+    /// Virtual time, the links' timing and the deliveries in flight.
+    net: VirtualNet<Delivery>,
     pool_config: PoolConfig,
     procs: Vec<Process>,
     hosts: Vec<HostRegistry>,
@@ -267,15 +262,19 @@ pub struct PoolWorld {
     wall_step: Duration,
     gateway: Gateway,
     links: BTreeMap<Sock, Link>,
-    queue: Schedule<Delivery>,
     trace: Option<Box<Trace>>,
 }
 
 impl PoolWorld {
     /// A world whose epoch (virtual `+0`) is captured here once, with its processes started.
-    #[allow(clippy::disallowed_methods)] // the one origin instant; everything after is virtual
     pub fn new(config: PoolWorldConfig) -> Self {
-        let epoch = Instant::now();
+        let net = VirtualNet::start(
+            SplitMix64::new(config.seed).child("pool-links"),
+            config.latency,
+            config.jitter,
+            config.max_steps,
+        );
+        let epoch = net.epoch();
         let mut gateway = Gateway::new(config.gateway, config.seed);
         gateway.set_clock(epoch, config.wall_unix_ms);
         let mut hosts: Vec<HostRegistry> =
@@ -290,13 +289,7 @@ impl PoolWorld {
             config.processes
         };
         let mut world = Self {
-            epoch,
-            now: epoch,
-            latency: config.latency,
-            jitter: config.jitter,
-            max_steps: config.max_steps,
-            steps: 0,
-            rng: SplitMix64::new(config.seed).child("pool-links"),
+            net,
             pool_config: config.pool,
             procs: Vec::new(),
             hosts,
@@ -307,7 +300,6 @@ impl PoolWorld {
             wall_step: Duration::ZERO,
             gateway,
             links: BTreeMap::new(),
-            queue: Schedule::new(),
             trace: None,
         };
         // Pin the ledger's clock to the epoch: its time is monotonic time since its first step.
@@ -347,7 +339,7 @@ impl PoolWorld {
             config,
             Box::new(registry),
             Box::new(ledger),
-            self.now,
+            self.net.now(),
             self.wall(),
         );
         self.procs.push(Process {
@@ -363,17 +355,17 @@ impl PoolWorld {
 
     /// Virtual time since the epoch.
     pub fn elapsed(&self) -> Duration {
-        self.now - self.epoch
+        self.net.elapsed()
     }
 
     /// The current virtual instant.
     pub fn now(&self) -> Instant {
-        self.now
+        self.net.now()
     }
 
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
-        self.steps
+        self.net.steps()
     }
 
     /// The gateway.
@@ -389,7 +381,7 @@ impl PoolWorld {
     /// Apply `fault` at the gateway now and carry out what it caused at once (bytes, closes).
     pub fn inject(&mut self, fault: crate::fault::Fault) {
         self.log(|| format!("fault {fault:?}"));
-        let now = self.now;
+        let now = self.net.now();
         self.gateway.inject(now, fault);
         self.drain_gateway();
     }

@@ -1,5 +1,6 @@
-//! The deterministic event queue both virtual-time harnesses ([`World`](crate::World) and
-//! [`PoolWorld`](crate::PoolWorld)) run on: earliest instant first, ties in insertion order.
+//! The deterministic event queue under the shared virtual network (`virtual_net`) both
+//! harnesses ([`World`](crate::World) and [`PoolWorld`](crate::PoolWorld)) run on: earliest
+//! instant first, ties in insertion order.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;

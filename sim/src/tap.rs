@@ -5,9 +5,43 @@
 use ibconn_core::message::{Request, Response};
 use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello};
 
+/// Both directions of one link and the server version its hello announced: what a trace needs
+/// to decode a socket's frames (one per link, fresh on every dial).
+#[derive(Debug)]
+pub(crate) struct LinkTaps {
+    /// Client → gateway.
+    up: Tap,
+    /// Gateway → client.
+    down: Tap,
+    /// From the server hello; the version requests are decoded at (0 until then).
+    server_version: i32,
+}
+
+impl LinkTaps {
+    /// A link before its hello.
+    pub(crate) fn new() -> Self {
+        Self {
+            up: Tap::up(),
+            down: Tap::down(),
+            server_version: 0,
+        }
+    }
+
+    /// The frames `bytes` completes in one direction (`up`: toward the gateway), described.
+    pub(crate) fn frames(&mut self, up: bool, bytes: &[u8]) -> Vec<String> {
+        let sv = self.server_version;
+        let tap = if up { &mut self.up } else { &mut self.down };
+        let (lines, new_sv) = tap.frames(up, bytes, sv);
+        if let Some(v) = new_sv {
+            self.server_version = v;
+        }
+        lines
+    }
+}
+
 /// Decodes one direction of one link for the trace.
 #[derive(Debug)]
-pub(crate) struct Tap {
+struct Tap {
     decoder: FrameDecoder,
     hello_seen: bool,
     /// Up: the lowest version the client offered — what it encodes requests sent before the
@@ -18,12 +52,12 @@ pub(crate) struct Tap {
 
 impl Tap {
     /// Client → gateway bytes (`up`).
-    pub(crate) fn up() -> Self {
+    fn up() -> Self {
         Self::new(FrameDecoder::server())
     }
 
     /// Gateway → client bytes.
-    pub(crate) fn down() -> Self {
+    fn down() -> Self {
         Self::new(FrameDecoder::new())
     }
 
@@ -37,7 +71,7 @@ impl Tap {
     }
 
     /// Frames completed by `bytes`, described; the server version when a server hello passes.
-    pub(crate) fn frames(&mut self, up: bool, bytes: &[u8], sv: i32) -> (Vec<String>, Option<i32>) {
+    fn frames(&mut self, up: bool, bytes: &[u8], sv: i32) -> (Vec<String>, Option<i32>) {
         let mut lines = Vec::new();
         let mut new_sv = None;
         if self.broken {

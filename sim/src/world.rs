@@ -36,8 +36,9 @@ use ibconn_core::connection::{
 use crate::fault::Fault;
 use crate::gateway::{ConnId, Gateway, GatewayConfig};
 use crate::rng::SplitMix64;
-use crate::schedule::Schedule;
-use crate::tap::Tap;
+use crate::tap::LinkTaps;
+use crate::trace_log::TraceLog;
+use crate::virtual_net::{Lanes, VirtualNet};
 
 /// A finished request: when (since the epoch) and its outcome.
 pub type Completion = (Duration, Result<Answer, RequestError>);
@@ -145,61 +146,37 @@ struct Slot {
     gw_conn: Option<ConnId>,
     /// The client side may write (the accept arrived).
     established: bool,
-    /// FIFO bounds per direction.
-    last_up: Instant,
-    last_down: Instant,
-    up: Tap,
-    down: Tap,
-    server_version: i32,
+    /// In-order arrival per direction.
+    lanes: Lanes,
+    /// Frame decoders for the trace, fresh on every dial.
+    taps: LinkTaps,
     events: Vec<(Duration, Event)>,
 }
 
 /// The simulated world. See the [module docs](self).
 #[derive(Debug)]
 pub struct World {
-    epoch: Instant,
-    now: Instant,
-    latency: Duration,
-    jitter: Duration,
-    max_steps: u64,
-    steps: u64,
-    link_rng: SplitMix64,
+    /// Virtual time, the links' timing and the deliveries in flight.
+    net: VirtualNet<Delivery>,
     gateway: Gateway,
     slots: Vec<Slot>,
-    queue: Schedule<Delivery>,
-    trace: Vec<String>,
-    hash: u64,
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    }
-    h
+    trace: TraceLog,
 }
 
 impl World {
     /// A world with no clients yet. Its epoch (virtual `+0.000s`) is captured here once.
-    #[allow(clippy::disallowed_methods)] // the one origin instant; everything after is virtual
     pub fn new(config: WorldConfig) -> Self {
-        let epoch = Instant::now();
         let root = SplitMix64::new(config.seed);
         Self {
-            epoch,
-            now: epoch,
-            latency: config.latency,
-            jitter: config.jitter,
-            max_steps: config.max_steps,
-            steps: 0,
-            link_rng: root.child("links"),
+            net: VirtualNet::start(
+                root.child("links"),
+                config.latency,
+                config.jitter,
+                config.max_steps,
+            ),
             gateway: Gateway::new(config.gateway, config.seed),
             slots: Vec::new(),
-            queue: Schedule::new(),
-            trace: Vec::new(),
-            hash: FNV_OFFSET,
+            trace: TraceLog::new(),
         }
     }
 
@@ -207,22 +184,22 @@ impl World {
 
     /// Virtual time since the epoch.
     pub fn elapsed(&self) -> Duration {
-        self.now - self.epoch
+        self.net.elapsed()
     }
 
     /// The current virtual instant.
     pub fn now(&self) -> Instant {
-        self.now
+        self.net.now()
     }
 
     /// The instant `at` after the epoch.
     pub fn at(&self, at: Duration) -> Instant {
-        self.epoch + at
+        self.net.at(at)
     }
 
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
-        self.steps
+        self.net.steps()
     }
 
     /// The gateway.
@@ -238,12 +215,12 @@ impl World {
 
     /// Every trace line so far.
     pub fn trace(&self) -> &[String] {
-        &self.trace
+        self.trace.lines()
     }
 
     /// A digest of every trace line and every byte delivered.
     pub fn trace_hash(&self) -> u64 {
-        self.hash
+        self.trace.hash()
     }
 
     /// Every event of `client`'s connections so far, with its time.
@@ -266,18 +243,16 @@ impl World {
     /// Add a client and dial the gateway now.
     pub fn add_client(&mut self, config: Config) -> ClientId {
         let id = ClientId(u32::try_from(self.slots.len() + 1).unwrap_or(u32::MAX));
-        let conn = Connection::new(config.clone(), self.now);
+        let now = self.net.now();
+        let conn = Connection::new(config.clone(), now);
         self.slots.push(Slot {
             config,
             conn: Some(conn),
             generation: 0,
             gw_conn: None,
             established: false,
-            last_up: self.now,
-            last_down: self.now,
-            up: Tap::up(),
-            down: Tap::down(),
-            server_version: 0,
+            lanes: Lanes::new(now),
+            taps: LinkTaps::new(),
             events: Vec::new(),
         });
         self.dial_slot(self.slots.len() - 1, false);
@@ -304,7 +279,7 @@ impl World {
         timeout: Option<Duration>,
     ) -> Result<RequestId, SendError> {
         let i = self.index(client).map_err(|_| SendError::Closed)?;
-        let now = self.now;
+        let now = self.net.now();
         let conn = self.slots[i].conn.as_mut().ok_or(SendError::Closed)?;
         let result = conn.send(now, query, timeout);
         self.drain_client(i);
@@ -314,7 +289,7 @@ impl World {
     /// Cancel a request.
     pub fn cancel(&mut self, client: ClientId, id: RequestId) {
         let Ok(i) = self.index(client) else { return };
-        let now = self.now;
+        let now = self.net.now();
         if let Some(conn) = self.slots[i].conn.as_mut() {
             conn.cancel(now, id);
         }
@@ -324,7 +299,7 @@ impl World {
     /// Close the client's connection.
     pub fn close(&mut self, client: ClientId) {
         let Ok(i) = self.index(client) else { return };
-        let now = self.now;
+        let now = self.net.now();
         if let Some(conn) = self.slots[i].conn.as_mut() {
             conn.close(now);
         }
@@ -334,13 +309,13 @@ impl World {
     /// Apply a fault to the gateway now.
     pub fn inject(&mut self, fault: Fault) {
         self.log(format_args!("G fault {fault:?}"));
-        self.gateway.inject(self.now, fault);
+        self.gateway.inject(self.net.now(), fault);
         self.drain_gateway();
     }
 
     /// Apply a fault to the gateway at `at` after the epoch.
     pub fn schedule_fault(&mut self, at: Duration, fault: Fault) {
-        self.gateway.schedule_fault(self.epoch + at, fault);
+        self.gateway.schedule_fault(self.net.at(at), fault);
     }
 
     // ----- running -----
@@ -356,11 +331,11 @@ impl World {
 
     /// Run until `at` after the epoch (or until nothing is scheduled); `now` ends at `at`.
     pub fn run_until(&mut self, at: Duration) -> Result<(), WorldError> {
-        let target = self.epoch + at;
+        let target = self.net.at(at);
         while let Some(t) = self.next_instant().filter(|&t| t <= target) {
             self.process(t)?;
         }
-        self.now = self.now.max(target);
+        self.net.advance_to(target);
         Ok(())
     }
 
@@ -378,7 +353,7 @@ impl World {
         mut pred: impl FnMut(&Event) -> bool,
     ) -> Result<(Duration, Event), WorldError> {
         let i = self.index(client)?;
-        let deadline = self.now + within;
+        let deadline = self.net.now() + within;
         let mut seen = self.slots[i].events.len();
         loop {
             if let Some(hit) = self.slots[i].events[seen..].iter().find(|(_, e)| pred(e)) {
@@ -388,7 +363,7 @@ impl World {
             match self.next_instant() {
                 None => return Err(WorldError::Deadlock(self.elapsed())),
                 Some(t) if t > deadline => {
-                    self.now = self.now.max(deadline);
+                    self.net.advance_to(deadline);
                     return Err(WorldError::Timeout(self.elapsed()));
                 }
                 Some(t) => self.process(t)?,
@@ -445,34 +420,21 @@ impl World {
     }
 
     fn log(&mut self, line: fmt::Arguments<'_>) {
-        let d = self.now - self.epoch;
-        let line = format!("+{}.{:03}s {line}", d.as_secs(), d.subsec_millis());
-        self.hash = fnv(self.hash, line.as_bytes());
-        self.trace.push(line);
+        self.trace.line(self.net.elapsed(), line);
     }
 
     fn next_instant(&self) -> Option<Instant> {
-        let queue = self.queue.next_at();
         let clients = self
             .slots
             .iter()
             .filter_map(|s| s.conn.as_ref().and_then(Connection::poll_timeout));
-        queue
-            .into_iter()
-            .chain(self.gateway.poll_timeout())
-            .chain(clients)
-            .min()
-            .map(|t| t.max(self.now))
+        self.net
+            .next_instant(self.gateway.poll_timeout().into_iter().chain(clients))
     }
 
     fn process(&mut self, t: Instant) -> Result<(), WorldError> {
-        self.steps += 1;
-        if self.steps > self.max_steps {
-            return Err(WorldError::StepLimit(self.max_steps));
-        }
-        self.now = self.now.max(t);
-        let now = self.now;
-        while let Some(what) = self.queue.pop_due(now) {
+        let now = self.net.begin_step(t).map_err(WorldError::StepLimit)?;
+        while let Some(what) = self.net.pop_due() {
             self.deliver(what);
         }
         if self.gateway.poll_timeout().is_some_and(|g| g <= now) {
@@ -495,31 +457,13 @@ impl World {
         Ok(())
     }
 
-    fn push(&mut self, at: Instant, what: Delivery) {
-        self.queue.push(at, what);
-    }
-
-    /// One trip's delay (latency plus seeded jitter).
-    fn trip(&mut self) -> Duration {
-        let jitter_ns = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
-        self.latency + Duration::from_nanos(self.link_rng.below_or_eq(jitter_ns))
-    }
-
-    /// When bytes sent now in one direction arrive, keeping that direction in order.
-    fn arrival(&mut self, i: usize, up: bool) -> Instant {
-        let at = self.now + self.trip();
-        let slot = &mut self.slots[i];
-        let last = if up {
-            &mut slot.last_up
-        } else {
-            &mut slot.last_down
-        };
-        *last = (*last).max(at);
-        *last
+    /// Send `what` over client `i`'s link (`up`: toward the gateway), in order per direction.
+    fn carry(&mut self, i: usize, up: bool, what: Delivery) {
+        self.net.carry(Some(&mut self.slots[i].lanes), up, what);
     }
 
     fn dial_slot(&mut self, i: usize, fresh: bool) {
-        let now = self.now;
+        let now = self.net.now();
         if fresh {
             if let Some(conn) = self.slots[i].conn.as_mut() {
                 conn.close(now);
@@ -532,14 +476,12 @@ impl World {
         slot.generation += 1;
         slot.established = false;
         slot.gw_conn = None;
-        slot.up = Tap::up();
-        slot.down = Tap::down();
-        slot.server_version = 0;
+        slot.taps = LinkTaps::new();
         let generation = slot.generation;
         self.log(format_args!("{} dial", Self::name(i)));
-        let at = self.arrival(i, true);
-        self.push(
-            at,
+        self.carry(
+            i,
+            true,
             Delivery::Syn {
                 client: i,
                 generation,
@@ -554,7 +496,7 @@ impl World {
     }
 
     fn deliver(&mut self, what: Delivery) {
-        let now = self.now;
+        let now = self.net.now();
         match what {
             Delivery::Syn { client, generation } => {
                 if !self.current(client, generation) {
@@ -562,15 +504,13 @@ impl World {
                 }
                 if self.gateway.is_refusing(now) {
                     self.log(format_args!("G refuses {}", Self::name(client)));
-                    let at = self.arrival(client, false);
-                    self.push(at, Delivery::Refused { client, generation });
+                    self.carry(client, false, Delivery::Refused { client, generation });
                     return;
                 }
                 let conn = self.gateway.accept(now);
                 self.slots[client].gw_conn = Some(conn);
                 self.log(format_args!("G accepts {} as {conn}", Self::name(client)));
-                let at = self.arrival(client, false);
-                self.push(at, Delivery::SynAck { client, generation });
+                self.carry(client, false, Delivery::SynAck { client, generation });
                 self.drain_gateway();
             }
             Delivery::SynAck { client, generation } => {
@@ -593,7 +533,8 @@ impl World {
                 conn,
                 bytes,
             } => {
-                self.hash = fnv(fnv(self.hash, b"up"), &bytes);
+                self.trace.absorb(b"up");
+                self.trace.absorb(&bytes);
                 self.tap(client, true, &bytes);
                 self.gateway.handle_input(conn, now, &bytes);
                 self.drain_gateway();
@@ -606,7 +547,8 @@ impl World {
                 if !self.current(client, generation) {
                     return;
                 }
-                self.hash = fnv(fnv(self.hash, b"down"), &bytes);
+                self.trace.absorb(b"down");
+                self.trace.absorb(&bytes);
                 self.tap(client, false, &bytes);
                 if let Some(c) = self.slots[client].conn.as_mut() {
                     c.handle_input(now, &bytes);
@@ -639,9 +581,9 @@ impl World {
             };
             let generation = self.slots[i].generation;
             while let Some(bytes) = self.gateway.poll_transmit(conn) {
-                let at = self.arrival(i, false);
-                self.push(
-                    at,
+                self.carry(
+                    i,
+                    false,
                     Delivery::ToClient {
                         client: i,
                         generation,
@@ -651,9 +593,9 @@ impl World {
             }
             if self.gateway.poll_close(conn) {
                 self.slots[i].gw_conn = None;
-                let at = self.arrival(i, false);
-                self.push(
-                    at,
+                self.carry(
+                    i,
+                    false,
                     Delivery::FinToClient {
                         client: i,
                         generation,
@@ -671,9 +613,9 @@ impl World {
         if self.slots[i].established {
             while let Some(bytes) = conn.poll_transmit() {
                 if let Some(gw) = self.slots[i].gw_conn {
-                    let at = self.arrival(i, true);
-                    self.push(
-                        at,
+                    self.carry(
+                        i,
+                        true,
                         Delivery::ToGateway {
                             client: i,
                             conn: gw,
@@ -688,9 +630,9 @@ impl World {
             if matches!(event, Event::Disconnected { .. }) {
                 self.slots[i].established = false;
                 if let Some(gw) = self.slots[i].gw_conn.take() {
-                    let at = self.arrival(i, true);
-                    self.push(
-                        at,
+                    self.carry(
+                        i,
+                        true,
                         Delivery::FinToGateway {
                             client: i,
                             conn: gw,
@@ -698,7 +640,7 @@ impl World {
                     );
                 }
             }
-            let t = self.now - self.epoch;
+            let t = self.net.elapsed();
             self.slots[i].events.push((t, event));
         }
         self.slots[i].conn = Some(conn);
@@ -707,14 +649,7 @@ impl World {
     /// Decode one direction for the trace.
     fn tap(&mut self, i: usize, up: bool, bytes: &[u8]) {
         let who = Self::name(i);
-        let slot = &mut self.slots[i];
-        let sv = slot.server_version;
-        let tap = if up { &mut slot.up } else { &mut slot.down };
-        let (lines, new_sv) = tap.frames(up, bytes, sv);
-        if let Some(v) = new_sv {
-            slot.server_version = v;
-        }
-        for text in lines {
+        for text in self.slots[i].taps.frames(up, bytes) {
             if up {
                 self.log(format_args!("{who}→G {text}"));
             } else {

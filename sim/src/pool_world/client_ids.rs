@@ -96,6 +96,6 @@ impl PoolWorld {
 
     /// Deliveries in flight, for leak checks.
     pub fn in_flight(&self) -> usize {
-        self.queue.len()
+        self.net.in_flight()
     }
 }

@@ -13,7 +13,7 @@ impl PoolWorld {
     /// [`PoolConfig::clock_interval`]: boot time is virtual time plus everything
     /// [`PoolWorld::sleep`] added, and so is the wall clock. The world never calls this itself.
     pub fn observe_clocks(&mut self) {
-        let now = self.now;
+        let now = self.net.now();
         let since = self.elapsed() + self.slept;
         let wall = self.wall();
         self.log(|| format!("clocks boot +{since:?} wall {}", wall.0));

@@ -1,51 +1,31 @@
 //! The simulated links: scheduling deliveries with latency and jitter, carrying bytes, dials
 //! and closes both ways, and draining the pools and the gateway; split out of `pool_world.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ibconn_core::pool::{Io, Pool};
 
 use crate::gateway::ConnId;
 
 use super::{Delivery, Link, PoolWorld, Sock};
+use crate::virtual_net::Lanes;
 
 impl PoolWorld {
+    /// The next instant anything is scheduled: a delivery, the gateway's or a pool's timer.
     pub(super) fn next_instant(&self) -> Option<Instant> {
-        let queue = self.queue.next_at();
         let pools = self
             .procs
             .iter()
             .filter_map(|x| x.pool.as_ref().and_then(Pool::poll_timeout));
-        queue
-            .into_iter()
-            .chain(self.gateway.poll_timeout())
-            .chain(pools)
-            .min()
-            .map(|t| t.max(self.now))
+        self.net
+            .next_instant(self.gateway.poll_timeout().into_iter().chain(pools))
     }
 
-    fn push(&mut self, at: Instant, what: Delivery) {
-        self.queue.push(at, what);
-    }
-
-    fn trip(&mut self) -> Duration {
-        let jitter_ns = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
-        self.latency + Duration::from_nanos(self.rng.below_or_eq(jitter_ns))
-    }
-
-    /// Arrival time of the next delivery on `sock`, in order per direction.
-    fn arrival(&mut self, sock: Sock, up: bool) -> Instant {
-        let at = self.now + self.trip();
-        let Some(link) = self.links.get_mut(&sock) else {
-            return at;
-        };
-        let last = if up {
-            &mut link.last_up
-        } else {
-            &mut link.last_down
-        };
-        *last = (*last).max(at);
-        *last
+    /// Send `what` over `sock` (`up`: toward the gateway), in order per direction while the
+    /// world still tracks the socket.
+    fn carry(&mut self, sock: Sock, up: bool, what: Delivery) {
+        let lanes = self.links.get_mut(&sock).map(|l| &mut l.lanes);
+        self.net.carry(lanes, up, what);
     }
 
     fn forget_if_closed(&mut self, sock: Sock) {
@@ -71,8 +51,7 @@ impl PoolWorld {
             l.gw.take()
         });
         if let Some(conn) = gw {
-            let at = self.arrival(sock, true);
-            self.push(at, Delivery::FinToGateway { conn });
+            self.carry(sock, true, Delivery::FinToGateway { conn });
         }
         self.forget_if_closed(sock);
     }
@@ -83,7 +62,7 @@ impl PoolWorld {
     }
 
     pub(super) fn deliver(&mut self, what: Delivery) {
-        let now = self.now;
+        let now = self.net.now();
         match what {
             Delivery::Syn { sock } => {
                 if !self.pool_open(sock) {
@@ -93,8 +72,7 @@ impl PoolWorld {
                 let name = self.sock_name(sock);
                 if self.gateway.is_refusing(now) {
                     self.log(|| format!("{name} refused"));
-                    let at = self.arrival(sock, false);
-                    self.push(at, Delivery::Refused { sock });
+                    self.carry(sock, false, Delivery::Refused { sock });
                     return;
                 }
                 let conn = self.gateway.accept(now);
@@ -102,8 +80,7 @@ impl PoolWorld {
                 if let Some(link) = self.links.get_mut(&sock) {
                     link.gw = Some(conn);
                 }
-                let at = self.arrival(sock, false);
-                self.push(at, Delivery::SynAck { sock });
+                self.carry(sock, false, Delivery::SynAck { sock });
                 self.drain_gateway();
             }
             Delivery::SynAck { sock } => {
@@ -182,18 +159,15 @@ impl PoolWorld {
                         Link {
                             gw: None,
                             pool_open: true,
-                            last_up: self.now,
-                            last_down: self.now,
+                            lanes: Lanes::new(self.net.now()),
                         },
                     );
-                    let at = self.arrival(sock, true);
-                    self.push(at, Delivery::Syn { sock });
+                    self.carry(sock, true, Delivery::Syn { sock });
                 }
                 Io::Write { socket, bytes } => {
                     let sock = (p, socket);
                     if let Some(conn) = self.links.get(&sock).and_then(|l| l.gw) {
-                        let at = self.arrival(sock, true);
-                        self.push(at, Delivery::ToGateway { conn, bytes });
+                        self.carry(sock, true, Delivery::ToGateway { conn, bytes });
                     }
                 }
                 Io::Close { socket } => self.close_socket((p, socket)),
@@ -226,15 +200,13 @@ impl PoolWorld {
             .collect();
         for (sock, conn) in socks {
             while let Some(bytes) = self.gateway.poll_transmit(conn) {
-                let at = self.arrival(sock, false);
-                self.push(at, Delivery::ToPool { sock, bytes });
+                self.carry(sock, false, Delivery::ToPool { sock, bytes });
             }
             if self.gateway.poll_close(conn) {
                 if let Some(link) = self.links.get_mut(&sock) {
                     link.gw = None;
                 }
-                let at = self.arrival(sock, false);
-                self.push(at, Delivery::FinToPool { sock });
+                self.carry(sock, false, Delivery::FinToPool { sock });
             }
         }
     }

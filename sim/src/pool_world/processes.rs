@@ -38,7 +38,7 @@ impl PoolWorld {
         self.procs
             .get(p)
             .and_then(|x| x.killed_at)
-            .map(|t| t - self.epoch)
+            .map(|t| self.net.since_epoch(t))
     }
 
     /// Start another process on `host` (a fresh pool, a pid and owner name of its own); its index.
@@ -61,7 +61,7 @@ impl PoolWorld {
             return;
         };
         drop(pool);
-        process.killed_at = Some(self.now);
+        process.killed_at = Some(self.net.now());
         process.events.clear();
         let who = self.who(p);
         self.log(|| format!("{who}killed"));
@@ -98,7 +98,7 @@ impl PoolWorld {
     /// Process `p`'s counters now (`None` once killed). Reads the shared pacing book (a ledger
     /// step, which renews the process's pacing claims, as a status page would).
     pub fn pool_stats_in(&mut self, p: usize) -> Option<PoolStats> {
-        let now = self.now;
+        let now = self.net.now();
         self.pool_mut(p).map(|pool| pool.stats(now))
     }
 
@@ -110,7 +110,7 @@ impl PoolWorld {
 
     /// Ask process `p`'s pool for a lease (`None`: the process is dead).
     pub fn acquire_in(&mut self, p: usize, purpose: Purpose) -> Option<AcquireId> {
-        let now = self.now;
+        let now = self.net.now();
         let shown = purpose.to_string();
         let id = self.pool_mut(p)?.acquire(now, purpose, None);
         let who = self.who(p);
@@ -137,7 +137,7 @@ impl PoolWorld {
         query: Query,
         timeout: Option<Duration>,
     ) -> Result<Ticket, SubmitError> {
-        let now = self.now;
+        let now = self.net.now();
         let shown = self.trace.is_some().then(|| describe_query(&query));
         let ticket = match self.pool_mut(p) {
             Some(pool) => pool.send(now, lease, query, timeout),
@@ -168,7 +168,7 @@ impl PoolWorld {
     pub fn release_in(&mut self, p: usize, lease: LeaseId) {
         let who = self.who(p);
         self.log(|| format!("{who}release L{}", lease.0));
-        let now = self.now;
+        let now = self.net.now();
         if let Some(pool) = self.pool_mut(p) {
             pool.release(now, lease);
         }
@@ -195,7 +195,7 @@ impl PoolWorld {
     pub fn shutdown_in(&mut self, p: usize) {
         let who = self.who(p);
         self.log(|| format!("{who}shutdown"));
-        let now = self.now;
+        let now = self.net.now();
         if let Some(pool) = self.pool_mut(p) {
             pool.shutdown(now);
         }

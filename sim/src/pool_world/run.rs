@@ -17,13 +17,8 @@ impl PoolWorld {
         let Some(t) = self.next_instant() else {
             return Ok(false);
         };
-        self.steps += 1;
-        if self.steps > self.max_steps {
-            return Err(PoolWorldError::StepLimit(self.max_steps));
-        }
-        self.now = self.now.max(t);
-        let now = self.now;
-        while let Some(what) = self.queue.pop_due(now) {
+        let now = self.net.begin_step(t).map_err(PoolWorldError::StepLimit)?;
+        while let Some(what) = self.net.pop_due() {
             self.deliver(what);
         }
         if self.gateway.poll_timeout().is_some_and(|g| g <= now) {
@@ -47,7 +42,7 @@ impl PoolWorld {
         while self.next_instant().is_some_and(|t| t <= until) {
             self.step()?;
         }
-        self.now = self.now.max(until);
+        self.net.advance_to(until);
         Ok(())
     }
 
@@ -79,8 +74,8 @@ impl PoolWorld {
         mut progress: impl FnMut(&BackfillJob, Duration),
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<RunReport, PoolWorldError> {
-        let start = self.now;
-        let steps = self.steps;
+        let start = self.net.now();
+        let steps = self.net.steps();
         if job.is_finished() {
             progress(job, Duration::ZERO);
             return Ok(RunReport {
@@ -124,9 +119,10 @@ impl PoolWorld {
                     open.insert(ticket, chunk);
                 }
             }
-            if last_progress.is_none_or(|t| self.now >= t + run.progress_every) {
-                last_progress = Some(self.now);
-                progress(job, self.now - start);
+            let now = self.net.now();
+            if last_progress.is_none_or(|t| now >= t + run.progress_every) {
+                last_progress = Some(now);
+                progress(job, now - start);
             }
             if job.is_finished() {
                 break;
@@ -141,10 +137,11 @@ impl PoolWorld {
         if let Some(l) = lease {
             self.release(l);
         }
-        progress(job, self.now - start);
+        let now = self.net.now();
+        progress(job, now - start);
         Ok(RunReport {
-            virtual_elapsed: self.now - start,
-            steps: self.steps - steps,
+            virtual_elapsed: now - start,
+            steps: self.net.steps() - steps,
             pool: self.pool_stats(),
             gateway_pacing_violations: self.gateway.pacing_violations(),
         })

@@ -1,5 +1,6 @@
-//! The world's trace: lines, their digest and per-socket frame decoders, plus the few-word
-//! descriptions of queries, answers and pool events; split out of `pool_world.rs`.
+//! The world's trace: the shared [`TraceLog`] (lines and their digest) plus a frame decoder per
+//! socket, and the few-word descriptions of queries, answers and pool events; split out of
+//! `pool_world.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,35 +8,19 @@ use std::fmt::Write as _;
 use ibconn_core::connection::{Answer, Query};
 use ibconn_core::pool::PoolEvent;
 
-use crate::tap::Tap;
+use crate::tap::LinkTaps;
+use crate::trace_log::TraceLog;
 
 use super::{PoolWorld, Sock};
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    }
-    h
-}
-
-/// Both directions of one socket, and the server version its hello announced.
-#[derive(Debug)]
-pub(super) struct Taps {
-    up: Tap,
-    down: Tap,
-    server_version: i32,
-}
-
-/// The trace of a [`PoolWorld`]: its lines, their digest, and a frame decoder per socket and
-/// direction.
+/// The trace of a [`PoolWorld`]: its lines and their digest, and a frame decoder per socket
+/// (made at its first bytes, dropped when the pool closes it).
 #[derive(Debug)]
 pub(super) struct Trace {
-    lines: Vec<String>,
-    hash: u64,
-    pub(super) taps: BTreeMap<Sock, Taps>,
+    /// The lines and their digest.
+    log: TraceLog,
+    /// Each open socket's decoders.
+    pub(super) taps: BTreeMap<Sock, LinkTaps>,
 }
 
 /// A query in a few words.
@@ -70,8 +55,7 @@ impl PoolWorld {
     pub fn enable_trace(&mut self) {
         if self.trace.is_none() {
             self.trace = Some(Box::new(Trace {
-                lines: Vec::new(),
-                hash: FNV_OFFSET,
+                log: TraceLog::new(),
                 taps: BTreeMap::new(),
             }));
         }
@@ -79,22 +63,21 @@ impl PoolWorld {
 
     /// Every trace line so far (none unless [`PoolWorld::enable_trace`] was called).
     pub fn trace(&self) -> &[String] {
-        self.trace.as_ref().map_or(&[], |t| &t.lines)
+        self.trace.as_ref().map_or(&[], |t| t.log.lines())
     }
 
     /// A digest of every trace line and every byte delivered (a constant without a trace).
     pub fn trace_hash(&self) -> u64 {
-        self.trace.as_ref().map_or(FNV_OFFSET, |t| t.hash)
+        self.trace
+            .as_ref()
+            .map_or(TraceLog::EMPTY_HASH, |t| t.log.hash())
     }
 
     /// Add a trace line (built only when tracing).
     pub(super) fn log(&mut self, line: impl FnOnce() -> String) {
-        let d = self.now - self.epoch;
+        let elapsed = self.net.elapsed();
         if let Some(trace) = &mut self.trace {
-            let mut text = format!("+{}.{:03}s ", d.as_secs(), d.subsec_millis());
-            text.push_str(&line());
-            trace.hash = fnv(trace.hash, text.as_bytes());
-            trace.lines.push(text);
+            trace.log.line(elapsed, line());
         }
     }
 
@@ -122,18 +105,12 @@ impl PoolWorld {
         let Some(trace) = &mut self.trace else {
             return;
         };
-        trace.hash = fnv(trace.hash, bytes);
-        let taps = trace.taps.entry(sock).or_insert_with(|| Taps {
-            up: Tap::up(),
-            down: Tap::down(),
-            server_version: 0,
-        });
-        let sv = taps.server_version;
-        let tap = if up { &mut taps.up } else { &mut taps.down };
-        let (lines, new_sv) = tap.frames(up, bytes, sv);
-        if let Some(v) = new_sv {
-            taps.server_version = v;
-        }
+        trace.log.absorb(bytes);
+        let lines = trace
+            .taps
+            .entry(sock)
+            .or_insert_with(LinkTaps::new)
+            .frames(up, bytes);
         for text in lines {
             self.log(|| {
                 if up {
@@ -153,7 +130,7 @@ impl PoolWorld {
                 line,
                 "RequestDelayed T{} until +{:?}",
                 ticket.0,
-                until.saturating_duration_since(self.epoch)
+                self.net.since_epoch(*until)
             ),
             PoolEvent::Completed {
                 ticket,
