@@ -6,8 +6,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ibconn_core::bar_size::BarSize;
 use ibconn_core::civil::{Date, SECS_PER_DAY};
+use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::what_to_show::{ParseWhatToShowError, WhatToShow};
 use ibconn_sim::cli::SimArgs;
+
+use crate::contract::{self, ContractArgs};
 
 /// Exit codes, stated once for `--help` and the docs.
 pub(crate) const EXIT_CODES: &str = "\
@@ -18,7 +21,8 @@ Exit codes:
   2  usage or configuration error (bad arguments, bad ibconn.toml or IBCONN_* variable,
      unreadable input)
   3  partial result: some chunks failed; everything fetched was written
-  4  validate / head: a symbol does not exist (IB error 200, no security definition)";
+  4  validate / head: a symbol does not exist (IB error 200, no security definition)
+validate exits 2 when a contract matches several (their table is printed): name one.";
 
 /// ibconn: Interactive Brokers historical data without the pacing headaches.
 ///
@@ -92,9 +96,13 @@ pub(crate) struct FetchCmdArgs {
 /// `validate`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ValidateArgs {
-    /// Symbols of US stocks on SMART, e.g. AAPL MSFT.
-    #[arg(required = true, value_name = "SYMBOL")]
-    pub(crate) symbols: Vec<String>,
+    /// Contracts, e.g. AAPL EUR.USD SPX:IND ES:FUT:202612 ESZ6 AAPL:OPT:20261218:200:C @265598
+    /// (see the README's Contracts section). One that matches several lists them (exit 2).
+    #[arg(required = true, value_name = "SYMBOL", value_parser = contract::parse_spec)]
+    pub(crate) symbols: Vec<ContractSpec>,
+    /// Overrides applied to every contract.
+    #[command(flatten)]
+    pub(crate) contract: ContractArgs,
     /// A real TWS / IB Gateway (or an `ibconn sim`) at HOST:PORT; `embedded` for the embedded
     /// simulator. Default: `gateway` from the config, else the embedded simulator.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_gateway)]
@@ -116,11 +124,16 @@ pub(crate) struct ValidateArgs {
 /// `head`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct HeadArgs {
-    /// Symbol of a US stock on SMART, e.g. AAPL.
-    pub(crate) symbol: String,
+    /// The contract, e.g. AAPL, EUR.USD, SPX:IND, ESZ6 (see the README's Contracts section).
+    #[arg(value_name = "SYMBOL", value_parser = contract::parse_spec)]
+    pub(crate) symbol: ContractSpec,
+    /// Overrides of the contract's defaults.
+    #[command(flatten)]
+    pub(crate) contract: ContractArgs,
     /// IB's whatToShow: TRADES, MIDPOINT, BID, ASK, BID_ASK, ADJUSTED_LAST, … (any case).
-    #[arg(long, default_value = "TRADES", value_parser = parse_what)]
-    pub(crate) what: WhatToShow,
+    /// Default: MIDPOINT for forex, TRADES otherwise.
+    #[arg(long, value_parser = parse_what)]
+    pub(crate) what: Option<WhatToShow>,
     /// Regular trading hours only.
     #[arg(long)]
     pub(crate) rth: bool,
@@ -294,8 +307,13 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
 /// What to fetch (shared by `fetch` and `plan`).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct FetchArgs {
-    /// Symbol of a US stock on SMART, e.g. AAPL.
-    pub(crate) symbol: String,
+    /// The contract, e.g. AAPL, EUR.USD, SPX:IND, ES:FUT:202612, ESZ6,
+    /// AAPL:OPT:20261218:200:C, @265598 (see the README's Contracts section).
+    #[arg(value_name = "SYMBOL", value_parser = contract::parse_spec)]
+    pub(crate) symbol: ContractSpec,
+    /// Overrides of the contract's defaults.
+    #[command(flatten)]
+    pub(crate) contract: ContractArgs,
     /// Bar size: 1s 5s 10s 15s 30s 1m 2m 3m 5m 10m 15m 20m 30m 1h 2h 3h 4h 8h 1d 1w 1mo, or IB's
     /// spelling ("5 mins").
     #[arg(long, value_parser = parse_bar)]
@@ -307,8 +325,9 @@ pub(crate) struct FetchArgs {
     #[arg(long, value_parser = parse_date)]
     pub(crate) to: i64,
     /// IB's whatToShow: TRADES, MIDPOINT, BID, ASK, BID_ASK, ADJUSTED_LAST, … (any case).
-    #[arg(long, default_value = "TRADES", value_parser = parse_what)]
-    pub(crate) what: WhatToShow,
+    /// Default: MIDPOINT for forex, TRADES otherwise.
+    #[arg(long, value_parser = parse_what)]
+    pub(crate) what: Option<WhatToShow>,
     /// Regular trading hours only.
     #[arg(long)]
     pub(crate) rth: bool,

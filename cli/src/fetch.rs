@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ibconn_core::backfill::{
-    aligned_range, bar_start_unix, estimate_behind, spans, BackfillJob, BackfillSpec, JobConfig,
-    PlanError, Summary,
+    aligned_range, bar_start_unix, spans, BackfillJob, BackfillSpec, JobConfig, PlanError, Summary,
 };
-use ibconn_core::bar_size::BarSize;
 use ibconn_core::civil::SECS_PER_DAY;
 use ibconn_core::client_id::{Purpose, UnixMillis};
 use ibconn_core::message::{Bar, Contract};
-use ibconn_core::pacer::{OwnerView, PaceBook, PaceTime, Pacer};
 use ibconn_core::pool::{CallError, PoolConfig, PoolStats};
+use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::{BackfillRun, PoolWorld, PoolWorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -64,12 +62,13 @@ impl CliError {
     }
 }
 
-/// What `args` asks for, as recorded beside an `--out` file.
-fn identity(args: &FetchArgs) -> Identity {
+/// What `args` asks for (`contract`, `what`: as resolved from it), as recorded beside an
+/// `--out` file: the full contract, so two futures months never share a file.
+fn identity(args: &FetchArgs, contract: &Contract, what: WhatToShow) -> Identity {
     Identity {
-        contract: format!("{} STK SMART USD", args.symbol.to_uppercase()),
+        contract: crate::contract::describe(contract),
         bar_size: args.bar.as_str().to_owned(),
-        what_to_show: args.what.as_str().to_owned(),
+        what_to_show: what.as_str().to_owned(),
         rth: args.rth,
         time_format: if args.bar.is_daily_or_longer() {
             "yyyymmdd"
@@ -81,23 +80,30 @@ fn identity(args: &FetchArgs) -> Identity {
 }
 
 /// `--out`, unless it is `-` (stdout).
-fn out_path(args: &FetchArgs) -> Option<&Path> {
+pub(crate) fn out_path(args: &FetchArgs) -> Option<&Path> {
     args.out.as_deref().filter(|p| p.as_os_str() != "-")
 }
 
 /// The job for `args`, resumed from `file` if it holds the same request, and the output. `file`
 /// is `None` for stdout.
-fn prepare(args: &FetchArgs, file: Option<OutFile>) -> Result<(BackfillJob, Output), CliError> {
+pub(crate) fn prepare(
+    args: &FetchArgs,
+    settings: &Settings,
+    file: Option<OutFile>,
+) -> Result<(BackfillJob, Output), CliError> {
+    // One contract, and a series IB keeps for its type: refused here, before any request.
+    let (contract, what) = crate::contract::for_bars(&args.symbol, &args.contract, args.what)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let identity = identity(args, &contract, what);
     let spec = BackfillSpec {
-        contract: Contract::stock(&args.symbol.to_uppercase()),
+        contract,
         bar_size: args.bar,
-        what_to_show: args.what,
+        what_to_show: what,
         use_rth: args.rth,
     };
-    let identity = identity(args);
     let step = (!args.bar.is_daily_or_longer()).then(|| i64::from(args.bar.seconds()));
     let resume = match &file {
-        Some(f) => f.resume(&identity, args.what.is_quotes(), step)?,
+        Some(f) => f.resume(&identity, what.is_quotes(), step)?,
         None => Resume::default(),
     };
     if let Some(note) = &resume.note {
@@ -119,8 +125,10 @@ fn prepare(args: &FetchArgs, file: Option<OutFile>) -> Result<(BackfillJob, Outp
     let cfg = JobConfig {
         // An exact record of what was answered beats guessing from the bars.
         infer_coverage_from_bars: resume.covered.is_none(),
-        // One request tells an unknown symbol; the head timestamp clips the range.
+        // One request tells an unknown symbol; the head timestamp clips the range; the contract
+        // details give the sessions, so closed ones cost no request.
         lookup: true,
+        skip_closed_sessions: settings.fetch.skip_closed_sessions,
         ..JobConfig::default()
     };
     let mut job = BackfillJob::new(spec, args.from, to_unix, inside, cfg)?;
@@ -148,135 +156,6 @@ fn effective_to(args: &FetchArgs) -> i64 {
         i64::from(args.bar.seconds())
     };
     args.to.min(now - now.rem_euclid(step))
-}
-
-/// What `plan` prints.
-#[derive(Debug, Serialize)]
-pub(crate) struct PlanReport {
-    /// Requests a fetch would send now (chunks not covered by `--out`).
-    pub(crate) requests: usize,
-    /// Chunks in the whole plan.
-    pub(crate) chunks_total: usize,
-    /// Chunks already covered by `--out`.
-    pub(crate) chunks_resumed: usize,
-    /// Requests IB's pacing would hold back.
-    pub(crate) delayed: usize,
-    /// IB-pacing time estimate, seconds (answers assumed to take 1 s).
-    pub(crate) estimate_secs: u64,
-    /// Bar size (IB spelling when serialized).
-    pub(crate) bar_size: BarSize,
-    /// Aligned range, unix seconds.
-    pub(crate) from_unix: i64,
-    /// Aligned range end (exclusive), unix seconds.
-    pub(crate) to_unix: i64,
-    /// The gateway's shared pacing book, when planning for a gateway (`--gateway`): the
-    /// estimate starts behind what other processes and hosts hold in it.
-    pub(crate) shared: Option<SharedView>,
-}
-
-/// What other processes (and hosts) hold in a gateway's shared pacing book.
-#[derive(Debug, Serialize)]
-pub(crate) struct SharedView {
-    /// Where the book lives (`file /path`, `redis://…`).
-    pub(crate) store: String,
-    /// Every owner with a live claim.
-    pub(crate) owners: Vec<OwnerView>,
-    /// Historical weight they sent in the window ending now.
-    pub(crate) historical_weight_in_window: u32,
-    /// Their requests still scheduled ahead.
-    pub(crate) scheduled_ahead: u32,
-}
-
-/// A copy of `addr`'s shared pacing book and the ledger's time, read (never written) through
-/// the configured coordination store.
-fn read_shared_book(
-    settings: &Settings,
-    addr: &str,
-) -> Result<(PaceBook, PaceTime, String), String> {
-    let mut shared = coordination::open(settings, "ibconn plan")?;
-    let key = settings.pool_config(vec![addr.to_owned()]).pacing_key(addr);
-    let mut copy = None;
-    #[allow(clippy::disallowed_methods)] // the ledger maps its clock to this instant
-    let now = Instant::now();
-    shared
-        .ledger
-        .transact(&key, now, &mut |book, clock| {
-            copy = Some((book.clone(), clock.time))
-        })
-        .map_err(|e| e.to_string())?;
-    let (book, time) = copy.ok_or("the pacing store answered without a book")?;
-    Ok((book, time, shared.ledger.describe()))
-}
-
-/// `ibconn plan`: count and time the requests under the configured pacing rules; nothing is
-/// sent.
-pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, CliError> {
-    // Only reads the file: a fetch writing it at the same time does not stop a plan.
-    let file = out_path(args).map(OutFile::inspect).transpose()?;
-    let (job, _) = prepare(args, file)?;
-    let pending: Vec<_> = job.pending_chunks().cloned().collect();
-    // One origin instant for the virtual-time estimate; nothing is sent.
-    #[allow(clippy::disallowed_methods)]
-    let origin = Instant::now();
-    let rules = settings.pacing_rules();
-    let (pacer, shared) = match &args.gateway {
-        Some(addr) => {
-            let (book, time, store) = read_shared_book(settings, addr).map_err(CliError::Io)?;
-            let owners = book.owners(&rules, time);
-            let shared = SharedView {
-                store,
-                historical_weight_in_window: owners
-                    .iter()
-                    .map(|o| o.historical_weight_in_window)
-                    .sum(),
-                scheduled_ahead: owners.iter().map(|o| o.scheduled_ahead).sum(),
-                owners,
-            };
-            (Pacer::from_book(rules, book, origin, time), Some(shared))
-        }
-        None => (Pacer::new(rules), None),
-    };
-    let est = estimate_behind(job.spec(), &pending, pacer, Duration::from_secs(1), origin)
-        .map_err(|e| CliError::Io(format!("pacing estimate: {e}")))?;
-    let p = job.progress();
-    let (from_unix, to_unix) = job.range();
-    Ok(PlanReport {
-        requests: pending.len(),
-        chunks_total: p.chunks_total,
-        chunks_resumed: p.chunks_resumed,
-        delayed: est.delayed,
-        estimate_secs: est.makespan.as_secs(),
-        bar_size: args.bar,
-        from_unix,
-        to_unix,
-        shared,
-    })
-}
-
-impl PlanReport {
-    /// Human-readable lines.
-    pub(crate) fn text(&self) -> String {
-        let mut s = format!(
-            "requests: {} ({} chunks, {} already in the output file)\n\
-             IB pacing: about {} ({} requests held back by IB's pacing rules)\n",
-            self.requests,
-            self.chunks_total,
-            self.chunks_resumed,
-            human(Duration::from_secs(self.estimate_secs)),
-            self.delayed
-        );
-        if let Some(shared) = &self.shared {
-            s.push_str(&format!(
-                "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
-                 and {} scheduled ahead; the estimate waits behind them\n",
-                shared.store,
-                shared.owners.len(),
-                shared.historical_weight_in_window,
-                shared.scheduled_ahead
-            ));
-        }
-        s
-    }
 }
 
 /// The account of one fetch (`--summary-json`).
@@ -330,7 +209,8 @@ impl FetchSummary {
         }
         let mut s = format!(
             "{} {} {}: {} bars ({} new) from {} requests in {time} on {}\n\
-             chunks: {} total, {} resumed, {} empty, {} failed; retries {}\n\
+             chunks: {} total, {} resumed, {} closed (not asked), {} empty, {} failed; retries {}\n\
+             sessions: {}\n\
              pacing: {} requests waited ({} in total), {} violations",
             self.job.symbol,
             self.job.bar_size,
@@ -341,9 +221,11 @@ impl FetchSummary {
             self.gateway,
             p.chunks_total,
             p.chunks_resumed,
+            p.chunks_closed,
             p.chunks_empty,
             p.chunks_failed,
             p.retries,
+            crate::plan::sessions_text(&self.job.sessions),
             self.pacing_waits,
             human(Duration::from_millis(self.pacing_wait_ms)),
             self.pacing_violations,
@@ -417,7 +299,7 @@ impl Progress {
 
 /// Where the bars go: `--out` (rewritten durably, with the file's bars outside the range kept)
 /// or stdout at the end.
-struct Output {
+pub(crate) struct Output {
     file: Option<OutFile>,
     identity: Identity,
     outside: Vec<Bar>,
@@ -461,7 +343,7 @@ struct Ran {
 /// `ibconn fetch`: run, write the CSV (also on failure: nothing fetched is lost), summarise.
 pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummary, CliError> {
     let file = out_path(args).map(OutFile::open).transpose()?;
-    let (mut job, output) = prepare(args, file)?;
+    let (mut job, output) = prepare(args, settings, file)?;
     let stop = Stop::install();
     let held = job.progress().bars;
     #[allow(clippy::disallowed_methods)] // wall time of the run, for the summary only
@@ -550,6 +432,27 @@ fn concurrency(args: &FetchArgs, settings: &Settings) -> usize {
     usize::from(args.concurrency.unwrap_or(settings.fetch.concurrency))
 }
 
+/// The embedded simulator's world for `job`: the configured pool (purposes, pacing, timeouts)
+/// with the simulator's gateway label and seed, and the simulated gateway's clock at its default
+/// or a day past the range, whichever is later, so the whole range lies in its past (the same
+/// for every run with these arguments, and for `plan`).
+pub(crate) fn embedded_config(
+    args: &FetchArgs,
+    settings: &Settings,
+    job: &BackfillJob,
+) -> PoolWorldConfig {
+    let mut cfg = PoolWorldConfig::new(args.seed);
+    cfg.pool = PoolConfig {
+        rng_seed: cfg.pool.rng_seed,
+        ..settings.pool_config(cfg.pool.gateways.clone())
+    };
+    let (_, to) = job.range();
+    let after_range = to.saturating_add(SECS_PER_DAY).saturating_mul(1000);
+    cfg.wall_unix_ms = cfg.wall_unix_ms.max(after_range);
+    cfg.gateway.start_unix_ms = cfg.wall_unix_ms;
+    cfg
+}
+
 fn run_embedded(
     args: &FetchArgs,
     settings: &Settings,
@@ -557,19 +460,7 @@ fn run_embedded(
     progress: &Progress,
     stop: &Stop,
 ) -> Ran {
-    let mut cfg = PoolWorldConfig::new(args.seed);
-    // The configured pool (purposes, pacing, timeouts); the simulator's gateway label and seed.
-    cfg.pool = PoolConfig {
-        rng_seed: cfg.pool.rng_seed,
-        ..settings.pool_config(cfg.pool.gateways.clone())
-    };
-    // The simulated gateway's clock: its default, or a day past the range, whichever is later,
-    // so the whole range lies in its past (the same for every run with these arguments).
-    let (_, to) = job.range();
-    let after_range = to.saturating_add(SECS_PER_DAY).saturating_mul(1000);
-    cfg.wall_unix_ms = cfg.wall_unix_ms.max(after_range);
-    cfg.gateway.start_unix_ms = cfg.wall_unix_ms;
-    let mut world = PoolWorld::new(cfg);
+    let mut world = PoolWorld::new(embedded_config(args, settings, job));
     let run = BackfillRun {
         concurrency: concurrency(args, settings),
         request_timeout: secs(settings.fetch.request_timeout_secs),

@@ -23,6 +23,7 @@
 
 mod args;
 mod config;
+mod contract;
 mod coordination;
 mod csvio;
 mod explain;
@@ -31,6 +32,7 @@ mod health;
 mod ids;
 mod metrics;
 mod output;
+mod plan;
 mod probe;
 mod serve;
 mod session;
@@ -103,7 +105,7 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
         Command::Plan(args) => {
             let mut fetch_args = args.fetch.clone();
             fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
-            match fetch::plan(&fetch_args, settings) {
+            match plan::plan(&fetch_args, settings) {
                 Ok(report) => {
                     if args.json {
                         print_json(&report, ExitCode::SUCCESS)

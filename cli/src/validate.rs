@@ -1,9 +1,11 @@
 //! `ibconn validate SYMBOL…` (contract details and head timestamp through the core's
-//! [`SymbolCache`], persisted to a file) and `ibconn head SYMBOL`.
+//! [`SymbolCache`], persisted to a file) and `ibconn head SYMBOL`; SYMBOL is the contract syntax
+//! of [`crate::contract`].
 //!
 //! The cache rule is the core's: a negative answer is cached only for IB's definitive error 200
 //! (no security definition); a connection failure or timeout says nothing about the symbol and
-//! is reported as an error, never cached.
+//! is reported as an error, never cached. A contract that matches several is never guessed at:
+//! `validate` lists the candidates (status `ambiguous`, exit 2) and caches nothing.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -22,14 +24,15 @@ use serde::Serialize;
 
 use crate::args::{HeadArgs, ValidateArgs};
 use crate::config::Settings;
+use crate::contract::{self, Candidate};
 use crate::session::{self, Session, EMBEDDED_LABEL};
 use crate::util::{iso_utc, table, write_atomic};
 
 /// Exit code: a symbol does not exist (IB error 200).
 pub(crate) const EXIT_INVALID: u8 = 4;
 
-/// IB's head-timestamp `whatToShow` used by `validate`.
-const VALIDATE_WHAT: WhatToShow = WhatToShow::Trades;
+/// Exit code: a contract matches several (usage: name one).
+pub(crate) const EXIT_AMBIGUOUS: u8 = 2;
 
 /// Why `validate` or `head` could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +48,18 @@ pub(crate) enum ValidateError {
     /// The runtime could not start (exit 1).
     #[error("{0}")]
     Runtime(String),
+    /// A contract's overrides cannot apply (exit 2).
+    #[error(transparent)]
+    Contract(#[from] contract::ContractError),
 }
 
 impl ValidateError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
-        1
+        match self {
+            Self::Contract(_) => 2,
+            Self::CacheRead { .. } | Self::Runtime(_) => 1,
+        }
     }
 }
 
@@ -62,9 +71,10 @@ fn now_unix() -> i64 {
 /// One symbol's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct SymbolReport {
-    /// The symbol, upper-cased.
+    /// The contract in its canonical syntax, e.g. `AAPL`, `ES:FUT:202612`.
     pub(crate) symbol: String,
-    /// `valid`, `invalid` (IB error 200) or `error` (could not be checked; not cached).
+    /// `valid`, `invalid` (IB error 200), `ambiguous` (several match: see `candidates`) or
+    /// `error` (could not be checked; not cached).
     pub(crate) status: &'static str,
     /// `cache` or `gateway`; absent when the check failed before any answer.
     pub(crate) source: Option<&'static str>,
@@ -74,6 +84,8 @@ pub(crate) struct SymbolReport {
     pub(crate) long_name: Option<String>,
     /// Primary exchange.
     pub(crate) primary_exchange: Option<String>,
+    /// The exchange IB answered with (`SMART`, `IDEALPRO`, `CME`, …).
+    pub(crate) exchange: Option<String>,
     /// Exchange time zone.
     pub(crate) time_zone_id: Option<String>,
     /// Earliest TRADES data point, Unix seconds.
@@ -82,6 +94,12 @@ pub(crate) struct SymbolReport {
     pub(crate) head_timestamp_utc: Option<String>,
     /// IB's message (invalid), the failure (error), or a note (head timestamp unavailable).
     pub(crate) message: Option<String>,
+    /// IB's local symbol, for anything but a stock (e.g. `ESZ6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) local_symbol: Option<String>,
+    /// The contracts an ambiguous one matches.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) candidates: Vec<Candidate>,
 }
 
 impl SymbolReport {
@@ -93,10 +111,16 @@ impl SymbolReport {
             con_id: Some(v.con_id),
             long_name: Some(v.long_name.clone()),
             primary_exchange: Some(v.primary_exchange.clone()),
+            exchange: Some(v.exchange.clone()).filter(|e| !e.is_empty()),
             time_zone_id: Some(v.time_zone_id.clone()),
             head_timestamp: v.head_timestamp,
             head_timestamp_utc: v.head_timestamp.map(iso_utc),
             message: note,
+            // Unless the name already says it (`ESZ6`, `EUR.USD`, `SPX:IND`).
+            local_symbol: (!v.local_symbol.is_empty()
+                && symbol.split(':').next() != Some(v.local_symbol.as_str()))
+            .then(|| v.local_symbol.clone()),
+            candidates: Vec::new(),
         }
     }
 
@@ -113,10 +137,24 @@ impl SymbolReport {
             con_id: None,
             long_name: None,
             primary_exchange: None,
+            exchange: None,
             time_zone_id: None,
             head_timestamp: None,
             head_timestamp_utc: None,
             message: Some(msg),
+            local_symbol: None,
+            candidates: Vec::new(),
+        }
+    }
+
+    fn ambiguous(symbol: &str, candidates: Vec<Candidate>) -> Self {
+        let msg = format!(
+            "{} contracts match; name one (expiry, local symbol or @con_id)",
+            candidates.len()
+        );
+        Self {
+            candidates,
+            ..Self::other(symbol, "ambiguous", Some("gateway"), msg)
         }
     }
 }
@@ -135,10 +173,13 @@ pub(crate) struct ValidateReport {
 }
 
 impl ValidateReport {
-    /// 1 if any symbol could not be checked, else 4 if any is invalid, else 0.
+    /// 1 if any symbol could not be checked, else 2 if any is ambiguous, else 4 if any is
+    /// invalid, else 0.
     pub(crate) fn exit_code(&self) -> u8 {
         if self.symbols.iter().any(|s| s.status == "error") {
             1
+        } else if self.symbols.iter().any(|s| s.status == "ambiguous") {
+            EXIT_AMBIGUOUS
         } else if self.symbols.iter().any(|s| s.status == "invalid") {
             EXIT_INVALID
         } else {
@@ -163,21 +204,35 @@ impl ValidateReport {
                 s.symbol.clone(),
                 s.status.to_owned(),
                 s.con_id.map_or_else(dash, |c| c.to_string()),
-                s.primary_exchange.clone().unwrap_or_else(dash),
+                s.primary_exchange
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .or_else(|| s.exchange.clone())
+                    .unwrap_or_else(dash),
                 s.head_timestamp_utc
                     .as_deref()
                     .and_then(|t| t.get(..10))
                     .map_or_else(dash, str::to_owned),
                 s.source.map_or_else(dash, str::to_owned),
-                match (&s.long_name, &s.message) {
-                    (Some(n), Some(m)) => format!("{n} ({m})"),
-                    (Some(n), None) => n.clone(),
-                    (None, Some(m)) => m.clone(),
-                    (None, None) => String::new(),
+                match (&s.long_name, &s.message, &s.local_symbol) {
+                    (Some(n), Some(m), _) => format!("{n} ({m})"),
+                    (Some(n), None, Some(l)) => format!("{n} [{l}]"),
+                    (Some(n), None, None) => n.clone(),
+                    (None, Some(m), _) => m.clone(),
+                    (None, None, _) => String::new(),
                 },
             ]);
         }
-        table(&rows)
+        let mut out = table(&rows);
+        for s in self.symbols.iter().filter(|s| !s.candidates.is_empty()) {
+            out.push_str(&format!(
+                "\n{} is ambiguous: {} contracts match; name one:\n{}",
+                s.symbol,
+                s.candidates.len(),
+                contract::candidates_table(&s.candidates)
+            ));
+        }
+        out
     }
 }
 
@@ -209,13 +264,19 @@ fn read_cache(
 }
 
 /// How a failed request ends up: IB's definitive 200 is `invalid`, anything else `error`.
-fn failure(cache: &mut SymbolCache, q: &SymbolQuery, e: &PoolError, now: i64) -> SymbolReport {
+fn failure(
+    cache: &mut SymbolCache,
+    name: &str,
+    q: &SymbolQuery,
+    e: &PoolError,
+    now: i64,
+) -> SymbolReport {
     if let PoolError::Call(CallError::Request(re)) = e {
         if cache.record_failure(q, re, now) == FailureRecord::CachedAsUnknown {
-            return SymbolReport::other(&q.symbol, "invalid", Some("gateway"), e.to_string());
+            return SymbolReport::other(name, "invalid", Some("gateway"), e.to_string());
         }
     }
-    SymbolReport::other(&q.symbol, "error", None, e.to_string())
+    SymbolReport::other(name, "error", None, e.to_string())
 }
 
 /// The head timestamp of `contract`, Unix seconds.
@@ -254,10 +315,22 @@ pub(crate) fn validate(
         .cache
         .clone()
         .unwrap_or_else(|| settings.validate.cache_file.clone());
+    // Every contract resolves (overrides included) before anything is asked or read.
+    let contracts = args
+        .symbols
+        .iter()
+        .map(|spec| Ok((spec.to_string(), contract::resolve(spec, &args.contract)?)))
+        .collect::<Result<Vec<_>, contract::ContractError>>()?;
     let (mut cache, mut warning) = read_cache(&path, settings)?;
     let gateway = resolve_gateway(args.gateway.as_deref(), settings);
     let rt = session::runtime().map_err(ValidateError::Runtime)?;
-    let symbols = rt.block_on(check_all(args, settings, gateway.as_deref(), &mut cache));
+    let symbols = rt.block_on(check_all(
+        args,
+        &contracts,
+        settings,
+        gateway.as_deref(),
+        &mut cache,
+    ));
     let now = now_unix();
     cache.purge_expired(now);
     if let Err(e) = write_atomic(&path, &cache.to_json()) {
@@ -273,6 +346,7 @@ pub(crate) fn validate(
 
 async fn check_all(
     args: &ValidateArgs,
+    contracts: &[(String, Contract)],
     settings: &Settings,
     gateway: Option<&str>,
     cache: &mut SymbolCache,
@@ -282,18 +356,18 @@ async fn check_all(
     let mut session: Option<Session> = None;
     let mut conn: Option<PooledConnection> = None;
     let mut connect_error: Option<String> = None;
-    for symbol in &args.symbols {
-        let q = SymbolQuery::stock(symbol);
+    for (name, contract) in contracts {
+        let q = SymbolQuery::from_contract(contract);
         let now = now_unix();
         if !args.refresh {
             match cache.lookup(&q, now) {
                 Lookup::Valid(v) => {
-                    out.push(SymbolReport::valid(&q.symbol, v, "cache", None));
+                    out.push(SymbolReport::valid(name, v, "cache", None));
                     continue;
                 }
                 Lookup::Unknown(m) => {
                     out.push(SymbolReport::other(
-                        &q.symbol,
+                        name,
                         "invalid",
                         Some("cache"),
                         m.to_owned(),
@@ -321,10 +395,10 @@ async fn check_all(
         }
         let Some(c) = &conn else {
             let why = connect_error.clone().unwrap_or_default();
-            out.push(SymbolReport::other(&q.symbol, "error", None, why));
+            out.push(SymbolReport::other(name, "error", None, why));
             continue;
         };
-        out.push(check_one(c, &q, cache).await);
+        out.push(check_one(c, name, contract, &q, cache).await);
     }
     drop(conn);
     if let Some(s) = session {
@@ -335,37 +409,41 @@ async fn check_all(
 
 async fn check_one(
     conn: &PooledConnection,
+    name: &str,
+    contract: &Contract,
     q: &SymbolQuery,
     cache: &mut SymbolCache,
 ) -> SymbolReport {
-    let contract = Contract::stock(&q.symbol);
     let found = match conn.contract_details(contract.clone()).await {
         Ok(found) => found,
-        Err(e) => return failure(cache, q, &e, now_unix()),
+        Err(e) => return failure(cache, name, q, &e, now_unix()),
     };
-    let Some((c, d)) = found.first() else {
+    let (c, d) = match found.as_slice() {
         // IB answers an unknown contract with error 200, never with an empty list.
-        return SymbolReport::other(
-            &q.symbol,
-            "error",
-            Some("gateway"),
-            "empty contract-details answer".to_owned(),
-        );
+        [] => {
+            let why = "empty contract-details answer".to_owned();
+            return SymbolReport::other(name, "error", Some("gateway"), why);
+        }
+        [one] => one,
+        several => {
+            let candidates = several
+                .iter()
+                .map(|(c, d)| Candidate::from_details(c, d))
+                .collect();
+            return SymbolReport::ambiguous(name, candidates);
+        }
     };
     // Named as every other command names it (not by conId): pacers key IB's identical-request
-    // and per-contract rules by how a request names its contract.
-    let (head, note) = match head_timestamp(conn, contract, VALIDATE_WHAT, false).await {
+    // and per-contract rules by how a request names its contract. The series is the type's
+    // default (IB has no TRADES for forex).
+    let what = WhatToShow::default_for(&c.sec_type);
+    let (head, note) = match head_timestamp(conn, contract.clone(), what, false).await {
         Ok(t) => (Some(t), None),
         Err(e) => (None, Some(format!("no head timestamp: {e}"))),
     };
-    let mut note = note;
-    if found.len() > 1 {
-        let extra = format!("{} matches, first shown", found.len());
-        note = Some(note.map_or(extra.clone(), |n| format!("{n}; {extra}")));
-    }
     let valid = ValidSymbol::from_details(c, d, head);
     cache.record_valid(q, valid.clone(), now_unix());
-    SymbolReport::valid(&q.symbol, &valid, "gateway", note)
+    SymbolReport::valid(name, &valid, "gateway", note)
 }
 
 /// What `head` prints.
@@ -373,7 +451,7 @@ async fn check_one(
 pub(crate) struct HeadReport {
     /// `embedded-sim` or the gateway address.
     pub(crate) gateway: String,
-    /// The symbol, upper-cased.
+    /// The contract in its canonical syntax.
     pub(crate) symbol: String,
     /// IB's whatToShow.
     pub(crate) what_to_show: WhatToShow,
@@ -385,7 +463,7 @@ pub(crate) struct HeadReport {
     pub(crate) head_timestamp_utc: Option<String>,
     /// Why there is none.
     pub(crate) error: Option<String>,
-    /// 0, 4 (no such symbol) or 1.
+    /// 0, 4 (no such symbol), 2 (not one contract, or a series IB lacks for it) or 1.
     #[serde(skip)]
     pub(crate) exit_code: u8,
 }
@@ -409,7 +487,22 @@ impl HeadReport {
 /// `ibconn head`.
 pub(crate) fn head(args: &HeadArgs, settings: &Settings) -> Result<HeadReport, ValidateError> {
     let gateway = resolve_gateway(args.gateway.as_deref(), settings);
-    let symbol = args.symbol.to_ascii_uppercase();
+    let symbol = args.symbol.to_string();
+    let (contract, what) = match contract::for_bars(&args.symbol, &args.contract, args.what) {
+        Ok(found) => found,
+        Err(e) => {
+            return Ok(HeadReport {
+                gateway: gateway.unwrap_or_else(|| EMBEDDED_LABEL.to_owned()),
+                symbol,
+                what_to_show: args.what.unwrap_or(WhatToShow::Trades),
+                use_rth: args.rth,
+                head_timestamp: None,
+                head_timestamp_utc: None,
+                error: Some(e.to_string()),
+                exit_code: EXIT_AMBIGUOUS,
+            })
+        }
+    };
     let rt = session::runtime().map_err(ValidateError::Runtime)?;
     let result: Result<i64, (u8, String)> = rt.block_on(async {
         let session = Session::open(gateway.as_deref(), args.seed, settings, "ibconn head")
@@ -420,9 +513,18 @@ pub(crate) fn head(args: &HeadArgs, settings: &Settings) -> Result<HeadReport, V
                 .acquire(Purpose::Validation)
                 .await
                 .map_err(|e| (1, e.to_string()))?;
-            head_timestamp(&conn, Contract::stock(&symbol), args.what, args.rth)
+            head_timestamp(&conn, contract, what, args.rth)
                 .await
                 .map_err(|e| match &e {
+                    // Several contracts match: name one (`validate` lists them).
+                    PoolError::Call(CallError::Request(RequestError::Api {
+                        code: 200,
+                        message,
+                        ..
+                    })) if message.contains("ambiguous") => (
+                        EXIT_AMBIGUOUS,
+                        format!("{e}; `ibconn validate {symbol}` lists the candidates"),
+                    ),
                     PoolError::Call(CallError::Request(RequestError::Api {
                         code: 200, ..
                     })) => (EXIT_INVALID, e.to_string()),
@@ -440,7 +542,7 @@ pub(crate) fn head(args: &HeadArgs, settings: &Settings) -> Result<HeadReport, V
     Ok(HeadReport {
         gateway: gateway.unwrap_or_else(|| EMBEDDED_LABEL.to_owned()),
         symbol,
-        what_to_show: args.what,
+        what_to_show: what,
         use_rth: args.rth,
         head_timestamp: head,
         head_timestamp_utc: head.map(iso_utc),

@@ -74,6 +74,8 @@ impl Drop for Gateway {
 
 /// `ibconn.toml` with IB's windows scaled like the simulator's, and the pacing claims with them
 /// (heartbeat 1 s, claim TTL 3 s: a book Redis makes afresh settles for a third of the TTL).
+/// Every chunk is asked, closed sessions included: these runs measure the shared budget, so the
+/// night hours of their ranges count as requests.
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("ibconn.toml");
     std::fs::write(
@@ -81,7 +83,8 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
         format!(
             "[pool]\nheartbeat_interval_secs = 1.0\n[coordination]\nclaim_ttl_secs = 3.0\n\
              [pacing]\nhistorical_window_secs = {}\nidentical_gap_secs = {}\n\
-             burst_window_secs = {}\nmargin_secs = {}\n",
+             burst_window_secs = {}\nmargin_secs = {}\n\
+             [fetch]\nskip_closed_sessions = false\n",
             600.0 * SCALE,
             15.0 * SCALE,
             2.0 * SCALE,

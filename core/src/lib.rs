@@ -10,7 +10,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | bytes | [`wire`]: length-prefixed framing, the `API\0` handshake, text fields, version negotiation |
-//! | messages | [`message`]: typed requests and responses in the text and the protobuf form, chosen per message from the negotiated server version; the user's typed query values (bar size, whatToShow, duration, date format, trading hours) beside it |
+//! | messages | [`message`]: typed requests and responses in the text and the protobuf form, chosen per message from the negotiated server version; the user's typed query values (bar size, whatToShow, duration, date format, trading hours) and the contract syntax ([`contract_spec`]) beside it |
 //! | one session | [`connection`]: handshake, requests and answers, health probes, sleep detection |
 //! | policy | [`pacer`] (IB's pacing rules, shared ledgers), [`classify`] (what an IB error means), [`client_id`] (leases on client ids), [`backoff`], [`breaker`], [`deadline`] |
 //! | many sessions | [`pool`]: client-id leases, caps, waiters, pacing, redials, failover; [`pool::Driver`] is the pool plus everything a runtime would otherwise decide |
@@ -44,6 +44,7 @@ pub mod civil;
 pub mod classify;
 pub mod client_id;
 pub mod connection;
+pub mod contract_spec;
 pub mod date_format;
 pub mod deadline;
 #[doc(hidden)]
@@ -59,3 +60,4 @@ pub mod trading_hours;
 pub mod validator;
 pub mod what_to_show;
 pub mod wire;
+pub mod zone;

@@ -1,12 +1,14 @@
 //! A contract's `tradingHours` / `liquidHours` (from contract details), parsed into dated sessions
 //! and closed days.
 //!
-//! IB has written two formats. The older lists each day's sessions as times of that day,
-//! `20261204:0930-1600;20261205:CLOSED` (several sessions separated by commas); the newer one,
-//! sent by current gateways, dates both ends, `20261204:0930-20261204:1600;20261205:CLOSED`, so a
-//! session may cross midnight. Both parse into [`TradingHours`]; [`fmt::Display`] writes the newer
-//! one. Times are wall-clock times in the contract's `timeZoneId`, which this type does not
-//! interpret.
+//! IB has written two formats. The older lists each trading day's sessions as times,
+//! `20261204:0930-1600;20261205:CLOSED` (several sessions separated by commas); a session whose
+//! opening is not before its close began the evening before (`20180320:1715-1700` opens on the
+//! 19th). The newer one, sent by current gateways, dates both ends,
+//! `20261204:0930-20261204:1600;20261205:CLOSED`, so a session may cross midnight. Both parse
+//! into [`TradingHours`]; [`fmt::Display`] writes the newer one. Times are wall-clock times in the
+//! contract's `timeZoneId` ([`crate::zone`] places them on the UTC time line);
+//! `docs/ib-facts.md#trading-hours`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,8 +112,8 @@ impl FromStr for TradingHours {
     type Err = ParseTradingHoursError;
 
     /// Either format (and a mix of both); empty entries (a trailing `;`) are skipped, so an empty
-    /// string is no entries. In the older format a session ending at or before its start ends on
-    /// the next day.
+    /// string is no entries. In the older format a session ending at or before its start began
+    /// the day before the date it is listed under (`docs/ib-facts.md#trading-hours`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut entries = Vec::new();
         for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -124,7 +126,7 @@ impl FromStr for TradingHours {
             }
             for session in rest.split(',') {
                 let (open, close) = session.split_once('-').ok_or_else(bad)?;
-                let start = WallTime {
+                let mut start = WallTime {
                     date,
                     minute: parse_hhmm(open).ok_or_else(bad)?,
                 };
@@ -134,14 +136,16 @@ impl FromStr for TradingHours {
                         date: parse_date(end_day).ok_or_else(bad)?,
                         minute: parse_hhmm(time).ok_or_else(bad)?,
                     },
-                    // Older format: a time of the same day, or of the next when it wraps.
+                    // Older format: a time of the listed day; a session that wraps opened the
+                    // evening before.
                     None => {
                         let minute = parse_hhmm(close).ok_or_else(bad)?;
-                        let date = if minute <= start.minute {
-                            Date::from_days(date.days() + 1)
-                        } else {
-                            date
-                        };
+                        if minute <= start.minute {
+                            start.date = Date::from_days(date.days() - 1);
+                            if !start.date.is_valid() {
+                                return Err(bad());
+                            }
+                        }
                         WallTime { date, minute }
                     }
                 };
@@ -213,13 +217,28 @@ mod tests {
 
     #[test]
     fn parses_the_older_format_into_dated_sessions() {
-        let h: TradingHours = "20261204:0400-0930,0930-1600;20261205:CLOSED;20261206:1700-1600;"
+        let h: TradingHours = "20261204:0400-0930,0930-1600;20261205:CLOSED;20261207:1700-1600;"
             .parse()
             .unwrap();
+        // The session listed under Monday the 7th opened on Sunday evening.
         assert_eq!(
             h.to_string(),
             "20261204:0400-20261204:0930;20261204:0930-20261204:1600;20261205:CLOSED;\
              20261206:1700-20261207:1600"
+        );
+        // IB's own examples: EUR.USD (one session from the evening before) and ES (a wrapping
+        // session and a short one after the break).
+        assert_eq!(
+            "20180320:1715-1700"
+                .parse::<TradingHours>()
+                .map(|h| h.to_string()),
+            Ok("20180319:1715-20180320:1700".to_owned())
+        );
+        assert_eq!(
+            "20130114:1700-1515,1530-1615"
+                .parse::<TradingHours>()
+                .map(|h| h.to_string()),
+            Ok("20130113:1700-20130114:1515;20130114:1530-20130114:1615".to_owned())
         );
         assert_eq!("".parse::<TradingHours>(), Ok(TradingHours::default()));
         assert_eq!(

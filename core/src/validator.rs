@@ -32,6 +32,10 @@ pub struct SymbolQuery {
     pub exchange: String,
     /// Currency, e.g. `USD`.
     pub currency: String,
+    /// Everything else that selects the contract (contract id, expiry, strike, right, local
+    /// symbol, primary exchange), `key=value` joined by `;`; empty for a plain stock.
+    #[serde(default)]
+    pub detail: String,
 }
 
 impl SymbolQuery {
@@ -42,14 +46,36 @@ impl SymbolQuery {
             sec_type: "STK".into(),
             exchange: "SMART".into(),
             currency: "USD".into(),
+            detail: String::new(),
+        }
+    }
+
+    /// The query a request contract makes: every field that selects a contract, so
+    /// `ES:FUT:202612` and `ES:FUT:202703` are cached apart (and a stock keys as before).
+    pub fn from_contract(c: &Contract) -> Self {
+        let detail: Vec<String> = crate::contract_spec::selecting_fields(c)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        Self {
+            symbol: c.symbol.to_ascii_uppercase(),
+            sec_type: c.sec_type.clone(),
+            exchange: c.exchange.clone(),
+            currency: c.currency.clone(),
+            detail: detail.join(";"),
         }
     }
 
     fn key(&self) -> String {
-        format!(
+        let base = format!(
             "{}/{}/{}/{}",
             self.symbol, self.sec_type, self.exchange, self.currency
-        )
+        );
+        if self.detail.is_empty() {
+            base
+        } else {
+            format!("{base}/{}", self.detail)
+        }
     }
 }
 
@@ -66,6 +92,12 @@ pub struct ValidSymbol {
     pub time_zone_id: String,
     /// Earliest data point (unix seconds), if looked up.
     pub head_timestamp: Option<i64>,
+    /// IB's local symbol, e.g. `ESZ6` (empty in caches written before it was kept).
+    #[serde(default)]
+    pub local_symbol: String,
+    /// The exchange IB answered with, e.g. `SMART`, `CME` (empty in older caches).
+    #[serde(default)]
+    pub exchange: String,
 }
 
 impl ValidSymbol {
@@ -82,6 +114,8 @@ impl ValidSymbol {
             primary_exchange: contract.primary_exchange.clone(),
             time_zone_id: details.time_zone_id.clone(),
             head_timestamp,
+            local_symbol: contract.local_symbol.clone(),
+            exchange: contract.exchange.clone(),
         }
     }
 }
@@ -325,7 +359,28 @@ mod tests {
             primary_exchange: "NASDAQ".into(),
             time_zone_id: "US/Eastern".into(),
             head_timestamp: Some(345_479_400),
+            local_symbol: String::new(),
+            exchange: "SMART".into(),
         }
+    }
+
+    #[test]
+    fn queries_from_contracts_key_every_selecting_field() {
+        use crate::contract_spec::ContractSpec;
+        let q =
+            |s: &str| SymbolQuery::from_contract(&ContractSpec::parse(s).unwrap().to_contract());
+        assert_eq!(
+            q("aapl"),
+            SymbolQuery::stock("AAPL"),
+            "a stock keys as before"
+        );
+        assert_ne!(q("ES:FUT:202612").key(), q("ES:FUT:202703").key());
+        assert_ne!(
+            q("AAPL:OPT:20261218:200:C").key(),
+            q("AAPL:OPT:20261218:200:P").key()
+        );
+        assert_ne!(q("ESZ6").key(), q("ESH7").key());
+        assert_ne!(q("@265598").key(), q("@272093").key());
     }
 
     #[test]

@@ -116,6 +116,33 @@ impl WhatToShow {
     pub const fn is_quotes(self) -> bool {
         matches!(self, Self::Midpoint | Self::Bid | Self::Ask | Self::BidAsk)
     }
+
+    /// Whether IB serves bars of this series for security type `sec_type`
+    /// (docs/ib-facts.md#contracts): no `TRADES` (nor adjusted trades or volatility) for forex,
+    /// no quotes (`MIDPOINT`, `BID`, `ASK`, `BID_ASK`) for indices, volatility series only for
+    /// stocks and indices. `true` for a type or series the table does not cover: IB decides.
+    pub fn is_served_for(self, sec_type: &str) -> bool {
+        let volatility = matches!(
+            self,
+            Self::HistoricalVolatility | Self::OptionImpliedVolatility
+        );
+        match sec_type {
+            "CASH" => !(matches!(self, Self::Trades | Self::AdjustedLast) || volatility),
+            "IND" => !(self.is_quotes() || self == Self::AdjustedLast),
+            "FUT" | "OPT" | "FOP" => !(volatility || self == Self::AdjustedLast),
+            _ => true,
+        }
+    }
+
+    /// The series to ask for when the user names none: `MIDPOINT` for forex (IB has no trades
+    /// there), `TRADES` for everything else.
+    pub fn default_for(sec_type: &str) -> Self {
+        if sec_type == "CASH" {
+            Self::Midpoint
+        } else {
+            Self::Trades
+        }
+    }
 }
 
 impl fmt::Display for WhatToShow {
@@ -157,6 +184,24 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn series_per_security_type_follow_ibs_table() {
+        use WhatToShow as W;
+        assert!(!W::Trades.is_served_for("CASH"));
+        assert!(W::Midpoint.is_served_for("CASH"));
+        assert!(W::BidAsk.is_served_for("CASH"));
+        assert!(!W::Midpoint.is_served_for("IND"));
+        assert!(!W::BidAsk.is_served_for("IND"));
+        assert!(W::Trades.is_served_for("IND"));
+        assert!(W::HistoricalVolatility.is_served_for("IND"));
+        assert!(!W::HistoricalVolatility.is_served_for("FUT"));
+        assert!(W::Trades.is_served_for("OPT"));
+        assert!(W::AdjustedLast.is_served_for("STK"));
+        assert!(W::Trades.is_served_for("BOND"), "not covered: IB decides");
+        assert_eq!(W::default_for("CASH"), W::Midpoint);
+        assert_eq!(W::default_for("FUT"), W::Trades);
+    }
 
     #[test]
     fn table_is_in_enum_order_and_round_trips() {

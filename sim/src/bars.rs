@@ -122,7 +122,7 @@ fn slots(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Slot> {
                 }
                 for &(a, b) in spec.inst.hours.sessions(spec.use_rth) {
                     let (la, lb) = (base + i64::from(a) * 60, base + i64::from(b) * 60);
-                    let mut g = base + ((la - base) / n) * n;
+                    let mut g = base + (la - base).div_euclid(n) * n;
                     // New York local time is UTC − 4 h or − 5 h: grid points whose local start is
                     // before `from` − 5 h − n cannot start in `[from, to)`, and none from the first
                     // whose local start is at or after `to` − 4 h on. Skip them (on the grid)
@@ -194,12 +194,13 @@ fn slots(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Slot> {
 }
 
 /// The bars of the window `[from, to)`, oldest first. Empty if the window holds no session, lies
-/// before the instrument's head timestamp or in the future.
+/// before the instrument's head timestamp, after its last trade date or in the future.
 pub fn bars(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Bar> {
     let to = to.min(spec.now.saturating_add(1));
+    let end = spec.inst.trading_end().unwrap_or(i64::MAX);
     slots(spec, from, to)
         .into_iter()
-        .filter(|s| s.end > spec.inst.head_timestamp && s.start < spec.now)
+        .filter(|s| s.end > spec.inst.head_timestamp && s.start < spec.now && s.start < end)
         .take(MAX_BARS)
         .map(|s| make_bar(spec, s))
         .collect()
@@ -399,9 +400,68 @@ mod tests {
         assert_eq!(dates, ["20260115", "20260116", "20260120"]);
         // FX trades on MLK day.
         let fx = spec(&m, "EUR", BarSize::Day1, true, now);
-        let b = bars(&fx, utc(2026, 1, 19, 5, 0, 0), utc(2026, 1, 20, 5, 0, 0));
+        let b = bars(&fx, utc(2026, 1, 19, 5, 0, 0), utc(2026, 1, 19, 20, 0, 0));
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].volume, -1.0);
+    }
+
+    #[test]
+    fn futures_and_fx_trade_from_the_evening_before_with_a_break() {
+        let m = Market::builtin();
+        let now = utc(2026, 11, 12, 0, 0, 0);
+        let es = m
+            .listed(now)
+            .into_iter()
+            .find(|i| i.local_symbol == "ESZ6")
+            .unwrap();
+        let s = BarSpec {
+            inst: &es,
+            ..spec(&m, "AAPL", BarSize::Hour1, false, now)
+        };
+        // Friday 2026-11-06 to Monday 2026-11-09, New York (UTC−5).
+        let b = bars(&s, utc(2026, 11, 6, 0, 0, 0), utc(2026, 11, 9, 12, 0, 0));
+        let starts: Vec<i64> = b.iter().map(|b| b.date.epoch_seconds().unwrap()).collect();
+        // Friday's last bar starts 16:00 and the week's trading ends 17:00 (22:00 UTC) …
+        assert!(starts.contains(&utc(2026, 11, 6, 21, 0, 0)));
+        assert!(!starts.contains(&utc(2026, 11, 6, 22, 0, 0)));
+        // … and resumes Sunday 18:00 (23:00 UTC); nothing on Saturday.
+        let weekend: Vec<&i64> = starts
+            .iter()
+            .filter(|&&t| t >= utc(2026, 11, 6, 22, 0, 0) && t < utc(2026, 11, 8, 23, 0, 0))
+            .collect();
+        assert!(weekend.is_empty(), "{weekend:?}");
+        assert!(starts.contains(&utc(2026, 11, 8, 23, 0, 0)));
+        // The daily 17:00–18:00 break: Monday has bars at 16:00 but none at 17:00 (Tuesday's
+        // session opens at 18:00).
+        let b = bars(&s, utc(2026, 11, 9, 12, 0, 0), utc(2026, 11, 10, 12, 0, 0));
+        let starts: Vec<i64> = b.iter().map(|b| b.date.epoch_seconds().unwrap()).collect();
+        assert!(starts.contains(&utc(2026, 11, 9, 21, 0, 0)));
+        assert!(!starts.contains(&utc(2026, 11, 9, 22, 0, 0)));
+        assert!(starts.contains(&utc(2026, 11, 9, 23, 0, 0)));
+        // FX: Sunday 17:00 (22:00 UTC) opens the week.
+        let fx = spec(&m, "EUR", BarSize::Hour1, false, now);
+        let b = bars(&fx, utc(2026, 11, 8, 0, 0, 0), utc(2026, 11, 9, 0, 0, 0));
+        assert_eq!(b[0].date, BarTime::Epoch(utc(2026, 11, 8, 22, 0, 0)));
+        assert_eq!(b.len(), 2);
+        // A future has no bars after its last trade date.
+        let after = bars(&s, utc(2026, 12, 21, 0, 0, 0), utc(2026, 12, 22, 0, 0, 0));
+        let late = BarSpec {
+            now: utc(2027, 1, 5, 0, 0, 0),
+            ..s
+        };
+        assert!(after.is_empty());
+        assert!(bars(
+            &late,
+            utc(2026, 12, 21, 0, 0, 0),
+            utc(2026, 12, 22, 0, 0, 0)
+        )
+        .is_empty());
+        assert!(!bars(
+            &late,
+            utc(2026, 12, 17, 0, 0, 0),
+            utc(2026, 12, 18, 0, 0, 0)
+        )
+        .is_empty());
     }
 
     #[test]

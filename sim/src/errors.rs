@@ -80,6 +80,31 @@ pub fn end_in_future(symbol: &str, exchange: &str, what_title: &str) -> IbError 
     no_data(symbol, exchange, what_title)
 }
 
+/// 162: a series IB does not keep for the security type (TRADES on forex, quotes on an index;
+/// docs/ib-facts.md#contracts), e.g. `No historical market data for EUR/CASH@FXSUBPIP Last 1d`:
+/// TRADES is titled `Last`; `bar` is the bar size as IB writes it there (`60`, `1d`), absent for
+/// a head timestamp. Forex is named on IB's `FXSUBPIP` venue.
+pub fn no_historical_data(
+    symbol: &str,
+    sec_type: &str,
+    exchange: &str,
+    title: &str,
+    bar: Option<&str>,
+) -> IbError {
+    let venue = if sec_type == "CASH" {
+        "FXSUBPIP"
+    } else {
+        exchange
+    };
+    let bar = bar.map(|b| format!(" {b}")).unwrap_or_default();
+    IbError::new(
+        162,
+        format!(
+            "{HMDS_PREFIX}No historical market data for {symbol}/{sec_type}@{venue} {title}{bar}"
+        ),
+    )
+}
+
 /// 162: no market data permissions, e.g. scope `NYSE STK`.
 pub fn no_permissions(scope: &str) -> IbError {
     IbError::new(

@@ -1,5 +1,6 @@
-//! The market model: a built-in instrument set (extendable from a TOML or JSON file), contract
-//! lookup with IB's "not found" / "ambiguous" outcomes, contract details, symbol search, trading
+//! The market model: a built-in instrument set (extendable from a TOML or JSON file), listed
+//! futures and options generated around the gateway's today ([`derivatives`]), contract lookup
+//! with IB's "not found" / "ambiguous" outcomes, contract details, symbol search, trading
 //! calendars, and deterministic synthetic bars (see [`crate::bars`]).
 
 use std::collections::BTreeSet;
@@ -11,7 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{self, Date, Zone, NEW_YORK, SECS_PER_DAY};
 
-/// Which trading calendar and hours an instrument follows. Minutes are New York wall time.
+mod derivatives;
+
+pub use derivatives::{FuturesRoot, OptionChain};
+
+/// Which trading calendar and hours an instrument follows. Minutes are New York wall time
+/// (docs/ib-facts.md#contracts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hours {
@@ -20,20 +26,28 @@ pub enum Hours {
     UsEquity,
     /// Cash indices: 09:30–16:00 only, NYSE holidays closed.
     Index,
-    /// CME equity futures: regular 09:30–16:00, extended 00:00–17:00 and 18:00–24:00, holidays closed.
+    /// CME equity futures: a trading day runs from 18:00 the evening before to 17:00 (Sunday
+    /// 18:00 to Friday 17:00, with the daily 17:00–18:00 break); regular 09:30–16:00; holidays
+    /// closed.
     Futures,
-    /// FX: all day on weekdays, holidays open.
+    /// FX: 24×5, a trading day from 17:00 the evening before to 17:00 (Sunday 17:00 to Friday
+    /// 17:00); holidays open.
     Fx,
+    /// US equity options: 09:30–16:00 only, NYSE holidays closed.
+    Options,
 }
 
 impl Hours {
-    /// Sessions of one trading day as `[start, end)` minutes after local midnight.
-    pub fn sessions(self, regular_only: bool) -> &'static [(u32, u32)] {
+    /// Sessions of one trading day as `[start, end)` minutes after its local midnight; a
+    /// negative start begins the evening before.
+    pub fn sessions(self, regular_only: bool) -> &'static [(i32, i32)] {
         match (self, regular_only) {
-            (Self::UsEquity, true) | (Self::Index, _) | (Self::Futures, true) => &[(570, 960)],
+            (Self::UsEquity | Self::Futures, true) | (Self::Index | Self::Options, _) => {
+                &[(570, 960)]
+            }
             (Self::UsEquity, false) => &[(240, 1200)],
-            (Self::Futures, false) => &[(0, 1020), (1080, 1440)],
-            (Self::Fx, _) => &[(0, 1440)],
+            (Self::Futures, false) => &[(-360, 1020)],
+            (Self::Fx, _) => &[(-420, 1020)],
         }
     }
 
@@ -86,6 +100,12 @@ pub struct Instrument {
     /// Expiry or contract month (derivatives).
     #[serde(default)]
     pub last_trade_date_or_contract_month: String,
+    /// Strike (options).
+    #[serde(default)]
+    pub strike: Option<f64>,
+    /// Right `C` or `P` (options).
+    #[serde(default)]
+    pub right: String,
     /// Multiplier (derivatives).
     #[serde(default)]
     pub multiplier: Option<f64>,
@@ -117,6 +137,9 @@ pub struct Instrument {
     /// Industry (contract details).
     #[serde(default)]
     pub industry: String,
+    /// The underlying's contract id (options; contract details' `underConId`).
+    #[serde(default)]
+    pub under_con_id: i32,
 }
 
 impl Instrument {
@@ -127,6 +150,8 @@ impl Instrument {
             symbol: self.symbol.clone(),
             sec_type: self.sec_type.clone(),
             last_trade_date_or_contract_month: self.last_trade_date_or_contract_month.clone(),
+            strike: self.strike,
+            right: self.right.clone(),
             multiplier: self.multiplier,
             exchange: self.exchange.clone(),
             primary_exchange: self.primary_exchange.clone(),
@@ -141,13 +166,31 @@ impl Instrument {
             } else {
                 self.trading_class.clone()
             },
-            last_trade_date: if self.sec_type == "FUT" {
+            last_trade_date: if self.is_dated() {
                 self.last_trade_date_or_contract_month.clone()
             } else {
                 String::new()
             },
             ..Contract::default()
         }
+    }
+
+    /// Whether the instrument expires (a future or option with a last trade date).
+    fn is_dated(&self) -> bool {
+        matches!(self.sec_type.as_str(), "FUT" | "OPT")
+            && self.last_trade_date_or_contract_month.len() == 8
+    }
+
+    /// End of trading (Unix seconds): New York midnight after the last trade date; `None` for
+    /// an instrument that does not expire. No bars start after it.
+    pub fn trading_end(&self) -> Option<i64> {
+        if !self.is_dated() {
+            return None;
+        }
+        let date = calendar::parse_end_date(&self.last_trade_date_or_contract_month, Zone::Utc)
+            .ok()?
+            .div_euclid(SECS_PER_DAY);
+        Some(Zone::Us(NEW_YORK).to_utc(date * SECS_PER_DAY))
     }
 
     /// Exchanges the instrument can be requested on.
@@ -165,8 +208,21 @@ impl Instrument {
             return c.con_id == self.con_id;
         }
         let opt_eq = |want: &str, have: &str| want.is_empty() || want.eq_ignore_ascii_case(have);
-        !c.symbol.is_empty()
-            && c.symbol.eq_ignore_ascii_case(&self.symbol)
+        // A symbol, or a local symbol alone (IB's way to name `ESZ6`).
+        let named = if c.symbol.is_empty() {
+            !c.local_symbol.is_empty()
+        } else {
+            c.symbol.eq_ignore_ascii_case(&self.symbol)
+        };
+        // `C`/`CALL`, `P`/`PUT`.
+        let right_ok = c.right.is_empty()
+            || c.right
+                .get(..1)
+                .is_some_and(|r| r.eq_ignore_ascii_case(&self.right));
+        named
+            && right_ok
+            && c.strike
+                .is_none_or(|k| self.strike.is_some_and(|s| (s - k).abs() < 1e-6))
             && opt_eq(&c.sec_type, &self.sec_type)
             && opt_eq(&c.currency, &self.currency)
             && opt_eq(&c.primary_exchange, &self.primary_exchange)
@@ -199,10 +255,10 @@ impl Instrument {
 }
 
 /// Outcome of resolving a request contract to exactly one instrument.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Lookup<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
     /// Exactly one match.
-    Found(&'a Instrument),
+    Found(Box<Instrument>),
     /// No match: IB error 200 "No security definition has been found for the request."
     NotFound,
     /// Several matches: IB error 200 "The contract description specified for X is ambiguous".
@@ -232,16 +288,29 @@ pub enum MarketError {
     /// A holiday is not `YYYYMMDD`.
     #[error("bad holiday {0:?} (expected YYYYMMDD)")]
     Holiday(String),
+    /// An option chain whose strikes cannot be numbered (more than 31 each side, or a step
+    /// that is not positive).
+    #[error("option chain on {0}: strikes_each_side must be at most 31 and strike_step positive")]
+    Chain(String),
 }
 
-/// The shape of an `--instruments` file (TOML: `[[instruments]]` tables and `holidays = [...]`;
-/// JSON: `{"instruments": [...], "holidays": [...]}`).
+/// The shape of an `--instruments` file (TOML: `[[instruments]]`, `[[futures]]` and
+/// `[[option_chains]]` tables and `holidays = [...]`; JSON: `{"instruments": [...], "futures":
+/// [...], "option_chains": [...], "holidays": [...]}`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentFile {
     /// Instruments to add; one with an existing `con_id` replaces the built-in.
     #[serde(default)]
     pub instruments: Vec<Instrument>,
+    /// Futures roots whose quarterly contracts are listed around the gateway's today; one with
+    /// an existing root symbol replaces the built-in.
+    #[serde(default)]
+    pub futures: Vec<FuturesRoot>,
+    /// Option chains listed around the gateway's today; one on an existing underlying replaces
+    /// the built-in.
+    #[serde(default)]
+    pub option_chains: Vec<OptionChain>,
     /// Extra exchange closures, `YYYYMMDD`.
     #[serde(default)]
     pub holidays: Vec<String>,
@@ -254,6 +323,8 @@ const BUILTIN_INSTRUMENTS: &str = include_str!("../data/instruments.toml");
 #[derive(Debug, Clone, PartialEq)]
 pub struct Market {
     instruments: Vec<Instrument>,
+    futures: Vec<FuturesRoot>,
+    option_chains: Vec<OptionChain>,
     extra_holidays: BTreeSet<i64>,
 }
 
@@ -268,12 +339,15 @@ impl Market {
     pub fn empty() -> Self {
         Self {
             instruments: Vec::new(),
+            futures: Vec::new(),
+            option_chains: Vec::new(),
             extra_holidays: BTreeSet::new(),
         }
     }
 
-    /// The built-in set of 22 instruments: `sim/data/instruments.toml`, compiled in and read
-    /// through the same path as an `--instruments` file.
+    /// The built-in set: `sim/data/instruments.toml` (stocks, forex, indices, the ES and NQ
+    /// futures roots, AAPL and SPY option chains), compiled in and read through the same path
+    /// as an `--instruments` file.
     pub fn builtin() -> Self {
         let mut market = Self::empty();
         match toml::from_str::<InstrumentFile>(BUILTIN_INSTRUMENTS) {
@@ -287,9 +361,19 @@ impl Market {
         market
     }
 
-    /// All instruments, in a stable order.
+    /// The file's instruments, in a stable order (listed derivatives: [`Market::listed`]).
     pub fn instruments(&self) -> &[Instrument] {
         &self.instruments
+    }
+
+    /// The futures roots.
+    pub fn futures_roots(&self) -> &[FuturesRoot] {
+        &self.futures
+    }
+
+    /// The option chains.
+    pub fn option_chains(&self) -> &[OptionChain] {
+        &self.option_chains
     }
 
     /// Add an instrument, replacing one with the same con id.
@@ -319,8 +403,20 @@ impl Market {
             }
             self.extra_holidays.insert(end.div_euclid(SECS_PER_DAY) - 1);
         }
+        for chain in &file.option_chains {
+            chain.check()?;
+        }
         for inst in file.instruments {
             self.insert(inst);
+        }
+        for root in file.futures {
+            self.futures.retain(|r| r.symbol != root.symbol);
+            self.futures.push(root);
+        }
+        for chain in file.option_chains {
+            self.option_chains
+                .retain(|c| c.underlying != chain.underlying);
+            self.option_chains.push(chain);
         }
         Ok(())
     }
@@ -349,19 +445,40 @@ impl Market {
         Ok(market)
     }
 
-    /// Every instrument `c` describes (contract-details semantics).
-    pub fn find_all(&self, c: &Contract) -> Vec<&Instrument> {
-        self.instruments.iter().filter(|i| i.matches(c)).collect()
+    /// Every instrument `c` describes at `now` (Unix seconds; contract-details semantics):
+    /// the file's, then the derivatives listed then.
+    pub fn find_all(&self, c: &Contract, now: i64) -> Vec<Instrument> {
+        let mut found: Vec<Instrument> = self
+            .instruments
+            .iter()
+            .filter(|i| i.matches(c))
+            .cloned()
+            .collect();
+        found.extend(
+            self.listed_for(c, now, false)
+                .into_iter()
+                .filter(|i| i.matches(c)),
+        );
+        found
     }
 
-    /// Resolve `c` to one instrument (historical-data semantics).
-    pub fn resolve(&self, c: &Contract) -> Lookup<'_> {
-        let mut found = self.instruments.iter().filter(|i| i.matches(c));
-        match (found.next(), found.next()) {
-            (Some(i), None) => Lookup::Found(i),
-            (None, _) => Lookup::NotFound,
-            (Some(_), Some(_)) => Lookup::Ambiguous,
+    /// Resolve `c` to one instrument at `now` (historical-data semantics).
+    pub fn resolve(&self, c: &Contract, now: i64) -> Lookup {
+        let mut found = self.find_all(c, now);
+        match found.len() {
+            0 => Lookup::NotFound,
+            1 => Lookup::Found(Box::new(found.remove(0))),
+            _ => Lookup::Ambiguous,
         }
+    }
+
+    /// The instrument with contract id `con_id` at `now`, listed derivatives included.
+    pub fn by_con_id(&self, con_id: i32, now: i64) -> Option<Instrument> {
+        let c = Contract {
+            con_id,
+            ..Contract::default()
+        };
+        self.find_all(&c, now).into_iter().next()
     }
 
     /// Symbol search: symbols starting with `pattern` first, then long names containing it
@@ -399,11 +516,15 @@ impl Market {
             .collect()
     }
 
+    /// Whether `day` (a New York date as a day number) is a NYSE or configured holiday.
+    pub fn is_holiday(&self, day: i64) -> bool {
+        calendar::is_nyse_holiday(day) || self.extra_holidays.contains(&day)
+    }
+
     /// Whether the instrument trades on `day` (a New York date as a day number).
     pub fn is_trading_day(&self, inst: &Instrument, day: i64) -> bool {
-        !calendar::is_weekend(day)
-            && !(inst.hours.observes_holidays()
-                && (calendar::is_nyse_holiday(day) || self.extra_holidays.contains(&day)))
+        let holiday = inst.hours.observes_holidays() && self.is_holiday(day);
+        !calendar::is_weekend(day) && !holiday
     }
 
     /// The sessions of `day` (New York date) as UTC `[start, end)` pairs; empty if closed.
@@ -436,7 +557,7 @@ impl Market {
             valid_exchanges: inst.valid_exchanges().join(","),
             price_magnifier: 1,
             long_name: inst.long_name.clone(),
-            contract_month: if inst.sec_type == "FUT" {
+            contract_month: if inst.is_dated() {
                 inst.last_trade_date_or_contract_month.chars().take(6).collect()
             } else {
                 String::new()
@@ -450,7 +571,14 @@ impl Market {
             min_size: "1".into(),
             size_increment: "1".into(),
             suggested_size_increment: "1".into(),
-            under_con_id: 0,
+            under_con_id: inst.under_con_id,
+            under_symbol: if inst.under_con_id != 0 { inst.symbol.clone() } else { String::new() },
+            under_sec_type: if inst.under_con_id != 0 { "STK".into() } else { String::new() },
+            real_expiration_date: if inst.is_dated() {
+                inst.last_trade_date_or_contract_month.clone()
+            } else {
+                String::new()
+            },
             ..ContractDetails::default()
         };
         (contract, details)
@@ -471,7 +599,13 @@ impl Market {
         let mut entries = Vec::new();
         for day in today..today + 7 {
             let sessions = self.sessions(inst, day, regular_only);
-            if sessions.is_empty() {
+            // A closed day on which the next day's session opens (Sunday evening for futures
+            // and FX) is not listed as closed, as IB lists it.
+            let next_opens_today = self
+                .sessions(inst, day + 1, regular_only)
+                .first()
+                .is_some_and(|&(open, _)| wall(open).date == Date::from_days(day));
+            if sessions.is_empty() && !next_opens_today {
                 entries.push(HoursEntry::Closed(Date::from_days(day)));
             }
             for (a, b) in sessions {

@@ -575,7 +575,7 @@ fn head_timestamp_contract_details_and_symbols() {
             contract: es(),
         },
     );
-    assert_eq!(es_details.len(), 3, "two ES expiries + end");
+    assert_eq!(es_details.len(), 5, "four listed ES expiries + end");
     assert_eq!(
         errors(&sim.request(
             &mut c,

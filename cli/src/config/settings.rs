@@ -344,6 +344,9 @@ pub(crate) struct FetchSettings {
     /// How long a wall-time fetch waits for a lost gateway to come back before it stops (what
     /// was fetched is written; run it again to resume). Covers IB's nightly restart.
     pub(crate) gateway_down_secs: f64,
+    /// Ask no chunk that meets none of the contract's sessions (its contract details' hours);
+    /// `false` asks every chunk of the grid (`JobConfig::skip_closed_sessions`).
+    pub(crate) skip_closed_sessions: bool,
 }
 
 impl Default for FetchSettings {
@@ -353,6 +356,7 @@ impl Default for FetchSettings {
             concurrency: u16::try_from(run.concurrency).unwrap_or(u16::MAX),
             request_timeout_secs: run.request_timeout.as_secs_f64(),
             gateway_down_secs: 300.0,
+            skip_closed_sessions: true,
         }
     }
 }

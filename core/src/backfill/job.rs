@@ -10,6 +10,7 @@
 //!
 //! | outcome                                     | verdict                                         |
 //! |---------------------------------------------|-------------------------------------------------|
+//! | contract details: the chunk meets no open session | recorded covered-closed, never asked ([below](#closed-sessions)) |
 //! | bars                                        | merged (de-duplicated, trimmed to the range)    |
 //! | no bars, 162 "no data" ([`ErrorClass::NoData`]) | chunk recorded empty, not an error; tentative the first time ([below](#empty-chunks)) |
 //! | [`ErrorClass::BeforeHeadTimestamp`]         | clamp the range to the head timestamp, once     |
@@ -25,16 +26,26 @@
 //! [`BackfillJob::note_empty_before`], gets an empty answer again. Chunks emptied by the head
 //! timestamp (clamp or [`ErrorClass::BeforeHeadTimestamp`] for the whole chunk) are final at once.
 //!
+//! # Closed sessions
+//!
+//! With [`JobConfig::skip_closed_sessions`] the contract details of the lookup (or those a caller
+//! passes to [`BackfillJob::use_sessions_of`]) give the contract's sessions
+//! ([`super::sessions`]); a chunk of the grid that meets none of them — a night, a weekend, a
+//! holiday IB listed — is not asked and counts as covered (so a resume skips it too). A chunk that
+//! meets a session is asked whole: the grid, and so the tiling and resume, stay as they are.
+//!
 //! # Layout
 //!
 //! This file holds the job's plan entries and their state bookkeeping; `outcome` holds the policy
-//! above ([`BackfillJob::on_result`]) and `report` the counters and the summary.
+//! above ([`BackfillJob::on_result`]), `sessions` the closed-session filter and `report` the
+//! counters and the summary.
 //!
 //! [`ErrorClass::NoData`]: crate::classify::ErrorClass::NoData
 //! [`ErrorClass::BeforeHeadTimestamp`]: crate::classify::ErrorClass::BeforeHeadTimestamp
 
 mod outcome;
 mod report;
+mod sessions;
 
 use std::collections::VecDeque;
 
@@ -45,6 +56,7 @@ pub use self::report::{FailureSummary, Progress, Summary};
 use super::lookup::{Lookup, LookupError};
 use super::merge::BarSet;
 use super::plan::{plan_chunks, Chunk, PlanError};
+use super::sessions::{NoSessions, SessionUse};
 use super::BackfillSpec;
 use crate::connection::Query;
 use crate::message::Bar;
@@ -69,6 +81,10 @@ pub struct JobConfig {
     /// job after one request ([`BackfillJob::lookup_error`]), and the head timestamp clamps the
     /// range first. Off by default: a caller that already knows the contract saves two requests.
     pub lookup: bool,
+    /// Ask no chunk that meets none of the contract's open sessions (see the
+    /// [module docs](self#closed-sessions)); needs the contract details, from the lookup or
+    /// [`BackfillJob::use_sessions_of`]. On by default; off asks every chunk of the grid.
+    pub skip_closed_sessions: bool,
 }
 
 impl Default for JobConfig {
@@ -78,6 +94,7 @@ impl Default for JobConfig {
             max_pacing_requeues: 20,
             infer_coverage_from_bars: true,
             lookup: false,
+            skip_closed_sessions: true,
         }
     }
 }
@@ -89,6 +106,8 @@ enum State {
     Done,
     Empty(EmptyBy),
     Resumed,
+    /// No open session meets the chunk: covered without a request.
+    Closed,
     Failed,
 }
 
@@ -118,7 +137,9 @@ impl Entry {
     /// Answered (or skipped) for good: what [`BackfillJob::covered_spans`] reports.
     fn is_covered(&self) -> bool {
         match self.state {
-            State::Done | State::Resumed | State::Empty(EmptyBy::HeadTimestamp) => true,
+            State::Done | State::Resumed | State::Closed | State::Empty(EmptyBy::HeadTimestamp) => {
+                true
+            }
             State::Empty(EmptyBy::Answer) => self.empty_before,
             State::Queued | State::InFlight | State::Failed => false,
         }
@@ -153,6 +174,7 @@ pub struct BackfillJob {
     failures: Vec<ChunkFailure>,
     lookup: Option<Lookup>,
     lookup_error: Option<LookupError>,
+    sessions: SessionUse,
     lookups: u64,
     requests: u64,
     retries: u64,
@@ -216,6 +238,15 @@ impl BackfillJob {
                 }
             })
             .collect();
+        let sessions = if !cfg.skip_closed_sessions {
+            SessionUse::Off(NoSessions::Disabled)
+        } else if spec.bar_size.is_daily_or_longer() {
+            SessionUse::Off(NoSessions::DailyBars)
+        } else if cfg.lookup {
+            SessionUse::Pending
+        } else {
+            SessionUse::Off(NoSessions::NoDetails)
+        };
         Ok(Self {
             spec,
             cfg,
@@ -228,6 +259,7 @@ impl BackfillJob {
             failures: Vec::new(),
             lookup: cfg.lookup.then(|| Lookup::new(cfg.max_retries)),
             lookup_error: None,
+            sessions,
             lookups: 0,
             requests: 0,
             retries: 0,

@@ -1,7 +1,8 @@
 //! Before any chunk, a job can look its contract up once ([`JobConfig::lookup`]): an unknown
 //! symbol then ends the job after one request instead of one failure per chunk (a week of
-//! 5-second bars is 168 requests, twenty minutes of IB's pacing for a typo), and the contract's
-//! head timestamp clamps the range before anything older is asked for.
+//! 5-second bars is 168 requests, twenty minutes of IB's pacing for a typo), the contract's
+//! trading hours tell which chunks lie in closed sessions ([`super::sessions`]), and the
+//! contract's head timestamp clamps the range before anything older is asked for.
 //!
 //! [`JobConfig::lookup`]: super::JobConfig::lookup
 
@@ -11,7 +12,7 @@ use super::job::ChunkId;
 use crate::classify::ErrorClass;
 use crate::connection::{Answer, Query, RequestError};
 use crate::date_format::DateFormat;
-use crate::message::Contract;
+use crate::message::{Contract, ContractDetails};
 use crate::pool::CallError;
 use crate::query::HeadTimestampQuery;
 use crate::what_to_show::WhatToShow;
@@ -63,10 +64,13 @@ pub(super) struct Lookup {
 }
 
 /// What an answer to a lookup query means for the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Verdict {
     /// Nothing to do yet (the next lookup query is pending, or the answer was stale).
     Continue,
+    /// The contract's details (every match): the job takes its sessions from them; the head
+    /// timestamp comes next.
+    Details(Vec<(Contract, ContractDetails)>),
     /// The head timestamp, unix seconds: clamp the range to it.
     Head(i64),
     /// The job ends before its first chunk.
@@ -137,7 +141,8 @@ impl Lookup {
     fn on_contract(&mut self, result: Result<Answer, CallError>) -> Verdict {
         match result {
             Ok(Answer::ContractDetails(found)) if !found.is_empty() => {
-                self.next(Stage::Head { in_flight: false })
+                self.next(Stage::Head { in_flight: false });
+                Verdict::Details(found)
             }
             Ok(_) => Verdict::Fatal(LookupError::UnknownContract {
                 code: 200,
@@ -236,7 +241,6 @@ mod tests {
     use crate::backfill::{BackfillJob, BackfillSpec, JobConfig};
     use crate::bar_size::BarSize;
     use crate::classify::Advice;
-    use crate::message::ContractDetails;
 
     /// A week of 5-second bars for `symbol` (168 chunks), looking the contract up first.
     fn job(symbol: &str) -> BackfillJob {

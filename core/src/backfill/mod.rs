@@ -1,11 +1,13 @@
-//! Historical backfill planning, pure: which requests cover a range ([`plan`]), how their bars
-//! merge ([`merge`]), and how long IB's pacing will make them take ([`estimate`]) — decided here so
-//! `ibconn plan` and `ibconn fetch` agree, and so both are testable without a gateway.
+//! Historical backfill planning, pure: which requests cover a range ([`plan`]), which of them can
+//! hold bars at all ([`sessions`]), how their bars merge ([`merge`]), and how long IB's pacing will
+//! make them take ([`estimate`]) — decided here so `ibconn plan` and `ibconn fetch` agree, and so
+//! both are testable without a gateway.
 
 pub mod job;
 pub mod lookup;
 pub mod merge;
 pub mod plan;
+pub mod sessions;
 pub mod spans;
 
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ pub use self::job::{
 pub use self::lookup::{parse_head_timestamp, LookupError};
 pub use self::merge::{bar_start_unix, BarSet, MergeOutcome};
 pub use self::plan::{aligned_range, plan_chunks, remaining, Chunk, PlanError};
+pub use self::sessions::{HoursList, NoSessions, SessionCalendar, SessionUse};
 use crate::bar_size::BarSize;
 use crate::date_format::DateFormat;
 use crate::message::Contract;

@@ -147,10 +147,43 @@ pub(super) fn paced(query: &Query) -> PacedRequest {
     }
 }
 
+/// How the pacer tells contracts apart: the contract id, else symbol, type and currency plus
+/// whatever selects one derivative among its siblings (expiry, strike, right, local symbol), so
+/// two futures months or two strikes are not one contract to IB's per-contract rules.
 fn contract_key(c: &Contract) -> String {
     if c.con_id != 0 {
-        c.con_id.to_string()
-    } else {
-        format!("{}:{}:{}", c.symbol, c.sec_type, c.currency)
+        return c.con_id.to_string();
+    }
+    let mut key = format!("{}:{}:{}", c.symbol, c.sec_type, c.currency);
+    for part in [
+        c.last_trade_date_or_contract_month.clone(),
+        c.strike.map(|k| k.to_string()).unwrap_or_default(),
+        c.right.clone(),
+        c.local_symbol.clone(),
+    ] {
+        if !part.is_empty() {
+            key.push(':');
+            key.push_str(&part);
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract_spec::ContractSpec;
+
+    #[test]
+    fn derivatives_of_one_symbol_are_different_contracts_to_the_pacer() {
+        let key = |s: &str| contract_key(&ContractSpec::parse(s).unwrap().to_contract());
+        assert_eq!(key("AAPL"), "AAPL:STK:USD", "a stock keys as before");
+        assert_ne!(key("ES:FUT:202612"), key("ES:FUT:202703"));
+        assert_ne!(key("ESZ6"), key("ESH7"));
+        assert_ne!(
+            key("AAPL:OPT:20261218:200:C"),
+            key("AAPL:OPT:20261218:205:C")
+        );
+        assert_eq!(key("@265598"), "265598");
     }
 }

@@ -57,14 +57,15 @@ impl Gateway {
         req_id: i32,
         contract: &ibconn_core::message::Contract,
     ) -> Option<Instrument> {
-        let inst = match self.config.market.resolve(contract) {
-            Lookup::Found(i) => i.clone(),
+        let wall = self.unix_ms(now).div_euclid(1000);
+        let inst = match self.config.market.resolve(contract, wall) {
+            Lookup::Found(i) => *i,
             Lookup::NotFound => {
                 self.send_error(c, now, req_id, errors::no_security_definition());
                 return None;
             }
             Lookup::Ambiguous => {
-                self.send_error(c, now, req_id, errors::ambiguous(&contract.symbol));
+                self.send_error(c, now, req_id, errors::ambiguous(named(contract)));
                 return None;
             }
         };
@@ -131,6 +132,9 @@ impl Gateway {
         };
         if !self.paced(c, now, req_id, &paced) {
             return;
+        }
+        if let Some(e) = refuse_series(&inst, what, Some(bar_size)) {
+            return self.send_error(c, now, req_id, e);
         }
         let wall = self.unix_ms(now).div_euclid(1000);
         let window = match self.window(&inst, bar_size, what, &r, wall) {
@@ -317,6 +321,10 @@ impl Gateway {
         if !self.paced(c, now, r.req_id, &paced) {
             return;
         }
+        let refused = bars::parse_what(&r.what_to_show).and_then(|w| refuse_series(&inst, w, None));
+        if let Some(e) = refused {
+            return self.send_error(c, now, r.req_id, e);
+        }
         if take_one(&mut c.faults.never_answer) {
             tracing::debug!(req_id = r.req_id, "never answered (fault)");
             self.counters.never_answered += 1;
@@ -350,10 +358,11 @@ impl Gateway {
         now: Instant,
         r: &HistoricalDataRequest,
     ) -> Result<Vec<Bar>, IbError> {
-        let inst = match self.config.market.resolve(&r.contract) {
-            Lookup::Found(i) => i.clone(),
+        let wall = self.unix_ms(now).div_euclid(1000);
+        let inst = match self.config.market.resolve(&r.contract, wall) {
+            Lookup::Found(i) => *i,
             Lookup::NotFound => return Err(errors::no_security_definition()),
-            Lookup::Ambiguous => return Err(errors::ambiguous(&r.contract.symbol)),
+            Lookup::Ambiguous => return Err(errors::ambiguous(named(&r.contract))),
         };
         if !inst.data_permitted {
             return Err(errors::no_permissions(&inst.permission_scope()));
@@ -366,7 +375,9 @@ impl Gateway {
             let cause = format!("Invalid what to show: {}", r.what_to_show);
             return Err(errors::validation("bT", &cause));
         };
-        let wall = self.unix_ms(now).div_euclid(1000);
+        if let Some(e) = refuse_series(&inst, what, Some(bar_size)) {
+            return Err(e);
+        }
         self.window(&inst, bar_size, what, r, wall)
             .map(|w| w.bars)
             .map_err(|(_, e)| e)
@@ -412,6 +423,40 @@ fn take_one(n: &mut u32) -> bool {
 /// The pacer's same-contract key: contract, exchange, tick type.
 fn contract_tick(con_id: i32, exchange: &str, tick: &str) -> String {
     format!("{con_id}|{exchange}|{tick}")
+}
+
+/// How IB names a request's contract in "is ambiguous": its symbol, else its local symbol.
+fn named(c: &ibconn_core::message::Contract) -> &str {
+    if c.symbol.is_empty() {
+        &c.local_symbol
+    } else {
+        &c.symbol
+    }
+}
+
+/// IB's 162 for a series it does not keep for the instrument's security type (TRADES on forex,
+/// quotes on an index; docs/ib-facts.md#contracts), or `None` when it serves it.
+fn refuse_series(inst: &Instrument, what: WhatToShow, bar: Option<BarSize>) -> Option<IbError> {
+    if what.is_served_for(&inst.sec_type) {
+        return None;
+    }
+    let title = match what {
+        WhatToShow::Trades => "Last",
+        other => other.title(),
+    };
+    let bar = bar.map(|b| match b {
+        BarSize::Day1 => "1d".to_owned(),
+        BarSize::Week1 => "1w".to_owned(),
+        BarSize::Month1 => "1m".to_owned(),
+        intraday => intraday.seconds().to_string(),
+    });
+    Some(errors::no_historical_data(
+        &inst.symbol,
+        &inst.sec_type,
+        &inst.exchange,
+        title,
+        bar.as_deref(),
+    ))
 }
 
 /// The exchange IB names in a "no data" text: the request's, else the instrument's.

@@ -139,18 +139,15 @@ impl Gateway {
                     .retain(|_, s| !(s.req_id == req_id && s.kind == ReplyKind::HeadTimestamp));
             }
             Request::ReqContractDetails { req_id, contract } => {
-                let (found, wall) = (
-                    self.config.market.find_all(&contract).len(),
-                    self.unix_ms(now).div_euclid(1000),
-                );
-                if found == 0 {
+                let wall = self.unix_ms(now).div_euclid(1000);
+                let found = self.config.market.find_all(&contract, wall);
+                if found.is_empty() {
                     self.send_error(c, now, req_id, errors::no_security_definition());
                     return;
                 }
                 let market = &self.config.market;
-                let mut replies: Vec<Response> = market
-                    .find_all(&contract)
-                    .into_iter()
+                let mut replies: Vec<Response> = found
+                    .iter()
                     .map(|inst| {
                         let (contract, details) = market.contract_details(inst, wall);
                         Response::ContractData {
@@ -284,14 +281,10 @@ impl Gateway {
                 while *next_update <= now {
                     *next_update += interval;
                 }
-                let inst = self
-                    .config
-                    .market
-                    .instruments()
-                    .iter()
-                    .find(|i| i.con_id == stream.con_id);
-                let Some(inst) = inst else { continue };
-                let spec = self.spec(inst, stream.bar_size, stream.use_rth, stream.what, wall);
+                let Some(inst) = self.config.market.by_con_id(stream.con_id, wall) else {
+                    continue;
+                };
+                let spec = self.spec(&inst, stream.bar_size, stream.use_rth, stream.what, wall);
                 let spec = BarSpec {
                     format_date: stream.format_date,
                     ..spec

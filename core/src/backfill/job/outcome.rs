@@ -67,6 +67,7 @@ impl BackfillJob {
             };
             match lookup.on_result(id, result) {
                 Verdict::Continue => {}
+                Verdict::Details(found) => self.use_sessions_of(&found),
                 Verdict::Head(head) => self.clamp_to_head_timestamp(head),
                 Verdict::Fatal(e) => self.lookup_error = Some(e),
             }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{BackfillJob, State};
 use crate::backfill::lookup::LookupError;
+use crate::backfill::sessions::SessionUse;
 use crate::bar_size::BarSize;
 use crate::what_to_show::WhatToShow;
 
@@ -13,10 +14,13 @@ use crate::what_to_show::WhatToShow;
 pub struct Progress {
     /// Chunks in the plan.
     pub chunks_total: usize,
-    /// Chunks finished: fetched, empty, skipped on resume or failed.
+    /// Chunks finished: fetched, empty, closed, skipped on resume or failed.
     pub chunks_done: usize,
     /// Chunks skipped on resume: held bars or an earlier run's coverage showed them fetched.
     pub chunks_resumed: usize,
+    /// Chunks not asked because no open session of the contract meets them (nights, weekends,
+    /// holidays IB listed): covered without a request.
+    pub chunks_closed: usize,
     /// Chunks IB answered with "no data" (weekends, holidays, before the head timestamp),
     /// tentative ones included.
     pub chunks_empty: usize,
@@ -73,6 +77,8 @@ pub struct Summary {
     pub to_unix: i64,
     /// The head timestamp the range was clamped to, if it was.
     pub clamped_to_unix: Option<i64>,
+    /// Whether chunks of closed sessions were skipped, and if not, why.
+    pub sessions: SessionUse,
     /// Counters.
     pub progress: Progress,
     /// Whether every chunk finished without failure.
@@ -95,6 +101,7 @@ impl BackfillJob {
             chunks_total: self.entries.len(),
             chunks_done: self.entries.len() - in_flight - count(State::Queued),
             chunks_resumed: count(State::Resumed),
+            chunks_closed: count(State::Closed),
             chunks_empty: self
                 .entries
                 .iter()
@@ -127,6 +134,7 @@ impl BackfillJob {
             from_unix: self.from_unix,
             to_unix: self.to_unix,
             clamped_to_unix: self.clamped_to,
+            sessions: self.sessions.clone(),
             progress: self.progress(),
             complete: self.is_complete(),
             failures: self

@@ -23,7 +23,8 @@ fn spec(bar_size: BarSize) -> BackfillSpec {
     }
 }
 
-fn bar(t: i64) -> Bar {
+/// A flat bar at `t` (epoch seconds).
+pub(super) fn bar(t: i64) -> Bar {
     Bar {
         date: BarTime::Epoch(t),
         open: 1.0,

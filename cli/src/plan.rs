@@ -1,0 +1,269 @@
+//! `ibconn plan`: how many requests a fetch would send and how long IB's pacing would make them
+//! take; no historical request is sent. The contract's sessions (which chunks a fetch would not
+//! ask) come from the contract details the fetch would get: the embedded simulator's, computed
+//! in-process at the clock the fetch would run it on, or, with `--gateway`, one contract-details
+//! request (not paced by IB's historical rules). Without them the plan counts every chunk and
+//! says why.
+
+use std::time::{Duration, Instant};
+
+use ibconn_core::backfill::{estimate_behind, BackfillJob, Chunk, SessionUse};
+use ibconn_core::bar_size::BarSize;
+use ibconn_core::client_id::Purpose;
+use ibconn_core::message::{Contract, ContractDetails};
+use ibconn_core::pacer::{OwnerView, PaceBook, PaceTime, Pacer};
+use serde::Serialize;
+
+use crate::args::FetchArgs;
+use crate::config::Settings;
+use crate::coordination;
+use crate::fetch::{embedded_config, human, out_path, prepare, CliError};
+use crate::output::OutFile;
+use crate::session::{self, Session, EMBEDDED_LABEL};
+
+/// What `plan` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct PlanReport {
+    /// Requests a fetch would send now (chunks not covered by `--out`, not closed).
+    pub(crate) requests: usize,
+    /// Chunks in the whole plan.
+    pub(crate) chunks_total: usize,
+    /// Chunks already covered by `--out`.
+    pub(crate) chunks_resumed: usize,
+    /// Chunks no open session of the contract meets: not asked.
+    pub(crate) chunks_closed: usize,
+    /// Requests IB's pacing would hold back.
+    pub(crate) delayed: usize,
+    /// IB-pacing time estimate, seconds (answers assumed to take 1 s).
+    pub(crate) estimate_secs: u64,
+    /// Requests were every chunk asked, closed sessions included (what a fetch sent before
+    /// sessions were used, or sends with `fetch.skip_closed_sessions = false`).
+    pub(crate) requests_all_sessions: usize,
+    /// The IB-pacing estimate for those, seconds.
+    pub(crate) estimate_secs_all_sessions: u64,
+    /// Whether closed sessions are left out, and if not, why.
+    pub(crate) sessions: SessionUse,
+    /// Where the contract details were asked: `embedded-sim` or the gateway address (none when
+    /// the plan did not need them: filter off, daily bars, nothing left to ask).
+    pub(crate) sessions_from: Option<String>,
+    /// Why the contract details could not be had (every chunk then counts).
+    pub(crate) sessions_error: Option<String>,
+    /// Bar size (IB spelling when serialized).
+    pub(crate) bar_size: BarSize,
+    /// Aligned range, unix seconds.
+    pub(crate) from_unix: i64,
+    /// Aligned range end (exclusive), unix seconds.
+    pub(crate) to_unix: i64,
+    /// The gateway's shared pacing book, when planning for a gateway (`--gateway`): the
+    /// estimate starts behind what other processes and hosts hold in it.
+    pub(crate) shared: Option<SharedView>,
+}
+
+/// What other processes (and hosts) hold in a gateway's shared pacing book.
+#[derive(Debug, Serialize)]
+pub(crate) struct SharedView {
+    /// Where the book lives (`file /path`, `redis://…`).
+    pub(crate) store: String,
+    /// Every owner with a live claim.
+    pub(crate) owners: Vec<OwnerView>,
+    /// Historical weight they sent in the window ending now.
+    pub(crate) historical_weight_in_window: u32,
+    /// Their requests still scheduled ahead.
+    pub(crate) scheduled_ahead: u32,
+}
+
+/// A copy of `addr`'s shared pacing book and the ledger's time, read (never written) through
+/// the configured coordination store.
+fn read_shared_book(
+    settings: &Settings,
+    addr: &str,
+) -> Result<(PaceBook, PaceTime, String), String> {
+    let mut shared = coordination::open(settings, "ibconn plan")?;
+    let key = settings.pool_config(vec![addr.to_owned()]).pacing_key(addr);
+    let mut copy = None;
+    #[allow(clippy::disallowed_methods)] // the ledger maps its clock to this instant
+    let now = Instant::now();
+    shared
+        .ledger
+        .transact(&key, now, &mut |book, clock| {
+            copy = Some((book.clone(), clock.time))
+        })
+        .map_err(|e| e.to_string())?;
+    let (book, time) = copy.ok_or("the pacing store answered without a book")?;
+    Ok((book, time, shared.ledger.describe()))
+}
+
+/// The contract details a fetch of `job` would get: from the embedded simulator at the clock the
+/// fetch would run it on, or from `--gateway` (one request).
+fn contract_details(
+    args: &FetchArgs,
+    settings: &Settings,
+    job: &BackfillJob,
+) -> Result<Vec<(Contract, ContractDetails)>, String> {
+    let contract = job.spec().contract.clone();
+    match &args.gateway {
+        None => {
+            let cfg = embedded_config(args, settings, job);
+            let market = &cfg.gateway.market;
+            let now = cfg.gateway.start_unix_ms.div_euclid(1000);
+            let found: Vec<_> = market
+                .find_all(&contract, now)
+                .iter()
+                .map(|inst| market.contract_details(inst, now))
+                .collect();
+            if found.is_empty() {
+                return Err("the embedded simulator has no such contract".to_owned());
+            }
+            Ok(found)
+        }
+        Some(addr) => {
+            let rt = session::runtime()?;
+            rt.block_on(async {
+                let s = Session::open(Some(addr), args.seed, settings, "ibconn plan")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let found = match s.acquire(Purpose::Validation).await {
+                    Ok(conn) => conn
+                        .contract_details(contract)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                s.close().await;
+                found
+            })
+        }
+    }
+}
+
+/// `ibconn plan`: count and time the requests under the configured pacing rules, with and
+/// without the contract's closed sessions; no historical request is sent.
+pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, CliError> {
+    // Only reads the file: a fetch writing it at the same time does not stop a plan.
+    let file = out_path(args).map(OutFile::inspect).transpose()?;
+    let (mut job, _) = prepare(args, settings, file)?;
+    let every: Vec<Chunk> = job.pending_chunks().cloned().collect();
+    let wants_sessions = matches!(job.sessions(), SessionUse::Pending) && !every.is_empty();
+    let sessions_error = if wants_sessions {
+        match contract_details(args, settings, &job) {
+            Ok(found) => {
+                job.use_sessions_of(&found);
+                None
+            }
+            Err(e) => Some(e),
+        }
+    } else {
+        None
+    };
+    let pending: Vec<Chunk> = job.pending_chunks().cloned().collect();
+    // One origin instant for the virtual-time estimate; nothing is sent.
+    #[allow(clippy::disallowed_methods)]
+    let origin = Instant::now();
+    let rules = settings.pacing_rules();
+    let (pacer, shared) = match &args.gateway {
+        Some(addr) => {
+            let (book, time, store) = read_shared_book(settings, addr).map_err(CliError::Io)?;
+            let owners = book.owners(&rules, time);
+            let shared = SharedView {
+                store,
+                historical_weight_in_window: owners
+                    .iter()
+                    .map(|o| o.historical_weight_in_window)
+                    .sum(),
+                scheduled_ahead: owners.iter().map(|o| o.scheduled_ahead).sum(),
+                owners,
+            };
+            (Pacer::from_book(rules, book, origin, time), Some(shared))
+        }
+        None => (Pacer::new(rules), None),
+    };
+    let estimate = |chunks: &[Chunk]| {
+        estimate_behind(
+            job.spec(),
+            chunks,
+            pacer.clone(),
+            Duration::from_secs(1),
+            origin,
+        )
+        .map_err(|e| CliError::Io(format!("pacing estimate: {e}")))
+    };
+    let est = estimate(&pending)?;
+    let all = estimate(&every)?;
+    let p = job.progress();
+    let (from_unix, to_unix) = job.range();
+    Ok(PlanReport {
+        requests: pending.len(),
+        chunks_total: p.chunks_total,
+        chunks_resumed: p.chunks_resumed,
+        chunks_closed: p.chunks_closed,
+        delayed: est.delayed,
+        estimate_secs: est.makespan.as_secs(),
+        requests_all_sessions: every.len(),
+        estimate_secs_all_sessions: all.makespan.as_secs(),
+        sessions: job.sessions().clone(),
+        sessions_from: wants_sessions.then(|| {
+            args.gateway
+                .clone()
+                .unwrap_or_else(|| EMBEDDED_LABEL.to_owned())
+        }),
+        sessions_error,
+        bar_size: args.bar,
+        from_unix,
+        to_unix,
+        shared,
+    })
+}
+
+impl PlanReport {
+    /// Human-readable lines.
+    pub(crate) fn text(&self) -> String {
+        let mut s = format!(
+            "requests: {} ({} chunks, {} already in the output file, {} in closed sessions)\n\
+             IB pacing: about {} ({} requests held back by IB's pacing rules)\n",
+            self.requests,
+            self.chunks_total,
+            self.chunks_resumed,
+            self.chunks_closed,
+            human(Duration::from_secs(self.estimate_secs)),
+            self.delayed
+        );
+        s.push_str(&format!("sessions: {}", sessions_text(&self.sessions)));
+        if let Some(from) = &self.sessions_from {
+            s.push_str(&format!(" (contract details from {from}"));
+            if let Some(e) = &self.sessions_error {
+                s.push_str(&format!(": unavailable: {e}"));
+            }
+            s.push(')');
+        }
+        s.push('\n');
+        if self.requests != self.requests_all_sessions {
+            s.push_str(&format!(
+                "every chunk asked, closed sessions included: {} requests, about {}\n",
+                self.requests_all_sessions,
+                human(Duration::from_secs(self.estimate_secs_all_sessions))
+            ));
+        }
+        if let Some(shared) = &self.shared {
+            s.push_str(&format!(
+                "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
+                 and {} scheduled ahead; the estimate waits behind them\n",
+                shared.store,
+                shared.owners.len(),
+                shared.historical_weight_in_window,
+                shared.scheduled_ahead
+            ));
+        }
+        s
+    }
+}
+
+/// One phrase for how sessions are used, for the plan and the fetch summary.
+pub(crate) fn sessions_text(sessions: &SessionUse) -> String {
+    match sessions {
+        SessionUse::Pending => "not known (no contract details): every chunk asked".to_owned(),
+        SessionUse::Applied { zone, hours } => {
+            format!("{} in {zone}; closed ones not asked", hours.ib_name())
+        }
+        SessionUse::Off(why) => format!("not used ({why}): every chunk asked"),
+    }
+}
