@@ -221,7 +221,9 @@ impl Instrument {
                 .is_some_and(|r| r.eq_ignore_ascii_case(&self.right));
         named
             && right_ok
+            // A strike of 0 is unset, as IB reads it (ib_async sends 0.0 for every stock).
             && c.strike
+                .filter(|k| *k != 0.0)
                 .is_none_or(|k| self.strike.is_some_and(|s| (s - k).abs() < 1e-6))
             && opt_eq(&c.sec_type, &self.sec_type)
             && opt_eq(&c.currency, &self.currency)

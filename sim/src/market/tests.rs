@@ -357,3 +357,15 @@ fn sessions_per_type_fx_24x5_futures_with_the_break_indices_rth() {
         .trading_hours
         .contains("20261107:CLOSED;20261108:1700-20261109:1700"));
 }
+
+/// IB reads a strike of 0 as unset: clients that always send one (ib_async sends 0.0 for a
+/// stock) still find the stock.
+#[test]
+fn a_zero_strike_is_unset() {
+    let m = Market::builtin();
+    let aapl = Contract {
+        strike: Some(0.0),
+        ..Contract::stock("AAPL")
+    };
+    assert!(matches!(m.resolve(&aapl, NOW), Lookup::Found(i) if i.con_id == 265_598));
+}
