@@ -100,6 +100,9 @@ pub(crate) struct SymbolReport {
     /// The contracts an ambiguous one matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) candidates: Vec<Candidate>,
+    /// For an invalid bare symbol: the specs IB's symbol search knows it as (`SPX:IND`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hint: Option<String>,
 }
 
 impl SymbolReport {
@@ -121,6 +124,7 @@ impl SymbolReport {
                 && symbol.split(':').next() != Some(v.local_symbol.as_str()))
             .then(|| v.local_symbol.clone()),
             candidates: Vec::new(),
+            hint: None,
         }
     }
 
@@ -144,6 +148,7 @@ impl SymbolReport {
             message: Some(msg),
             local_symbol: None,
             candidates: Vec::new(),
+            hint: None,
         }
     }
 
@@ -224,6 +229,11 @@ impl ValidateReport {
             ]);
         }
         let mut out = table(&rows);
+        for s in &self.symbols {
+            if let Some(hint) = &s.hint {
+                out.push_str(&format!("{}: {hint}\n", s.symbol));
+            }
+        }
         for s in self.symbols.iter().filter(|s| !s.candidates.is_empty()) {
             out.push_str(&format!(
                 "\n{} is ambiguous: {} contracts match; name one:\n{}",
@@ -416,7 +426,19 @@ async fn check_one(
 ) -> SymbolReport {
     let found = match conn.contract_details(contract.clone()).await {
         Ok(found) => found,
-        Err(e) => return failure(cache, name, q, &e, now_unix()),
+        Err(e) => {
+            let mut report = failure(cache, name, q, &e, now_unix());
+            if report.status == "invalid" {
+                // IB's symbol search may know the name as another type (an index, a pair).
+                if let Ok(matches) = conn.matching_symbols(&contract.symbol).await {
+                    let specs = contract::alternatives(contract, &matches);
+                    if !specs.is_empty() {
+                        report.hint = Some(format!("did you mean {}?", specs.join(" or ")));
+                    }
+                }
+            }
+            return report;
+        }
     };
     let (c, d) = match found.as_slice() {
         // IB answers an unknown contract with error 200, never with an empty list.

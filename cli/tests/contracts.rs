@@ -275,3 +275,33 @@ fn bad_contract_text_and_conflicting_overrides_are_usage_errors() {
             "SPX TRADES: data since 1980-01-02T",
         ));
 }
+
+/// A bare name IB has no stock of gets what its symbol search knows it as, over the wire: an
+/// index, a currency pair; a name nobody knows gets no guess.
+#[test]
+fn an_unknown_stock_name_suggests_what_ib_knows_it_as() {
+    let sim = sim();
+    let dir = scratch("contracts-hint");
+    ibconn_in(&dir)
+        .args(["validate", "--gateway", &sim.addr, "SPX", "EUR", "NOPE"])
+        .assert()
+        .code(4)
+        .stdout(predicate::str::contains("SPX: did you mean SPX:IND?"))
+        .stdout(predicate::str::contains("EUR: did you mean EUR.USD?"))
+        .stdout(predicate::str::contains("NOPE: did you mean").not());
+    let v = stdout_json(
+        &ibconn_in(&dir)
+            .args([
+                "validate",
+                "--json",
+                "--refresh",
+                "--gateway",
+                &sim.addr,
+                "SPX",
+            ])
+            .assert()
+            .code(4),
+    );
+    assert_eq!(v["symbols"][0]["status"], "invalid");
+    assert_eq!(v["symbols"][0]["hint"], "did you mean SPX:IND?");
+}
