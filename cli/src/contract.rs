@@ -221,6 +221,40 @@ pub(crate) fn candidates_table(found: &[Candidate]) -> String {
     crate::util::table(&rows)
 }
 
+/// For a bare symbol IB has no stock of (error 200): the specs its symbol search suggests, e.g.
+/// `SPX:IND`, `EUR.USD` — so `validate SPX` says what to type instead of only
+/// "no security definition". Only for a plain stock spec; never a guess at what was meant.
+pub(crate) fn alternatives(asked: &Contract, found: &[ContractDescription]) -> Vec<String> {
+    let bare = asked.sec_type == "STK"
+        && asked.con_id == 0
+        && asked.last_trade_date_or_contract_month.is_empty();
+    if !bare {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |spec: String| {
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    };
+    for d in found {
+        let c = &d.contract;
+        if !c.symbol.eq_ignore_ascii_case(&asked.symbol) {
+            continue;
+        }
+        let sym = c.symbol.to_ascii_uppercase();
+        match c.sec_type.as_str() {
+            "IND" => add(format!("{sym}:IND")),
+            "CASH" if !c.currency.is_empty() => add(format!("{sym}.{}", c.currency)),
+            "STK" if !c.currency.is_empty() && c.currency != asked.currency => {
+                add(format!("{sym} --currency {}", c.currency));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,38 +313,4 @@ mod tests {
             Err(ContractError::Partial(_))
         ));
     }
-}
-
-/// For a bare symbol IB has no stock of (error 200): the specs its symbol search suggests, e.g.
-/// `SPX:IND`, `EUR.USD` — so `validate SPX` says what to type instead of only
-/// "no security definition". Only for a plain stock spec; never a guess at what was meant.
-pub(crate) fn alternatives(asked: &Contract, found: &[ContractDescription]) -> Vec<String> {
-    let bare = asked.sec_type == "STK"
-        && asked.con_id == 0
-        && asked.last_trade_date_or_contract_month.is_empty();
-    if !bare {
-        return Vec::new();
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |spec: String| {
-        if !out.contains(&spec) {
-            out.push(spec);
-        }
-    };
-    for d in found {
-        let c = &d.contract;
-        if !c.symbol.eq_ignore_ascii_case(&asked.symbol) {
-            continue;
-        }
-        let sym = c.symbol.to_ascii_uppercase();
-        match c.sec_type.as_str() {
-            "IND" => add(format!("{sym}:IND")),
-            "CASH" if !c.currency.is_empty() => add(format!("{sym}.{}", c.currency)),
-            "STK" if !c.currency.is_empty() && c.currency != asked.currency => {
-                add(format!("{sym} --currency {}", c.currency));
-            }
-            _ => {}
-        }
-    }
-    out
 }
