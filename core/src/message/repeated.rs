@@ -105,8 +105,18 @@ impl Repeated for proto::SymbolSamples {
 /// all. Costs one pass over the keys (and one more inside each nested message that has repeated
 /// fields); bytes prost would reject are left for prost to report.
 pub(crate) fn check<M: Repeated>(msg: &'static str, body: &[u8]) -> Result<(), DecodeError> {
+    check_count::<M>(msg, body).map(drop)
+}
+
+/// [`check`], returning how many repeated elements it counted (an upper bound on what a valid
+/// body holds, at most [`MAX_REPEATED`]): the capacity a decoder can reserve up front.
+pub(crate) fn check_count<M: Repeated>(
+    msg: &'static str,
+    body: &[u8],
+) -> Result<usize, DecodeError> {
     let mut left = MAX_REPEATED;
-    count(msg, body, &M::SHAPE, &mut left)
+    count(msg, body, &M::SHAPE, &mut left)?;
+    Ok(MAX_REPEATED - left)
 }
 
 fn count(

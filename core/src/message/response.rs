@@ -5,6 +5,7 @@
 //! wire forms' codecs in `text` and `protobuf`.
 
 mod error;
+mod fast_bars;
 mod historical;
 mod protobuf;
 mod text;

@@ -3,11 +3,11 @@
 
 use bytes::BytesMut;
 
-use super::{text_name, Bar, ErrorMessage, Response};
+use super::{fast_bars, text_name, Bar, ErrorMessage, Response};
 use crate::message::contract::{Contract, ContractDescription, ContractDetails};
 use crate::message::convert::{opt_str, str_or_empty};
 use crate::message::ids::incoming as id;
-use crate::message::{decode_proto, proto, Direction};
+use crate::message::{decode_proto, proto, repeated, Direction};
 use crate::wire::{DecodeError, EncodeError, Form, Frame, FrameEncoder};
 
 impl Response {
@@ -141,6 +141,24 @@ impl Response {
         }
     }
 
+    /// `HistoricalData` through prost: the reference the fast path is tested against, and the
+    /// decoder of every body the fast path declines (so errors stay exactly as prost reports them).
+    pub(super) fn historical_data_prost(body: &[u8]) -> Result<Self, DecodeError> {
+        let name = text_name(id::HISTORICAL_DATA);
+        let p: proto::HistoricalData =
+            decode_proto(Direction::ToClient, id::HISTORICAL_DATA, body)?;
+        Ok(Self::HistoricalData {
+            req_id: p.req_id.unwrap_or(0),
+            start: String::new(),
+            end: String::new(),
+            bars: p
+                .historical_data_bars
+                .into_iter()
+                .map(|b| Bar::from_proto(b, name))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     pub(super) fn decode_proto(frame: &Frame) -> Result<Self, DecodeError> {
         let body = &frame.body;
         let d = Direction::ToClient;
@@ -187,16 +205,17 @@ impl Response {
                 }
             }
             id::HISTORICAL_DATA => {
-                let p: proto::HistoricalData = decode_proto(d, frame.id, body)?;
-                Self::HistoricalData {
-                    req_id: p.req_id.unwrap_or(0),
-                    start: String::new(),
-                    end: String::new(),
-                    bars: p
-                        .historical_data_bars
-                        .into_iter()
-                        .map(|b| Bar::from_proto(b, name))
-                        .collect::<Result<_, _>>()?,
+                // The hot path: bars straight from the bytes, after the same cap check as prost's
+                // path. Whatever it declines, prost decodes (and names the error of).
+                let n = repeated::check_count::<proto::HistoricalData>(name, body)?;
+                match fast_bars::historical_data(body, n, name) {
+                    Ok((req_id, bars)) => Self::HistoricalData {
+                        req_id,
+                        start: String::new(),
+                        end: String::new(),
+                        bars,
+                    },
+                    Err(fast_bars::Fallback) => Self::historical_data_prost(body)?,
                 }
             }
             id::HISTORICAL_DATA_END => {
