@@ -1,16 +1,17 @@
-//! Command-line arguments and their parsers (dates, bar sizes).
+//! Command-line arguments and their parsers (dates and bar sizes: [`crate::dates`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use ibconn_core::bar_size::BarSize;
-use ibconn_core::civil::{Date, SECS_PER_DAY};
 use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::what_to_show::{ParseWhatToShowError, WhatToShow};
 use ibconn_sim::cli::SimArgs;
 
 use crate::contract::{self, ContractArgs};
+use crate::csvio::TimeFormat;
+use crate::dates;
 
 /// Exit codes, stated once for `--help` and the docs.
 pub(crate) const EXIT_CODES: &str = "\
@@ -20,8 +21,10 @@ Exit codes:
      could not be checked, a lease `ids release` refused)
   2  usage or configuration error (bad arguments, bad ibconn.toml or IBCONN_* variable,
      unreadable input)
-  3  partial result: some chunks failed; everything fetched was written
-  4  validate / head: a symbol does not exist (IB error 200, no security definition)
+  3  partial result: some chunks failed; everything fetched was written (several symbols:
+     some files written, some symbol incomplete or unknown)
+  4  validate / head / fetch: a symbol does not exist (IB error 200, no security
+     definition); a fetch of several symbols only when none exists
 validate exits 2 when a contract matches several (their table is printed): name one.";
 
 /// ibconn: Interactive Brokers historical data without the pacing headaches.
@@ -49,7 +52,8 @@ pub(crate) enum Command {
     /// How many requests a fetch needs and how long IB's pacing makes it; sends nothing.
     #[command(after_help = EXIT_CODES)]
     Plan(PlanArgs),
-    /// Classify an IB error code and message: what it means and what to do.
+    /// Explain an IB error code and message in plain words: what happened, what ibconn does
+    /// about it, what you can do.
     #[command(after_help = EXIT_CODES)]
     Explain(ExplainArgs),
     /// Run the simulated IB Gateway on a TCP port (same as the `ibconn-sim` binary).
@@ -87,9 +91,9 @@ pub(crate) struct FetchCmdArgs {
     /// What to fetch.
     #[command(flatten)]
     pub(crate) fetch: FetchArgs,
-    /// Print the final summary as JSON on stdout (instead of text on stderr); needs --out,
-    /// since without it the bars go to stdout.
-    #[arg(long, requires = "out")]
+    /// Print the final summary as JSON on stdout (instead of text on stderr); needs --out or
+    /// --out-dir, since without them the bars go to stdout.
+    #[arg(long, requires = "destination")]
     pub(crate) json: bool,
 }
 
@@ -306,23 +310,49 @@ pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
 
 /// What to fetch (shared by `fetch` and `plan`).
 #[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("destination").args(["out", "out_dir"])))]
 pub(crate) struct FetchArgs {
-    /// The contract, e.g. AAPL, EUR.USD, SPX:IND, ES:FUT:202612, ESZ6,
-    /// AAPL:OPT:20261218:200:C, @265598 (see the README's Contracts section).
-    #[arg(value_name = "SYMBOL", value_parser = contract::parse_spec)]
-    pub(crate) symbol: ContractSpec,
+    /// The contracts, e.g. AAPL, EUR.USD, SPX:IND, ES:FUT:202612, ESZ6,
+    /// AAPL:OPT:20261218:200:C, @265598 (see the README's Contracts section). Several need
+    /// --out-dir (fetch); they share one pacer, their requests interleaved.
+    #[arg(
+        value_name = "SYMBOL",
+        value_parser = contract::parse_spec,
+        required_unless_present = "symbols_file"
+    )]
+    pub(crate) symbols: Vec<ContractSpec>,
+    /// Read more contracts from FILE: one per line, `#` starts a comment, blank lines skipped.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) symbols_file: Option<PathBuf>,
     /// Overrides of the contract's defaults.
     #[command(flatten)]
     pub(crate) contract: ContractArgs,
-    /// Bar size: 1s 5s 10s 15s 30s 1m 2m 3m 5m 10m 15m 20m 30m 1h 2h 3h 4h 8h 1d 1w 1mo, or IB's
-    /// spelling ("5 mins").
-    #[arg(long, value_parser = parse_bar)]
+    /// Bar size: 1s 5s 10s 15s 30s, 1m (or 1min) 2m 3m 5m 10m 15m 20m 30m, 1h (or 60m, 1H) 2h
+    /// 3h 4h 8h, 1d, 1w, 1mo, or IB's spelling ("5 mins"). 1M is refused: 1mo or 1min?
+    #[arg(long, value_parser = dates::parse_bar)]
     pub(crate) bar: BarSize,
-    /// Range start (inclusive), UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
-    #[arg(long, value_parser = parse_date)]
+    /// Range start (inclusive): YYYY-MM-DD (UTC midnight), YYYY-MM-DDTHH:MM[:SS]Z, with a UTC
+    /// offset (2025-12-01T09:30:00-05:00) or a zone name ("2025-12-01T09:30 America/New_York").
+    /// This or --last is needed.
+    #[arg(
+        long = "from",
+        value_name = "DATE",
+        value_parser = dates::parse_date,
+        conflicts_with = "last"
+    )]
+    pub(crate) from_date: Option<i64>,
+    /// Range end (exclusive), in the same forms. Default: now (on the embedded simulator, its
+    /// clock: 2026-01-06T15:00:00Z).
+    #[arg(long = "to", value_name = "DATE", value_parser = dates::parse_date)]
+    pub(crate) to_date: Option<i64>,
+    /// The range as a span ending at --to (or now): 90m, 6h, 30d, 2w, 3mo, 1y.
+    #[arg(long, value_name = "SPAN", value_parser = dates::parse_span)]
+    pub(crate) last: Option<dates::Span>,
+    /// Range start, unix seconds ([`FetchArgs::resolve_range`]).
+    #[arg(skip)]
     pub(crate) from: i64,
-    /// Range end (exclusive), UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
-    #[arg(long, value_parser = parse_date)]
+    /// Range end (exclusive), unix seconds ([`FetchArgs::resolve_range`]).
+    #[arg(skip)]
     pub(crate) to: i64,
     /// IB's whatToShow: TRADES, MIDPOINT, BID, ASK, BID_ASK, ADJUSTED_LAST, … (any case).
     /// Default: MIDPOINT for forex, TRADES otherwise.
@@ -333,8 +363,21 @@ pub(crate) struct FetchArgs {
     pub(crate) rth: bool,
     /// CSV output file; bars already in it are kept and not fetched again (FILE.covered.json
     /// beside it records the spans answered, so empty ones are not asked again). Default: stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out_dir")]
     pub(crate) out: Option<PathBuf>,
+    /// One CSV per contract in DIR (created if missing), named after it: AAPL.csv,
+    /// EUR.USD.csv, ES-FUT-202612.csv (see the README); each resumes like --out, and has the
+    /// symbol column.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
+    /// How the time column is written: iso (2025-12-01T14:30:05Z, 2025-12-01 for daily and
+    /// longer bars) or epoch (unix seconds, YYYYMMDD for daily and longer bars). Default: an
+    /// existing file's own format, iso for a new one; the other format than a file's is refused.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) time_format: Option<TimeFormat>,
+    /// Start every row with the contract (a first column `symbol`); always on with --out-dir.
+    #[arg(long)]
+    pub(crate) with_symbol: bool,
     /// Also write the run's summary as JSON to this file.
     #[arg(long)]
     pub(crate) summary_json: Option<PathBuf>,
@@ -349,6 +392,16 @@ pub(crate) struct FetchArgs {
     /// Chunk requests in flight at once (default: fetch.concurrency from the config, 4).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub(crate) concurrency: Option<u16>,
+}
+
+impl FetchArgs {
+    /// Fill [`FetchArgs::from`] and [`FetchArgs::to`] from `--from`, `--to` and `--last`, `now`
+    /// (unix seconds) standing for a missing `--to`: the gateway's now — the wall clock, or the
+    /// embedded simulator's clock ([`dates::now_for`]).
+    pub(crate) fn resolve_range(&mut self, now: i64) -> Result<(), dates::DateError> {
+        (self.from, self.to) = dates::resolve(self.from_date, self.to_date, self.last, now)?;
+        Ok(())
+    }
 }
 
 /// `plan`: the fetch arguments plus an output format.
@@ -375,107 +428,14 @@ pub(crate) struct ExplainArgs {
     pub(crate) json: bool,
 }
 
-/// Parse a bar size: short aliases or IB's spelling.
-pub(crate) fn parse_bar(s: &str) -> Result<BarSize, String> {
-    let alias = match s {
-        "1s" => Some(BarSize::Sec1),
-        "5s" => Some(BarSize::Sec5),
-        "10s" => Some(BarSize::Sec10),
-        "15s" => Some(BarSize::Sec15),
-        "30s" => Some(BarSize::Sec30),
-        "1m" | "1min" => Some(BarSize::Min1),
-        "2m" => Some(BarSize::Min2),
-        "3m" => Some(BarSize::Min3),
-        "5m" => Some(BarSize::Min5),
-        "10m" => Some(BarSize::Min10),
-        "15m" => Some(BarSize::Min15),
-        "20m" => Some(BarSize::Min20),
-        "30m" => Some(BarSize::Min30),
-        "1h" => Some(BarSize::Hour1),
-        "2h" => Some(BarSize::Hour2),
-        "3h" => Some(BarSize::Hour3),
-        "4h" => Some(BarSize::Hour4),
-        "8h" => Some(BarSize::Hour8),
-        "1d" => Some(BarSize::Day1),
-        "1w" => Some(BarSize::Week1),
-        "1mo" | "1M" => Some(BarSize::Month1),
-        _ => None,
-    };
-    match alias {
-        Some(b) => Ok(b),
-        None => s.parse().map_err(|_| {
-            format!("unknown bar size {s:?} (use e.g. 5s, 1m, 5m, 1h, 1d, or IB's \"5 mins\")")
-        }),
-    }
-}
-
 /// Parse IB's `whatToShow` (case-insensitive).
 pub(crate) fn parse_what(s: &str) -> Result<WhatToShow, String> {
     s.parse().map_err(|e: ParseWhatToShowError| e.to_string())
 }
 
-/// Parse a UTC date: `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM:SSZ`, to unix seconds.
-pub(crate) fn parse_date(s: &str) -> Result<i64, String> {
-    let bad = || format!("invalid date {s:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)");
-    let (date, time) = match s.split_once('T') {
-        Some((d, t)) => (d, Some(t.strip_suffix('Z').ok_or_else(bad)?)),
-        None => (s, None),
-    };
-    let num = |part: &str, len: usize| -> Result<u32, String> {
-        if part.len() == len && part.bytes().all(|b| b.is_ascii_digit()) {
-            part.parse().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let mut d = date.split('-');
-    let (Some(y), Some(m), Some(day), None) = (d.next(), d.next(), d.next(), d.next()) else {
-        return Err(bad());
-    };
-    let (y, m, day) = (num(y, 4)?, num(m, 2)?, num(day, 2)?);
-    let date = Date::new(i32::try_from(y).map_err(|_| bad())?, m, day);
-    if !date.is_valid() {
-        return Err(bad());
-    }
-    let mut secs = date.days() * SECS_PER_DAY;
-    if let Some(t) = time {
-        let mut p = t.split(':');
-        let (Some(h), Some(mi), Some(sec), None) = (p.next(), p.next(), p.next(), p.next()) else {
-            return Err(bad());
-        };
-        let (h, mi, sec) = (num(h, 2)?, num(mi, 2)?, num(sec, 2)?);
-        if h > 23 || mi > 59 || sec > 59 {
-            return Err(bad());
-        }
-        secs += i64::from(h * 3_600 + mi * 60 + sec);
-    }
-    Ok(secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_parse_in_utc() {
-        assert_eq!(parse_date("2026-01-01"), Ok(1_767_225_600));
-        assert_eq!(
-            parse_date("2026-01-01T01:00:05Z"),
-            Ok(1_767_225_600 + 3_605)
-        );
-        assert_eq!(parse_date("2024-02-29"), Ok(1_709_164_800));
-        for bad in [
-            "2026-1-01",
-            "2026-02-30",
-            "2023-02-29",
-            "2026-01-01T25:00:00Z",
-            "2026-01-01T01:00:00",
-            "yesterday",
-            "2026-01-01-01",
-        ] {
-            assert!(parse_date(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn listen_addresses_take_ips_and_localhost() {
@@ -497,14 +457,6 @@ mod tests {
         ] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn bar_sizes_accept_aliases_and_ib_spelling() {
-        assert_eq!(parse_bar("1h"), Ok(BarSize::Hour1));
-        assert_eq!(parse_bar("5 mins"), Ok(BarSize::Min5));
-        assert_eq!(parse_bar("1mo"), Ok(BarSize::Month1));
-        assert!(parse_bar("7h").is_err());
     }
 
     #[test]

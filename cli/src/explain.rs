@@ -1,85 +1,100 @@
-//! `ibconn explain CODE "MESSAGE"`: the classifier's verdict in words.
+//! `ibconn explain CODE "MESSAGE"`: the classifier's verdict in a user's words — what happened,
+//! what ibconn does about it, what you can do ([`ibconn_core::classify::explain`]).
 
-use ibconn_core::classify::{classify, Advice, Classification, ErrorClass, RequestContext};
+use ibconn_core::classify::{self, classify, Advice, Classification, ErrorClass, RequestContext};
 use serde::Serialize;
 
 /// The verdict as printed.
 #[derive(Debug, Serialize)]
 pub(crate) struct Explanation<'a> {
+    /// IB's code.
     code: i32,
+    /// IB's message, as given.
     message: &'a str,
+    /// What happened.
+    what_happened: String,
+    /// What ibconn does about it.
+    what_ibconn_does: String,
+    /// What the user can do.
+    what_you_can_do: String,
+    /// The classifier's class (for programs; `--json` only).
     class: ErrorClass,
+    /// The classifier's advice to the code handling the request (for programs; `--json` only).
     advice: Advice,
-    meaning: &'static str,
-    what_to_do: &'static str,
 }
 
 /// Classify `code` and `message` (no request context: as if IB's text arrived on its own).
 pub(crate) fn explain(code: i32, message: &str) -> Explanation<'_> {
-    let Classification { class, advice } = classify(code, message, &RequestContext::default());
+    let verdict = classify(code, message, &RequestContext::default());
+    let Classification { class, advice } = verdict;
+    let words = classify::explain(code, message, verdict);
     Explanation {
         code,
         message,
+        what_happened: words.what_happened,
+        what_ibconn_does: words.what_ibconn_does,
+        what_you_can_do: words.what_you_can_do,
         class,
         advice,
-        meaning: meaning(class),
-        what_to_do: what_to_do(advice),
     }
 }
+
+/// Width the text is wrapped to.
+const WIDTH: usize = 96;
 
 impl Explanation<'_> {
-    /// Human-readable lines.
+    /// Human-readable paragraphs.
     pub(crate) fn text(&self) -> String {
-        format!(
-            "code:    {}\nclass:   {:?}\nmeaning: {}\nadvice:  {:?}\ndo:      {}\n",
-            self.code, self.class, self.meaning, self.advice, self.what_to_do
-        )
+        let mut s = format!("IB {}: {}\n\n", self.code, self.message.trim());
+        for (head, body) in [
+            ("What happened", &self.what_happened),
+            ("What ibconn does", &self.what_ibconn_does),
+            ("What you can do", &self.what_you_can_do),
+        ] {
+            s.push_str(head);
+            s.push('\n');
+            s.push_str(&wrap(body, "  ", WIDTH));
+        }
+        s
     }
 }
 
-fn meaning(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Pacing => "IB refused a historical request for breaking its pacing rules",
-        ErrorClass::RateExceeded => "more than 50 messages per second were sent",
-        ErrorClass::NoData => {
-            "the query is valid but IB has no bars for it (weekend, holiday, no trades)"
+/// `text` wrapped at `width` columns, each line starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        let empty = line.len() == indent.len();
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(indent);
+        } else if !empty {
+            line.push(' ');
         }
-        ErrorClass::BeforeHeadTimestamp => "the range starts before the earliest data IB has",
-        ErrorClass::FutureEndDate => "the end date lies in the future",
-        ErrorClass::QueryCancelled => "the request was cancelled by us (explicitly or on timeout)",
-        ErrorClass::DuplicateId => {
-            "the gateway still holds a request under this id; the same request under a new id can succeed"
-        }
-        ErrorClass::NoPermission => "no market-data permission, or a competing session",
-        ErrorClass::InvalidRequest => {
-            "the request itself is invalid (bar size, duration, whatToShow, …)"
-        }
-        ErrorClass::ClientIdInUse => "another session already uses this client id",
-        ErrorClass::NoSecurityDefinition => "no contract matches the description",
-        ErrorClass::Connectivity(_) => "the link between the API, TWS / Gateway and IB changed",
-        ErrorClass::FarmStatus(..) => "a data farm's status changed (informational)",
-        ErrorClass::Informational => "a notice that affects no request",
-        ErrorClass::Unknown => "not recognised (e.g. a localized text); never treated as pacing",
-        _ => "not described yet",
+        line.push_str(word);
     }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
-fn what_to_do(advice: Advice) -> &'static str {
-    match advice {
-        Advice::Ignore => "nothing",
-        Advice::RetryWhenPacerAllows => "tell the pacer, then retry when it allows",
-        Advice::ReturnEmpty => "treat the request as finished with no rows",
-        Advice::ClampStartAndRetry { .. } => {
-            "retry once with the start clamped to the head timestamp"
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_three_wrapped_parts() {
+        let text = explain(10197, "No market data during competing session").text();
+        assert!(text.starts_with("IB 10197: No market data during competing session\n\n"));
+        for head in ["What happened\n", "What ibconn does\n", "What you can do\n"] {
+            assert!(text.contains(head), "{text}");
         }
-        Advice::RejectBeforeSending => "do not send; fix the request",
-        Advice::ReportCancelled => "report the request as cancelled, not as a server error",
-        Advice::Fail => "fail the request; retrying will not help",
-        Advice::UseNextClientId => "connect with the next client id",
-        Advice::AwaitRestore => "keep the socket and wait for 1101 / 1102",
-        Advice::Resubscribe => "re-submit market-data subscriptions",
-        Advice::Resume => "carry on; subscriptions are intact",
-        Advice::Reconnect => "drop the connection and reconnect with backoff",
-        _ => "see the classifier docs",
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("clears when the other session ends"),
+            "{text}"
+        );
     }
 }

@@ -1,31 +1,29 @@
-//! `ibconn fetch` and `ibconn plan`: one [`BackfillJob`] driven on the embedded simulator (virtual
-//! time, [`PoolWorld`]) or on a real gateway (wall time, [`ibconn_tokio::Pool`]).
+//! `ibconn fetch` of one symbol, and what every fetch shares: a [`Unit`] per symbol (its
+//! [`BackfillJob`] and where its bars go), the summary, the progress bar. The drivers (embedded
+//! simulator in virtual time, or a real gateway) are in [`crate::drive`]; several symbols
+//! (`--out-dir`) in [`crate::batch`].
 
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ibconn_core::backfill::{
-    aligned_range, bar_start_unix, spans, BackfillJob, BackfillSpec, JobConfig, PlanError, Summary,
+    aligned_range, bar_start_unix, spans, BackfillJob, BackfillSpec, HeldCounts, JobConfig,
+    PlanError, Summary,
 };
 use ibconn_core::civil::SECS_PER_DAY;
-use ibconn_core::client_id::{Purpose, UnixMillis};
+use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::message::{Bar, Contract};
-use ibconn_core::pool::{CallError, PoolConfig, PoolStats};
+use ibconn_core::pool::PoolConfig;
 use ibconn_core::what_to_show::WhatToShow;
-use ibconn_sim::{BackfillRun, PoolWorld, PoolWorldConfig};
-use indicatif::{ProgressBar, ProgressStyle};
+use ibconn_sim::PoolWorldConfig;
 use serde::Serialize;
 
 use crate::args::FetchArgs;
-use crate::config::{secs, Settings};
-use crate::coordination;
-use crate::csvio;
-use crate::output::{Identity, OutError, OutFile, Resume};
-use crate::probe;
+use crate::config::Settings;
+use crate::csvio::{self, Layout, Missing, TimeFormat};
+use crate::drive::{self, Ran};
+use crate::output::{Identity, OutError, OutFile, Resume, Wanted};
 use crate::signals::Stop;
-use crate::watch::GatewayWatch;
 
 /// Exit code: partial result.
 pub(crate) const EXIT_PARTIAL: u8 = 3;
@@ -62,20 +60,39 @@ impl CliError {
     }
 }
 
-/// What `args` asks for (`contract`, `what`: as resolved from it), as recorded beside an
-/// `--out` file: the full contract, so two futures months never share a file.
-fn identity(args: &FetchArgs, contract: &Contract, what: WhatToShow) -> Identity {
-    Identity {
-        contract: crate::contract::describe(contract),
-        bar_size: args.bar.as_str().to_owned(),
-        what_to_show: what.as_str().to_owned(),
-        rth: args.rth,
-        time_format: if args.bar.is_daily_or_longer() {
-            "yyyymmdd"
-        } else {
-            "epoch"
-        }
-        .to_owned(),
+/// What `args` asks of the output of `spec` (`contract`, `what`: as resolved from it): the
+/// request as recorded beside a file (the full contract, so two futures months never share a
+/// file) and the layout a new file gets. `in_dir`: the file is one of `--out-dir`'s, which have
+/// the symbol column.
+fn wanted(
+    args: &FetchArgs,
+    spec: &ContractSpec,
+    contract: &Contract,
+    what: WhatToShow,
+    in_dir: bool,
+) -> Wanted {
+    let symbol = spec.to_string();
+    let volatility = matches!(
+        what,
+        WhatToShow::HistoricalVolatility | WhatToShow::OptionImpliedVolatility
+    );
+    Wanted {
+        identity: Identity {
+            contract: crate::contract::describe(contract),
+            bar_size: args.bar.as_str().to_owned(),
+            what_to_show: what.as_str().to_owned(),
+            rth: args.rth,
+            layout: Layout {
+                time_format: args.time_format.unwrap_or(TimeFormat::Iso),
+                symbol: (args.with_symbol || in_dir).then(|| symbol.clone()),
+                missing: Missing::Empty,
+            },
+        },
+        time_format: args.time_format,
+        symbol_required: args.with_symbol,
+        symbol,
+        no_volume: what.is_quotes() || volatility,
+        step: (!args.bar.is_daily_or_longer()).then(|| i64::from(args.bar.seconds())),
     }
 }
 
@@ -84,27 +101,40 @@ pub(crate) fn out_path(args: &FetchArgs) -> Option<&Path> {
     args.out.as_deref().filter(|p| p.as_os_str() != "-")
 }
 
-/// The job for `args`, resumed from `file` if it holds the same request, and the output. `file`
-/// is `None` for stdout.
+/// One symbol of a fetch: its job, resumed from its file, and where its bars go.
+pub(crate) struct Unit {
+    /// The contract as given (canonical text), for the summary.
+    pub(crate) label: String,
+    /// The backfill.
+    pub(crate) job: BackfillJob,
+    /// Where its bars go.
+    pub(crate) output: Output,
+    /// Bars of the range it held before this run (from its file).
+    pub(crate) held: usize,
+}
+
+/// The unit fetching `spec` for `args`, resumed from `file` if it holds the same request. `file`
+/// is `None` for stdout; `in_dir`: the file is one of `--out-dir`'s.
 pub(crate) fn prepare(
     args: &FetchArgs,
     settings: &Settings,
+    symbol: &ContractSpec,
     file: Option<OutFile>,
-) -> Result<(BackfillJob, Output), CliError> {
+    in_dir: bool,
+) -> Result<Unit, CliError> {
     // One contract, and a series IB keeps for its type: refused here, before any request.
-    let (contract, what) = crate::contract::for_bars(&args.symbol, &args.contract, args.what)
+    let (contract, what) = crate::contract::for_bars(symbol, &args.contract, args.what)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let identity = identity(args, &contract, what);
+    let wanted = wanted(args, symbol, &contract, what, in_dir);
     let spec = BackfillSpec {
         contract,
         bar_size: args.bar,
         what_to_show: what,
         use_rth: args.rth,
     };
-    let step = (!args.bar.is_daily_or_longer()).then(|| i64::from(args.bar.seconds()));
     let resume = match &file {
-        Some(f) => f.resume(&identity, what.is_quotes(), step)?,
-        None => Resume::default(),
+        Some(f) => f.resume(&wanted)?,
+        None => Resume::fresh(wanted.identity.layout.clone()),
     };
     if let Some(note) = &resume.note {
         use std::io::Write;
@@ -135,6 +165,9 @@ pub(crate) fn prepare(
     let earlier = resume.covered.unwrap_or_default();
     job.skip_covered(&earlier);
     job.note_empty_before(&resume.empty_once);
+    let held = job.progress().bars;
+    let mut identity = wanted.identity;
+    identity.layout = resume.layout;
     let output = Output {
         file,
         identity,
@@ -142,14 +175,24 @@ pub(crate) fn prepare(
         earlier,
         empty_before: resume.empty_once,
     };
-    Ok((job, output))
+    Ok(Unit {
+        label: symbol.to_string(),
+        job,
+        output,
+        held,
+    })
 }
 
 /// `--to`, at most the start of the current bar: IB answers an end date in the future with an
 /// error, and a bar still forming would change later.
 fn effective_to(args: &FetchArgs) -> i64 {
-    // The embedded simulator too: a range in the future has no bars, not invented ones.
-    let now = UnixMillis::from_system_time(SystemTime::now()).as_unix_secs();
+    // The embedded simulator too: a range in the future has no bars, not invented ones; and
+    // its own clock (its "today", or a day past the range) is the now of its bars.
+    let wall = crate::dates::wall_now();
+    let now = match &args.gateway {
+        None => wall.min(crate::dates::embedded_clock(args.to.min(wall))),
+        Some(_) => wall,
+    };
     let step = if args.bar.is_daily_or_longer() {
         SECS_PER_DAY
     } else {
@@ -260,42 +303,7 @@ pub(crate) fn human(d: Duration) -> String {
     }
 }
 
-pub(crate) struct Progress {
-    pub(crate) bar: ProgressBar,
-}
-
-impl Progress {
-    fn new(total: usize, virtual_time: bool) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
-            let template = if virtual_time {
-                "{bar:30} {pos}/{len} chunks · {msg}"
-            } else {
-                "{bar:30} {pos}/{len} chunks · {msg} · ETA {eta}"
-            };
-            let bar = ProgressBar::new(total as u64);
-            if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        Self { bar }
-    }
-
-    fn update(&self, job: &BackfillJob, elapsed: Option<Duration>, waits: Option<u64>) {
-        let p = job.progress();
-        self.bar.set_position(p.chunks_done as u64);
-        let mut msg = format!("{} bars", p.bars);
-        if let Some(e) = elapsed {
-            msg.push_str(&format!(" · {} virtual", human(e)));
-        }
-        if let Some(w) = waits {
-            msg.push_str(&format!(" · {w} pacing waits"));
-        }
-        self.bar.set_message(msg);
-    }
-}
+pub(crate) use crate::progress::Progress;
 
 /// Where the bars go: `--out` (rewritten durably, with the file's bars outside the range kept)
 /// or stdout at the end.
@@ -310,7 +318,8 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    fn bars(&self, job: &BackfillJob) -> Vec<Bar> {
+    /// Every bar the output will hold: the file's outside the range and the job's, sorted.
+    pub(crate) fn bars(&self, job: &BackfillJob) -> Vec<Bar> {
         let mut bars = self.outside.clone();
         bars.extend(job.bars().iter().map(|(_, b)| b.clone()));
         bars.sort_by_key(|b| bar_start_unix(&b.date));
@@ -318,7 +327,7 @@ impl Output {
     }
 
     /// Write what the job holds now to `--out` and its coverage beside it (a no-op for stdout).
-    fn checkpoint(&self, job: &BackfillJob) -> Result<(), OutError> {
+    pub(crate) fn checkpoint(&self, job: &BackfillJob) -> Result<(), OutError> {
         let Some(file) = &self.file else {
             return Ok(());
         };
@@ -333,66 +342,151 @@ impl Output {
     }
 }
 
-struct Ran {
-    pool: Option<PoolStats>,
-    virtual_elapsed: Option<Duration>,
-    gateway_violations: Option<u64>,
-    error: Option<String>,
-}
-
-/// `ibconn fetch`: run, write the CSV (also on failure: nothing fetched is lost), summarise.
-pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummary, CliError> {
-    let file = out_path(args).map(OutFile::open).transpose()?;
-    let (mut job, output) = prepare(args, settings, file)?;
-    let stop = Stop::install();
-    let held = job.progress().bars;
-    #[allow(clippy::disallowed_methods)] // wall time of the run, for the summary only
-    let started = Instant::now();
-    let progress = Progress::new(job.progress().chunks_total, args.gateway.is_none());
-    let ran = match &args.gateway {
-        None => run_embedded(args, settings, &mut job, &progress, &stop),
-        Some(addr) => run_gateway(args, settings, addr, &mut job, &progress, &output, &stop),
-    };
-    progress.bar.finish_and_clear();
-    let wall = started.elapsed();
-
-    let bars = output.bars(&job);
-    // A run that failed before any request (no gateway, say) changed nothing: it creates no file
-    // and rewrites none.
-    let nothing_asked = ran.error.is_some() && job.progress().requests == 0;
-    match &output.file {
-        // A symbol that does not exist leaves no file behind, and no header-only CSV on stdout.
-        _ if job.lookup_error().is_some() => {}
-        Some(_) if nothing_asked => {}
-        Some(_) => output.checkpoint(&job)?,
-        None => {
-            let stdout = std::io::stdout();
-            csvio::write_to(stdout.lock(), &bars)
-                .map_err(|e| CliError::Io(format!("stdout: {e}")))?;
+impl Unit {
+    /// After the run (`error`: what stopped it early): write the file, or the CSV to stdout.
+    /// A symbol that does not exist leaves no file behind (and no header-only CSV on stdout);
+    /// a unit that asked nothing before the run failed (no gateway, say) creates and rewrites
+    /// none. Returns the bars the output holds.
+    pub(crate) fn finish(&self, error: bool) -> Result<usize, CliError> {
+        let bars = self.output.bars(&self.job);
+        let nothing_asked = error && self.job.progress().requests == 0;
+        match &self.output.file {
+            _ if self.job.lookup_error().is_some() => {}
+            Some(_) if nothing_asked => {}
+            Some(_) => self.output.checkpoint(&self.job)?,
+            None => {
+                let stdout = std::io::stdout();
+                csvio::write_to(stdout.lock(), &bars, &self.output.identity.layout)
+                    .map_err(|e| CliError::Io(format!("stdout: {e}")))?;
+            }
         }
+        Ok(bars.len())
     }
 
-    let summary = job.summary();
-    let failed = !summary.failures.is_empty();
-    let exit_code = if let Some(e) = &summary.lookup_error {
-        if e.is_unknown_contract() {
-            EXIT_NO_SUCH_SYMBOL
-        } else {
+    /// The exit code of this symbol alone (`error`: a runtime failure stopped the run before
+    /// this unit finished): 4 the symbol does not exist, 1 nothing could be fetched, 3 partial.
+    pub(crate) fn exit_code(&self, error: bool) -> u8 {
+        let summary = self.job.summary();
+        let failed = !summary.failures.is_empty();
+        if let Some(e) = &summary.lookup_error {
+            if e.is_unknown_contract() {
+                EXIT_NO_SUCH_SYMBOL
+            } else {
+                1
+            }
+        } else if error && summary.progress.bars_added == 0 && self.held == 0 {
             1
-        }
-    } else if ran.error.is_some() && summary.progress.bars_added == 0 && held == 0 {
-        1
-    } else if ran.error.is_some() || failed {
-        if summary.progress.bars == 0 {
-            1
+        } else if error || failed {
+            if summary.progress.bars == 0 {
+                1
+            } else {
+                EXIT_PARTIAL
+            }
         } else {
-            EXIT_PARTIAL
+            0
         }
-    } else {
-        0
-    };
-    let pool = ran.pool.unwrap_or_default();
-    let out = FetchSummary {
+    }
+}
+
+/// `ibconn fetch` of one symbol to `--out` or stdout: run, write the CSV (also on failure:
+/// nothing fetched is lost), summarise.
+pub(crate) fn fetch(
+    args: &FetchArgs,
+    settings: &Settings,
+    symbol: &ContractSpec,
+) -> Result<FetchSummary, CliError> {
+    let file = out_path(args).map(OutFile::open).transpose()?;
+    let unit = prepare(args, settings, symbol, file, false)?;
+    let stop = Stop::install();
+    #[allow(clippy::disallowed_methods)] // wall time of the run, for the summary only
+    let started = Instant::now();
+    let mut units = [unit];
+    let progress = Progress::new(
+        units[0].job.progress().chunks_total,
+        args.gateway.is_none(),
+        settings,
+    );
+    let ran = drive::run(args, settings, &mut units, &progress, &stop);
+    progress.bar.finish_and_clear();
+    let wall = started.elapsed();
+    let [unit] = units;
+    let bars = unit.finish(ran.error.is_some())?;
+    let exit_code = unit.exit_code(ran.error.is_some());
+    let job = unit.job.summary();
+    let counts = (job.progress.requests, bars, job.progress.bars_added);
+    let out = summary(run_totals(args, &ran, wall, counts, exit_code), job);
+    if let Some(path) = &args.summary_json {
+        write_json(path, &out)?;
+    }
+    Ok(out)
+}
+
+/// The summary of a one-symbol run from its totals and its job's account.
+fn summary(run: RunTotals, job: Summary) -> FetchSummary {
+    FetchSummary {
+        gateway: run.gateway,
+        time: run.time,
+        virtual_secs: run.virtual_secs,
+        wall_secs: run.wall_secs,
+        requests: run.requests,
+        bars: run.bars,
+        bars_added: run.bars_added,
+        pacing_waits: run.pacing_waits,
+        pacing_wait_ms: run.pacing_wait_ms,
+        pacing_violations: run.pacing_violations,
+        gateway_pacing_violations: run.gateway_violations,
+        error: run.error,
+        exit_code: run.exit_code,
+        job,
+    }
+}
+
+/// What every fetch summary says of the run, whatever the number of symbols.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunTotals {
+    /// `embedded-sim` or the gateway address.
+    pub(crate) gateway: String,
+    /// `virtual` (embedded simulator) or `wall`.
+    pub(crate) time: &'static str,
+    /// Virtual time the backfill took (embedded simulator only), seconds.
+    pub(crate) virtual_secs: Option<f64>,
+    /// Wall time the backfill took, seconds.
+    pub(crate) wall_secs: f64,
+    /// Historical requests sent (retries included), every symbol.
+    pub(crate) requests: u64,
+    /// Bars in the output.
+    pub(crate) bars: usize,
+    /// Bars this run added.
+    pub(crate) bars_added: usize,
+    /// Requests the pool held back for pacing.
+    pub(crate) pacing_waits: u64,
+    /// Total pacing wait, milliseconds.
+    pub(crate) pacing_wait_ms: u64,
+    /// 162 pacing violations the pool received.
+    pub(crate) pacing_violations: u64,
+    /// Pacing violations the embedded simulator counted (embedded simulator only).
+    #[serde(rename = "gateway_pacing_violations")]
+    pub(crate) gateway_violations: Option<u64>,
+    /// A runtime failure that stopped the run early.
+    pub(crate) error: Option<String>,
+    /// The process's exit code.
+    pub(crate) exit_code: u8,
+    /// Requests that waited for their pacing slot, by the rule that held each (several
+    /// symbols only: interleaved, the per-contract burst rule should hold none).
+    #[serde(skip)]
+    pub(crate) held_by: HeldCounts,
+}
+
+/// The totals of `ran` (taking `wall`): `requests` sent, `bars` in the output, `bars_added`.
+pub(crate) fn run_totals(
+    args: &FetchArgs,
+    ran: &Ran,
+    wall: Duration,
+    (requests, bars, bars_added): (u64, usize, usize),
+    exit_code: u8,
+) -> RunTotals {
+    let pool = ran.pool.clone().unwrap_or_default();
+    RunTotals {
         gateway: args
             .gateway
             .clone()
@@ -404,38 +498,36 @@ pub(crate) fn fetch(args: &FetchArgs, settings: &Settings) -> Result<FetchSummar
         },
         virtual_secs: ran.virtual_elapsed.map(|d| d.as_secs_f64()),
         wall_secs: wall.as_secs_f64(),
-        requests: summary.progress.requests,
-        bars: bars.len(),
-        bars_added: summary.progress.bars_added,
+        requests,
+        bars,
+        bars_added,
         pacing_waits: pool.pacing_waits,
         pacing_wait_ms: pool.pacing_wait_ms,
         pacing_violations: pool.pacing_violations,
-        gateway_pacing_violations: ran.gateway_violations,
-        error: ran.error,
+        gateway_violations: ran.gateway_violations,
+        error: ran.error.clone(),
         exit_code,
-        job: summary,
-    };
-    if let Some(path) = &args.summary_json {
-        write_json(path, &out)?;
+        held_by: ran.held_by,
     }
-    Ok(out)
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
+/// Write `value` as pretty JSON to `path` (`--summary-json`).
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
     std::fs::write(path, text + "\n").map_err(|e| CliError::Io(format!("{}: {e}", path.display())))
 }
 
 /// Chunk requests in flight: `--concurrency`, else the config's.
-fn concurrency(args: &FetchArgs, settings: &Settings) -> usize {
+pub(crate) fn concurrency(args: &FetchArgs, settings: &Settings) -> usize {
     usize::from(args.concurrency.unwrap_or(settings.fetch.concurrency))
 }
 
 /// The embedded simulator's world for `job`: the configured pool (purposes, pacing, timeouts)
 /// with the simulator's gateway label and seed, and the simulated gateway's clock at its default
-/// or a day past the range, whichever is later, so the whole range lies in its past (the same
-/// for every run with these arguments, and for `plan`).
+/// ("today", what `--to` defaults to) when the range ends by then, else a day past the range, so
+/// the whole range lies in its past (the same for every run with these arguments, and for
+/// `plan`; [`crate::dates::embedded_clock`]).
 pub(crate) fn embedded_config(
     args: &FetchArgs,
     settings: &Settings,
@@ -447,182 +539,7 @@ pub(crate) fn embedded_config(
         ..settings.pool_config(cfg.pool.gateways.clone())
     };
     let (_, to) = job.range();
-    let after_range = to.saturating_add(SECS_PER_DAY).saturating_mul(1000);
-    cfg.wall_unix_ms = cfg.wall_unix_ms.max(after_range);
+    cfg.wall_unix_ms = crate::dates::embedded_clock(to).saturating_mul(1000);
     cfg.gateway.start_unix_ms = cfg.wall_unix_ms;
     cfg
-}
-
-fn run_embedded(
-    args: &FetchArgs,
-    settings: &Settings,
-    job: &mut BackfillJob,
-    progress: &Progress,
-    stop: &Stop,
-) -> Ran {
-    let mut world = PoolWorld::new(embedded_config(args, settings, job));
-    let run = BackfillRun {
-        concurrency: concurrency(args, settings),
-        request_timeout: secs(settings.fetch.request_timeout_secs),
-        ..BackfillRun::default()
-    };
-    let result = world.run_backfill_until(
-        job,
-        run,
-        |job, elapsed| progress.update(job, Some(elapsed), None),
-        stop.flag(),
-    );
-    match result {
-        Ok(report) => Ran {
-            pool: Some(report.pool),
-            virtual_elapsed: Some(report.virtual_elapsed),
-            gateway_violations: Some(report.gateway_pacing_violations),
-            error: None,
-        },
-        Err(e) => Ran {
-            pool: Some(world.pool_stats()),
-            virtual_elapsed: Some(world.elapsed()),
-            gateway_violations: Some(world.gateway().pacing_violations()),
-            error: Some(e.to_string()),
-        },
-    }
-}
-
-fn run_gateway(
-    args: &FetchArgs,
-    settings: &Settings,
-    addr: &str,
-    job: &mut BackfillJob,
-    progress: &Progress,
-    output: &Output,
-    stop: &Stop,
-) -> Ran {
-    let rt = match crate::session::runtime() {
-        Ok(rt) => rt,
-        Err(error) => {
-            return Ran {
-                pool: None,
-                virtual_elapsed: None,
-                gateway_violations: None,
-                error: Some(error),
-            }
-        }
-    };
-    rt.block_on(drive_gateway(
-        args, settings, addr, job, progress, output, stop,
-    ))
-}
-
-/// Interval of `--out` checkpoints during a wall-time fetch.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
-
-/// Drive `job` on a real gateway. SIGINT or SIGTERM stops it: what was fetched is written and the
-/// exit code says "partial". `--out` is rewritten every [`CHECKPOINT_EVERY`], so even a killed process keeps
-/// most of its work.
-async fn drive_gateway(
-    args: &FetchArgs,
-    settings: &Settings,
-    addr: &str,
-    job: &mut BackfillJob,
-    progress: &Progress,
-    output: &Output,
-    stop: &Stop,
-) -> Ran {
-    if job.is_finished() {
-        return Ran {
-            pool: None,
-            virtual_elapsed: None,
-            gateway_violations: None,
-            error: None,
-        };
-    }
-    let cfg = settings.pool_config(vec![addr.to_owned()]);
-    let acquire_timeout = cfg.acquire_timeout;
-    let pool = match coordination::start_pool(settings, cfg, "ibconn fetch") {
-        Ok(pool) => pool,
-        Err(e) => {
-            return Ran {
-                pool: None,
-                virtual_elapsed: None,
-                gateway_violations: None,
-                error: Some(e),
-            }
-        }
-    };
-    let mut error = None;
-    // Subscribed before the first acquire, so no notice of this run is missed.
-    let mut notices = pool.events();
-    let mut watch = GatewayWatch::new(addr, secs(settings.fetch.gateway_down_secs));
-    // A refused or failing dial ends the fetch at once (no waiting out the acquire timeout).
-    match probe::acquire_fast(&pool, Purpose::Backfill, addr, acquire_timeout).await {
-        Ok(conn) => {
-            let conn = Arc::new(conn);
-            let timeout = secs(settings.fetch.request_timeout_secs);
-            let mut set = tokio::task::JoinSet::new();
-            #[allow(clippy::disallowed_methods)] // wall time between checkpoints
-            let mut saved = Instant::now();
-            loop {
-                while error.is_none() && set.len() < concurrency(args, settings) {
-                    let Some((id, query)) = job.poll_query() else {
-                        break;
-                    };
-                    let conn = Arc::clone(&conn);
-                    set.spawn(async move { (id, conn.request(query, Some(timeout)).await) });
-                }
-                let joined = tokio::select! {
-                    joined = set.join_next() => joined,
-                    notice = notices.recv(), if !watch.closed => {
-                        match notice {
-                            Some(n) => watch.on_notice(&n, progress),
-                            None => watch.closed = true,
-                        }
-                        continue;
-                    }
-                    () = watch.given_up() => {
-                        error = Some(watch.give_up_message());
-                        break;
-                    }
-                    () = stop.wait() => {
-                        error = Some("interrupted".to_owned());
-                        break;
-                    }
-                };
-                let Some(joined) = joined else {
-                    break;
-                };
-                match joined {
-                    Ok((id, Ok(answer))) => job.on_result(id, Ok(answer)),
-                    Ok((id, Err(ibconn_tokio::Error::Call(e)))) => job.on_result(id, Err(e)),
-                    Ok((id, Err(e))) => {
-                        job.on_result(id, Err(CallError::ShuttingDown));
-                        error.get_or_insert_with(|| e.to_string());
-                    }
-                    Err(e) => {
-                        error.get_or_insert_with(|| format!("request task: {e}"));
-                    }
-                }
-                let waits = pool.stats().await.ok().map(|s| s.pacing_waits);
-                progress.update(job, None, waits);
-                if saved.elapsed() >= CHECKPOINT_EVERY {
-                    #[allow(clippy::disallowed_methods)]
-                    {
-                        saved = Instant::now();
-                    }
-                    if let Err(e) = output.checkpoint(job) {
-                        tracing::warn!(error = %e, "checkpoint failed");
-                    }
-                }
-            }
-        }
-        Err(e @ probe::ProbeError::Unreachable { .. }) => error = Some(e.to_string()),
-        Err(e) => error = Some(format!("cannot connect to {addr}: {e}")),
-    }
-    let stats = pool.stats().await.ok();
-    pool.shutdown().await;
-    Ran {
-        pool: stats,
-        virtual_elapsed: None,
-        gateway_violations: None,
-        error,
-    }
 }

@@ -1,7 +1,8 @@
 //! `ibconn`: the command line of ibconn.
 //!
-//! - `ibconn fetch SYMBOL --bar 1h --from DATE --to DATE [--out FILE.csv] [--json]`: a paced,
-//!   resumable backfill. Without `--gateway` it runs against an embedded simulated IB Gateway in
+//! - `ibconn fetch SYMBOL… --bar 1h --from DATE --to DATE [--out FILE.csv | --out-dir DIR]
+//!   [--json]`: a paced, resumable backfill (several symbols: one file each in `--out-dir`,
+//!   through one pacer). Without `--gateway` it runs against an embedded simulated IB Gateway in
 //!   virtual time; with `--gateway HOST:PORT` against a real TWS / IB Gateway on wall time.
 //! - `ibconn plan …` (same arguments): request count and IB-pacing time, nothing sent.
 //! - `ibconn validate SYMBOL…`: contract details and head timestamp through a persisted cache
@@ -18,14 +19,18 @@
 //!   API and Prometheus `/metrics` over a pool.
 //!
 //! Exit codes: 0 ok, 1 runtime or gateway failure, 2 usage or configuration error, 3 partial
-//! result (some chunks failed; everything fetched was written), 4 a symbol does not exist
-//! (`validate`, `head`).
+//! result (some chunks failed, or some of several symbols; everything fetched was written), 4 a
+//! symbol does not exist (`validate`, `head`, `fetch`; with several symbols: none exists).
 
 mod args;
+mod batch;
+mod batch_plan;
 mod config;
 mod contract;
 mod coordination;
 mod csvio;
+mod dates;
+mod drive;
 mod explain;
 mod fetch;
 mod health;
@@ -34,6 +39,7 @@ mod metrics;
 mod output;
 mod plan;
 mod probe;
+mod progress;
 mod serve;
 mod session;
 mod signals;
@@ -71,6 +77,9 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(e) => return fail(&e.to_string(), 2),
             };
+            for w in &loaded.warnings {
+                say_err(&format!("ibconn: warning: {w}\n"));
+            }
             run(command, &loaded)
         }
     }
@@ -89,9 +98,13 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
             }
             let mut fetch_args = args.fetch.clone();
             fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
-            match fetch::fetch(&fetch_args, settings) {
+            if let Err(e) = fetch_args.resolve_range(dates::now_for(fetch_args.gateway.as_deref()))
+            {
+                return fail(&e.to_string(), 2);
+            }
+            match batch::run(&fetch_args, settings) {
                 Ok(summary) => {
-                    let code = ExitCode::from(summary.exit_code);
+                    let code = ExitCode::from(summary.exit_code());
                     if args.json {
                         print_json(&summary, code)
                     } else {
@@ -105,7 +118,11 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
         Command::Plan(args) => {
             let mut fetch_args = args.fetch.clone();
             fetch_args.gateway = validate::resolve_gateway(fetch_args.gateway.as_deref(), settings);
-            match plan::plan(&fetch_args, settings) {
+            if let Err(e) = fetch_args.resolve_range(dates::now_for(fetch_args.gateway.as_deref()))
+            {
+                return fail(&e.to_string(), 2);
+            }
+            match batch_plan::run(&fetch_args, settings) {
                 Ok(report) => {
                     if args.json {
                         print_json(&report, ExitCode::SUCCESS)
@@ -118,9 +135,9 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
             }
         }
         Command::Health(args) => {
-            let Some(gateway) = args.gateway.clone().or_else(|| settings.gateway.clone()) else {
+            let Some(gateway) = args.gateway.clone().or_else(|| settings.real_gateway()) else {
                 return fail(
-                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml",
+                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml                      (health checks a real gateway, not the embedded simulator)",
                     2,
                 );
             };

@@ -179,8 +179,22 @@ pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String
         "counter",
         "IB errors and notices by class.",
     );
+    // The pool keys its counts by the class's Rust form (`FarmStatus(Historical, Ok)`);
+    // Prometheus gets plain snake_case values: class="farm_status", detail="historical_ok".
+    let mut by_label: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for (class, n) in &stats.errors_by_class {
-        e.sample("ibconn_ib_errors_total", &[("class", class)], n);
+        *by_label.entry(class_labels(class)).or_default() += n;
+    }
+    for ((class, detail), n) in &by_label {
+        if detail.is_empty() {
+            e.sample("ibconn_ib_errors_total", &[("class", class)], n);
+        } else {
+            e.sample(
+                "ibconn_ib_errors_total",
+                &[("class", class), ("detail", detail)],
+                n,
+            );
+        }
     }
 
     e.family(
@@ -216,6 +230,33 @@ pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String
         }
     }
     e.out
+}
+
+/// An error class as the pool names it (`FarmStatus(Historical, Ok)`, `Pacing`) as two label
+/// values in snake_case: the class (`farm_status`) and its detail (`historical_ok`, or empty).
+fn class_labels(name: &str) -> (String, String) {
+    let (head, args) = match name.split_once('(') {
+        Some((head, rest)) => (head, rest.trim_end_matches(')')),
+        None => (name, ""),
+    };
+    let detail: Vec<String> = args
+        .split(',')
+        .map(snake_case)
+        .filter(|s| !s.is_empty())
+        .collect();
+    (snake_case(head), detail.join("_"))
+}
+
+/// `RestoredDataLost` → `restored_data_lost`; anything but ASCII letters and digits dropped.
+fn snake_case(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().chars().filter(char::is_ascii_alphanumeric) {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// Per-gateway families: counters, breaker state, pacer.
@@ -359,6 +400,53 @@ mod tests {
             }
         }
         assert!(text.contains("ibconn_health_probe_rtt_seconds 0.0015\n"));
+    }
+
+    #[test]
+    fn error_classes_are_plain_snake_case_labels() {
+        use ibconn_core::classify::{classify, RequestContext};
+        let pair = |c: &str, d: &str| (c.to_owned(), d.to_owned());
+        assert_eq!(
+            class_labels("FarmStatus(Historical, Ok)"),
+            pair("farm_status", "historical_ok")
+        );
+        assert_eq!(class_labels("Pacing"), pair("pacing", ""));
+        assert_eq!(
+            class_labels("Connectivity(RestoredDataLost)"),
+            pair("connectivity", "restored_data_lost")
+        );
+        // Every class the classifier gives, as the pool keys it: letters, digits, underscores.
+        for code in [
+            100, 162, 165, 200, 326, 354, 1100, 1101, 1300, 2104, 2106, 2158, 10197, 9,
+        ] {
+            let class = classify(code, "x", &RequestContext::default()).class;
+            let (c, d) = class_labels(&format!("{class:?}"));
+            for v in [&c, &d] {
+                assert!(
+                    v.chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'),
+                    "{class:?} -> {v}"
+                );
+            }
+            assert!(!c.is_empty());
+        }
+        let mut stats = PoolStats::default();
+        stats
+            .errors_by_class
+            .insert("FarmStatus(Historical, Ok)".to_owned(), 2);
+        stats.errors_by_class.insert("Pacing".to_owned(), 1);
+        let text = render(&stats, None);
+        assert!(
+            text.contains(
+                "ibconn_ib_errors_total{class=\"farm_status\",detail=\"historical_ok\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ibconn_ib_errors_total{class=\"pacing\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("FarmStatus"), "{text}");
     }
 
     #[test]

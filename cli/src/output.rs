@@ -2,10 +2,13 @@
 //!
 //! A file is only resumed when it is the same request: its sidecar (`FILE.covered.json`) names
 //! the request it holds ([`Identity`]) and fingerprints the CSV it was written with, and the
-//! CSV's own rows are checked too (time format, bar grid, trade vs quote bars). Anything else is
-//! refused with a message saying what differs, never overwritten. Only a regular file (or a new
-//! path) is written; through a symlink, its target is. One fetch at a time holds an exclusive
-//! lock on `FILE.lock`; every write is a temporary file, fsync, rename and a directory fsync.
+//! CSV's own rows are checked too (time form, bar grid, trade vs quote bars, symbol). Anything
+//! else is refused with a message saying what differs, never overwritten. A resumed file keeps
+//! the [`Layout`] it was written with (time format, symbol column, how missing volume is
+//! written); asking for another time format, or `--with-symbol` on a file without that column,
+//! is refused. Only a regular file (or a new path) is written; through a symlink, its target is.
+//! One fetch at a time holds an exclusive lock on `FILE.lock`; every write is a temporary file,
+//! fsync, rename and a directory fsync.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,10 +18,11 @@ use std::time::Duration;
 use ibconn_core::locked_file::{sibling, LockGuard, LockedFile, LockedFileError};
 use serde::{Deserialize, Serialize};
 
-use crate::csvio::{self, CsvError, Held};
+use crate::csvio::{self, CsvError, Held, Layout, Missing, TimeForm, TimeFormat};
 
-/// Sidecar schema this build writes (1: `{request, covered}` without a fingerprint).
-const SIDECAR_VERSION: u32 = 2;
+/// Sidecar schema this build writes (1: `{request, covered}` without a fingerprint; 2: no
+/// layout, i.e. [`Layout::LEGACY`], read and migrated).
+const SIDECAR_VERSION: u32 = 3;
 
 /// Why `--out` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,34 @@ pub(crate) enum OutError {
         /// The sidecar.
         sidecar: PathBuf,
     },
+    /// The file is written in the other time format (exit 2).
+    #[error(
+        "{path} is written with --time-format {held}, and this run asks for {wanted}: drop \
+         --time-format (the file keeps {held}), or delete {path} and {sidecar} to fetch it \
+         again as {wanted}"
+    )]
+    TimeFormat {
+        /// The path as given.
+        path: PathBuf,
+        /// The file's format.
+        held: TimeFormat,
+        /// The one asked for.
+        wanted: TimeFormat,
+        /// The sidecar.
+        sidecar: PathBuf,
+    },
+    /// `--with-symbol` on a file written without the column (exit 2).
+    #[error(
+        "{path} has no symbol column (it was written without --with-symbol or --out-dir): drop \
+         --with-symbol (the file keeps its columns), or delete {path} and {sidecar} to fetch it \
+         again with one"
+    )]
+    NoSymbolColumn {
+        /// The path as given.
+        path: PathBuf,
+        /// The sidecar.
+        sidecar: PathBuf,
+    },
     /// The file is not a CSV this tool wrote (exit 2).
     #[error(transparent)]
     Csv(#[from] CsvError),
@@ -76,14 +108,19 @@ impl OutError {
     /// The documented exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::NotARegularFile { .. } | Self::Busy { .. } | Self::OtherRequest { .. } => 2,
+            Self::NotARegularFile { .. }
+            | Self::Busy { .. }
+            | Self::OtherRequest { .. }
+            | Self::TimeFormat { .. }
+            | Self::NoSymbolColumn { .. } => 2,
             Self::Csv(e) => e.exit_code(),
             Self::Io { .. } => 1,
         }
     }
 }
 
-/// What a fetch's bars are: two files with different identities never mix.
+/// What a fetch's bars are (two files with different requests never mix) and how its rows
+/// are written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Identity {
     /// The contract, e.g. `AAPL STK SMART USD`.
@@ -94,11 +131,12 @@ pub(crate) struct Identity {
     pub(crate) what_to_show: String,
     /// Regular trading hours only.
     pub(crate) rth: bool,
-    /// How the `time` column is written (`epoch` or `yyyymmdd`).
-    pub(crate) time_format: String,
+    /// How the rows are written.
+    pub(crate) layout: Layout,
 }
 
 impl Identity {
+    /// The request in one phrase, for messages: `AAPL STK SMART USD 1 hour TRADES (RTH)`.
     fn describe(&self) -> String {
         format!(
             "{} {} {}{}",
@@ -109,7 +147,8 @@ impl Identity {
         )
     }
 
-    /// The fields of `self` that differ from `other`, named.
+    /// The request fields of `self` that differ from `other`, named (the layout is checked on
+    /// its own: a resumed file keeps its own).
     fn differences(&self, other: &Self) -> Vec<String> {
         let mut d = Vec::new();
         let mut field = |name: &str, a: &str, b: &str| {
@@ -121,9 +160,65 @@ impl Identity {
         field("bar size", &self.bar_size, &other.bar_size);
         field("whatToShow", &self.what_to_show, &other.what_to_show);
         field("rth", &self.rth.to_string(), &other.rth.to_string());
-        field("time format", &self.time_format, &other.time_format);
         d
     }
+}
+
+/// The identity of sidecar version 2: no layout (epoch / `YYYYMMDD` times, `-1` kept).
+#[derive(Debug, Deserialize)]
+struct IdentityV2 {
+    contract: String,
+    bar_size: String,
+    what_to_show: String,
+    rth: bool,
+}
+
+/// A version 2 sidecar, migrated on read.
+#[derive(Debug, Deserialize)]
+struct SidecarV2 {
+    identity: IdentityV2,
+    csv: Fingerprint,
+    covered: Vec<(i64, i64)>,
+    #[serde(default)]
+    empty_once: Vec<(i64, i64)>,
+}
+
+impl SidecarV2 {
+    /// The same record in this build's schema, with [`Layout::LEGACY`].
+    fn migrate(self) -> Sidecar {
+        let i = self.identity;
+        Sidecar {
+            version: SIDECAR_VERSION,
+            identity: Identity {
+                contract: i.contract,
+                bar_size: i.bar_size,
+                what_to_show: i.what_to_show,
+                rth: i.rth,
+                layout: Layout::LEGACY,
+            },
+            csv: self.csv,
+            covered: self.covered,
+            empty_once: self.empty_once,
+        }
+    }
+}
+
+/// What a fetch asks of its output: the request, the layout a new file gets, and which of it
+/// the user asked for explicitly (refused when an existing file differs).
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted {
+    /// The request, with the layout of a new file.
+    pub(crate) identity: Identity,
+    /// `--time-format` as given (`None`: the file's, or ISO for a new file).
+    pub(crate) time_format: Option<TimeFormat>,
+    /// `--with-symbol` was given: a file without the column is refused.
+    pub(crate) symbol_required: bool,
+    /// The symbol column's value, should the file have one.
+    pub(crate) symbol: String,
+    /// The series has no volume (IB's -1 in volume, WAP and count).
+    pub(crate) no_volume: bool,
+    /// The bar length in seconds for intraday bars (`None`: daily and longer).
+    pub(crate) step: Option<i64>,
 }
 
 /// What the CSV looked like when the sidecar was written: a CSV edited, truncated or replaced
@@ -137,6 +232,7 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// The fingerprint of `content`.
     pub(crate) fn of(content: &[u8]) -> Self {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for &b in content {
@@ -167,7 +263,7 @@ pub(crate) struct Sidecar {
 }
 
 /// What an existing `--out` file gives a resume.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Resume {
     /// Bars in the file.
     pub(crate) bars: Vec<ibconn_core::message::Bar>,
@@ -177,6 +273,21 @@ pub(crate) struct Resume {
     pub(crate) empty_once: Vec<(i64, i64)>,
     /// Why a sidecar was not trusted, for a warning.
     pub(crate) note: Option<String>,
+    /// How to write the file: its own layout, or a new file's.
+    pub(crate) layout: Layout,
+}
+
+impl Resume {
+    /// Nothing to resume: a new file (or stdout) in `layout`.
+    pub(crate) fn fresh(layout: Layout) -> Self {
+        Self {
+            bars: Vec::new(),
+            covered: None,
+            empty_once: Vec::new(),
+            note: None,
+            layout,
+        }
+    }
 }
 
 /// An `--out` file, locked for this process.
@@ -240,38 +351,40 @@ impl OutFile {
         csvio::coverage_path(&self.path)
     }
 
-    /// Read what the file holds for a fetch of `wanted`; refuse another request's file.
-    /// `quotes` says whether `wanted` has no volume (MIDPOINT, BID, ASK, BID_ASK: -1 in IB's bars).
-    /// `step` is the bar length in seconds for intraday bars (`None`: daily and longer).
-    pub(crate) fn resume(
-        &self,
-        wanted: &Identity,
-        quotes: bool,
-        step: Option<i64>,
-    ) -> Result<Resume, OutError> {
+    /// Read what the file holds for a fetch of `wanted`; refuse another request's file, and a
+    /// layout the user asked for that the file does not have.
+    pub(crate) fn resume(&self, wanted: &Wanted) -> Result<Resume, OutError> {
         let Some(held) = csvio::read(&self.path)? else {
             // No CSV: a sidecar left behind describes nothing any more.
-            return Ok(Resume {
-                note: self.sidecar_path().exists().then(|| {
-                    format!(
-                        "{} has no CSV beside it; ignored",
-                        self.sidecar_path().display()
-                    )
-                }),
-                ..Resume::default()
+            let mut fresh = Resume::fresh(wanted.identity.layout.clone());
+            fresh.note = self.sidecar_path().exists().then(|| {
+                format!(
+                    "{} has no CSV beside it; ignored",
+                    self.sidecar_path().display()
+                )
             });
+            return Ok(fresh);
         };
         let sidecar = read_sidecar(&self.sidecar_path());
-        if let Some(Ok(s)) = &sidecar {
-            let differs = s.identity.differences(wanted);
-            if !differs.is_empty() {
-                return Err(self.other_request(&s.identity, wanted, differs.join(", ")));
+        let recorded = match &sidecar {
+            Some(Ok(s)) => {
+                let differs = s.identity.differences(&wanted.identity);
+                if !differs.is_empty() {
+                    return Err(self.other_request(
+                        &s.identity,
+                        &wanted.identity,
+                        differs.join(", "),
+                    ));
+                }
+                Some(&s.identity.layout)
             }
-        }
-        self.check_content(&held, wanted, quotes, step)?;
+            _ => None,
+        };
+        let layout = self.layout_of(&held, recorded, wanted)?;
+        self.check_content(&held, wanted, &layout)?;
         let mut resume = Resume {
             bars: held.bars,
-            ..Resume::default()
+            ..Resume::fresh(layout)
         };
         match sidecar {
             Some(Ok(s)) if s.csv == held.fingerprint => {
@@ -296,34 +409,82 @@ impl OutFile {
         Ok(resume)
     }
 
-    /// The rows themselves must fit the request: a sidecar can be lost or copied.
-    fn check_content(
+    /// The layout the file keeps: what its rows show, else what its sidecar recorded, else a
+    /// new file's. Refused when the user asked for a time format or a symbol column it lacks.
+    fn layout_of(
         &self,
         held: &Held,
-        wanted: &Identity,
-        quotes: bool,
-        step: Option<i64>,
-    ) -> Result<(), OutError> {
+        recorded: Option<&Layout>,
+        wanted: &Wanted,
+    ) -> Result<Layout, OutError> {
+        let new = &wanted.identity.layout;
+        let format = held
+            .time_form
+            .map(TimeForm::format)
+            .or(recorded.map(|l| l.time_format));
+        let time_format = match (format, wanted.time_format) {
+            (Some(held), Some(asked)) if held != asked => {
+                return Err(OutError::TimeFormat {
+                    path: self.shown.clone(),
+                    held,
+                    wanted: asked,
+                    sidecar: self.sidecar_path(),
+                })
+            }
+            (Some(held), _) => held,
+            (None, _) => new.time_format,
+        };
+        if wanted.symbol_required && !held.symbol_column {
+            return Err(OutError::NoSymbolColumn {
+                path: self.shown.clone(),
+                sidecar: self.sidecar_path(),
+            });
+        }
+        let missing = held
+            .missing
+            .or(recorded.map(|l| l.missing))
+            .unwrap_or(Missing::Empty);
+        Ok(Layout {
+            time_format,
+            symbol: held.symbol_column.then(|| wanted.symbol.clone()),
+            missing,
+        })
+    }
+
+    /// The rows themselves must fit the request: a sidecar can be lost or copied.
+    fn check_content(&self, held: &Held, wanted: &Wanted, layout: &Layout) -> Result<(), OutError> {
         let Some(first) = held.bars.first() else {
             return Ok(());
         };
-        let mut found = wanted.clone();
+        let mut found = wanted.identity.clone();
         let mut differs = Vec::new();
-        if let Some(format) = held.time_format {
-            if format != wanted.time_format {
-                found.time_format = format.to_owned();
-                differs.push(format!(
-                    "times are written as {format}, this bar size writes {}",
-                    wanted.time_format
-                ));
-            }
+        if let Some(symbol) = held.symbol.as_ref().filter(|s| **s != wanted.symbol) {
+            found.contract = format!("rows of {symbol}");
+            differs.push(format!("its symbol column says {symbol}"));
         }
-        if let Some((step, off)) = step.and_then(|st| held.off_grid(st).map(|off| (st, off))) {
-            found.bar_size = format!("bars finer than {}", wanted.bar_size);
+        let writes = TimeForm::of(layout.time_format, wanted.step.is_none());
+        if let Some(form) = held.time_form.filter(|f| *f != writes) {
+            found.bar_size = if form.is_daily() {
+                "daily bars"
+            } else {
+                "intraday bars"
+            }
+            .to_owned();
+            differs.push(format!(
+                "times are written as {}, this bar size writes {}",
+                form.name(),
+                writes.name()
+            ));
+        }
+        if let Some((step, off)) = wanted
+            .step
+            .and_then(|st| held.off_grid(st).map(|off| (st, off)))
+        {
+            found.bar_size = format!("bars finer than {}", wanted.identity.bar_size);
             differs.push(format!("a bar starts at {off}, off the {step}-second grid"));
         }
         let no_volume = held.bars.iter().all(|b| b.volume < 0.0 && b.count < 0);
-        if no_volume != quotes {
+        if no_volume != wanted.no_volume {
             found.what_to_show = if no_volume {
                 "quote bars"
             } else {
@@ -339,9 +500,10 @@ impl OutFile {
         if differs.is_empty() {
             return Ok(());
         }
-        Err(self.other_request(&found, wanted, differs.join("; ")))
+        Err(self.other_request(&found, &wanted.identity, differs.join("; ")))
     }
 
+    /// The refusal of a file holding `held` for a fetch of `wanted`.
     fn other_request(&self, held: &Identity, wanted: &Identity, differs: String) -> OutError {
         OutError::OtherRequest {
             path: self.shown.clone(),
@@ -363,7 +525,8 @@ impl OutFile {
         empty_once: Vec<(i64, i64)>,
     ) -> Result<(), OutError> {
         let mut csv = Vec::new();
-        csvio::write_to(&mut csv, bars).map_err(|e| self.io(io::Error::other(e)))?;
+        csvio::write_to(&mut csv, bars, &identity.layout)
+            .map_err(|e| self.io(io::Error::other(e)))?;
         replace(&self.path, &csv).map_err(|e| self.io(e))?;
         let sidecar = Sidecar {
             version: SIDECAR_VERSION,
@@ -376,6 +539,7 @@ impl OutFile {
         replace(&self.sidecar_path(), &json).map_err(|e| self.io(e))
     }
 
+    /// An I/O failure on this file.
     fn io(&self, source: io::Error) -> OutError {
         OutError::Io {
             path: self.shown.clone(),
@@ -384,20 +548,31 @@ impl OutFile {
     }
 }
 
-/// The sidecar at `path`: `None` if there is none, `Err` (why) if it cannot be used.
+/// The sidecar at `path`: `None` if there is none, `Err` (why) if it cannot be used. A version 2
+/// sidecar is migrated ([`SidecarV2::migrate`]).
 fn read_sidecar(path: &Path) -> Option<Result<Sidecar, String>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => return Some(Err(e.to_string())),
     };
-    Some(match serde_json::from_str::<Sidecar>(&text) {
-        Ok(s) if s.version == SIDECAR_VERSION => Ok(s),
-        Ok(s) => Err(format!(
-            "sidecar version {} (this build writes {SIDECAR_VERSION})",
-            s.version
+    /// Only the schema version, read first to pick the schema.
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let unreadable = || "an older or unreadable coverage record".to_owned();
+    Some(match serde_json::from_str::<Version>(&text) {
+        Ok(Version { version: 2 }) => serde_json::from_str::<SidecarV2>(&text)
+            .map(SidecarV2::migrate)
+            .map_err(|_| unreadable()),
+        Ok(Version {
+            version: SIDECAR_VERSION,
+        }) => serde_json::from_str::<Sidecar>(&text).map_err(|_| unreadable()),
+        Ok(Version { version }) => Err(format!(
+            "sidecar version {version} (this build reads 2 and {SIDECAR_VERSION})"
         )),
-        Err(_) => Err("an older or unreadable coverage record".to_owned()),
+        Err(_) => Err(unreadable()),
     })
 }
 
@@ -459,6 +634,7 @@ fn check_kind(shown: &Path, target: &Path) -> Result<(), OutError> {
     })
 }
 
+/// What a non-regular file is, for the refusal.
 #[cfg(unix)]
 fn file_kind(ft: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -475,6 +651,7 @@ fn file_kind(ft: &fs::FileType) -> &'static str {
     }
 }
 
+/// What a non-regular file is, for the refusal (no finer kinds off Unix).
 #[cfg(not(unix))]
 fn file_kind(_: &fs::FileType) -> &'static str {
     "not a regular file"

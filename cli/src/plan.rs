@@ -7,11 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use ibconn_core::backfill::{estimate_behind, BackfillJob, Chunk, SessionUse};
+use ibconn_core::backfill::{estimate_behind, BackfillJob, Chunk, HeldCounts, SessionUse};
 use ibconn_core::bar_size::BarSize;
 use ibconn_core::client_id::Purpose;
+use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::message::{Contract, ContractDetails};
-use ibconn_core::pacer::{OwnerView, PaceBook, PaceTime, Pacer};
+use ibconn_core::pacer::{Hold, OwnerView, PaceBook, PaceTime, Pacer, PacingRules};
 use serde::Serialize;
 
 use crate::args::FetchArgs;
@@ -34,6 +35,12 @@ pub(crate) struct PlanReport {
     pub(crate) chunks_closed: usize,
     /// Requests IB's pacing would hold back.
     pub(crate) delayed: usize,
+    /// Those, by the rule that would hold each: the 10-minute window, the per-contract burst
+    /// rule, the identical-request gap, anything else.
+    pub(crate) delayed_by: HeldCounts,
+    /// The limits those rules have in this configuration, in words (for the text).
+    #[serde(skip)]
+    pub(crate) rule_words: RuleWords,
     /// IB-pacing time estimate, seconds (answers assumed to take 1 s).
     pub(crate) estimate_secs: u64,
     /// Requests were every chunk asked, closed sessions included (what a fetch sent before
@@ -74,7 +81,7 @@ pub(crate) struct SharedView {
 
 /// A copy of `addr`'s shared pacing book and the ledger's time, read (never written) through
 /// the configured coordination store.
-fn read_shared_book(
+pub(crate) fn read_shared_book(
     settings: &Settings,
     addr: &str,
 ) -> Result<(PaceBook, PaceTime, String), String> {
@@ -95,7 +102,7 @@ fn read_shared_book(
 
 /// The contract details a fetch of `job` would get: from the embedded simulator at the clock the
 /// fetch would run it on, or from `--gateway` (one request).
-fn contract_details(
+pub(crate) fn contract_details(
     args: &FetchArgs,
     settings: &Settings,
     job: &BackfillJob,
@@ -138,10 +145,14 @@ fn contract_details(
 
 /// `ibconn plan`: count and time the requests under the configured pacing rules, with and
 /// without the contract's closed sessions; no historical request is sent.
-pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, CliError> {
+pub(crate) fn plan(
+    args: &FetchArgs,
+    settings: &Settings,
+    symbol: &ContractSpec,
+) -> Result<PlanReport, CliError> {
     // Only reads the file: a fetch writing it at the same time does not stop a plan.
     let file = out_path(args).map(OutFile::inspect).transpose()?;
-    let (mut job, _) = prepare(args, settings, file)?;
+    let mut job = prepare(args, settings, symbol, file, false)?.job;
     let every: Vec<Chunk> = job.pending_chunks().cloned().collect();
     let wants_sessions = matches!(job.sessions(), SessionUse::Pending) && !every.is_empty();
     let sessions_error = if wants_sessions {
@@ -173,9 +184,12 @@ pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, 
                 scheduled_ahead: owners.iter().map(|o| o.scheduled_ahead).sum(),
                 owners,
             };
-            (Pacer::from_book(rules, book, origin, time), Some(shared))
+            (
+                Pacer::from_book(rules.clone(), book, origin, time),
+                Some(shared),
+            )
         }
-        None => (Pacer::new(rules), None),
+        None => (Pacer::new(rules.clone()), None),
     };
     let estimate = |chunks: &[Chunk]| {
         estimate_behind(
@@ -197,6 +211,8 @@ pub(crate) fn plan(args: &FetchArgs, settings: &Settings) -> Result<PlanReport, 
         chunks_resumed: p.chunks_resumed,
         chunks_closed: p.chunks_closed,
         delayed: est.delayed,
+        delayed_by: est.held_by,
+        rule_words: RuleWords::of(&rules),
         estimate_secs: est.makespan.as_secs(),
         requests_all_sessions: every.len(),
         estimate_secs_all_sessions: all.makespan.as_secs(),
@@ -219,13 +235,13 @@ impl PlanReport {
     pub(crate) fn text(&self) -> String {
         let mut s = format!(
             "requests: {} ({} chunks, {} already in the output file, {} in closed sessions)\n\
-             IB pacing: about {} ({} requests held back by IB's pacing rules)\n",
+             IB pacing: about {}{}\n",
             self.requests,
             self.chunks_total,
             self.chunks_resumed,
             self.chunks_closed,
             human(Duration::from_secs(self.estimate_secs)),
-            self.delayed
+            self.held_text(),
         );
         s.push_str(&format!("sessions: {}", sessions_text(&self.sessions)));
         if let Some(from) = &self.sessions_from {
@@ -254,6 +270,59 @@ impl PlanReport {
             ));
         }
         s
+    }
+}
+
+/// The pacing rules a plan names, in words ([`Hold::describe`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleWords {
+    /// The historical window (IB: 60 per 10 minutes).
+    window: String,
+    /// The per-contract burst rule (IB: 5 per 2 seconds).
+    burst: String,
+    /// The identical-request gap (IB: 15 seconds).
+    identical: String,
+}
+
+impl RuleWords {
+    /// The words for `rules`.
+    fn of(rules: &PacingRules) -> Self {
+        Self {
+            window: Hold::HistoricalWindow.describe(rules),
+            burst: Hold::Burst.describe(rules),
+            identical: Hold::Identical.describe(rules),
+        }
+    }
+}
+
+impl PlanReport {
+    /// "(75 requests held back: 20 by …, 55 by …)": each wait blamed on the rule that set it.
+    fn held_text(&self) -> String {
+        if self.delayed == 0 {
+            return " (no request held back)".to_owned();
+        }
+        let d = &self.delayed_by;
+        let w = &self.rule_words;
+        let parts: Vec<String> = [
+            (d.historical_window, w.window.as_str()),
+            (d.burst, w.burst.as_str()),
+            (d.identical, w.identical.as_str()),
+            (d.other, "other rules or other processes' requests"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} by {why}"))
+        .collect();
+        format!(
+            " ({} {} held back: {})",
+            self.delayed,
+            if self.delayed == 1 {
+                "request"
+            } else {
+                "requests"
+            },
+            parts.join(", ")
+        )
     }
 }
 

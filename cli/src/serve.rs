@@ -613,10 +613,10 @@ pub(crate) fn serve(args: &ServeArgs, settings: &Settings) -> Result<(), ServeEr
         gateway: args
             .gateway
             .clone()
-            .or_else(|| settings.gateway.clone())
+            .or_else(|| settings.real_gateway())
             .ok_or_else(|| {
                 ServeError::Config(
-                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml"
+                    "no gateway: pass --gateway HOST:PORT or set `gateway` in ibconn.toml                      (serve needs a real gateway, not the embedded simulator)"
                         .to_owned(),
                 )
             })?,

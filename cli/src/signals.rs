@@ -32,11 +32,6 @@ impl Stop {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// The flag itself, for loops that poll it.
-    pub(crate) fn flag(&self) -> &AtomicBool {
-        &self.0
-    }
-
     /// Resolves once a stop was asked for (polls every 50 ms).
     pub(crate) async fn wait(&self) {
         while !self.requested() {

@@ -307,12 +307,13 @@ async fn head_timestamp(
     parse_head_timestamp(&raw).ok_or(PoolError::UnexpectedAnswer)
 }
 
-/// Resolve `--gateway` against the config: `embedded` or absent-without-config → `None`.
+/// Resolve `--gateway` against the config: `embedded` (flag or `gateway = "embedded"`) or
+/// absent in both → `None`, the embedded simulator.
 pub(crate) fn resolve_gateway(flag: Option<&str>, settings: &Settings) -> Option<String> {
     match flag {
         Some(crate::args::EMBEDDED) => None,
         Some(g) => Some(g.to_owned()),
-        None => settings.gateway.clone(),
+        None => settings.real_gateway(),
     }
 }
 

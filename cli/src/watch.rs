@@ -58,6 +58,11 @@ impl<'a> GatewayWatch<'a> {
                 format!("{} reports its link to IB: {change:?}", self.addr)
             }
             PoolNotice::LeaseLost { error, .. } => format!("lost the connection's lease: {error}"),
+            PoolNotice::PacingWait { until, held_by, .. } => {
+                // Said by the progress when long (once per wait), not here.
+                progress.waiting(*until, *held_by, None);
+                return;
+            }
             // Streams are not a fetch's; a missed notice changes nothing it would say.
             _ => return,
         };

@@ -20,9 +20,14 @@ fn rows(path: &Path) -> Vec<String> {
     lines.map(str::to_owned).collect()
 }
 
-fn times(rows: &[String]) -> Vec<i64> {
+/// The time column: ISO-8601 UTC, fixed width, so its text order is time order.
+fn times(rows: &[String]) -> Vec<&str> {
     rows.iter()
-        .map(|r| r.split(',').next().unwrap().parse().unwrap())
+        .map(|r| {
+            let t = r.split(',').next().unwrap();
+            assert!(t.len() == 20 && t.ends_with('Z'), "{t}");
+            t
+        })
         .collect()
 }
 
@@ -66,7 +71,8 @@ fn fetch_writes_the_trading_calendars_bar_count() {
     a.success();
     let days = rows(&out);
     assert_eq!(days.len(), 22);
-    assert!(!days.iter().any(|r| r.starts_with("20251225,")));
+    assert!(days.iter().all(|r| r.starts_with("2025-12-")));
+    assert!(!days.iter().any(|r| r.starts_with("2025-12-25,")));
     assert_eq!(s["bars"], 22);
     assert_eq!(s["time"], "virtual");
 
@@ -284,7 +290,12 @@ fn explain_classifies_real_ib_texts() {
         ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("class:   Pacing"));
+        .stdout(
+            predicate::str::contains("What happened\n")
+                .and(predicate::str::contains("What ibconn does\n"))
+                .and(predicate::str::contains("What you can do\n"))
+                .and(predicate::str::contains("RetryWhenPacerAllows").not()),
+        );
 }
 
 #[test]

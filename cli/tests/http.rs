@@ -276,9 +276,16 @@ fn metrics_are_prometheus_text_with_help_and_type() {
         "ibconn_pool_handshake_seconds_count 1\n".to_owned(),
         format!("ibconn_pacer_open_requests_max{{{gw}}} 50\n"),
         format!("ibconn_gateway_breaker_state{{{gw},state=\"closed\"}} 1\n"),
+        // The farm notices of the handshake, as plain snake_case label values.
+        "ibconn_ib_errors_total{class=\"farm_status\",detail=\"historical_ok\"} 1\n".to_owned(),
     ] {
         assert!(r.body.contains(&needle), "{needle} missing in\n{}", r.body);
     }
+    assert!(
+        !r.body.contains("FarmStatus") && !r.body.contains("class=\"FarmStatus"),
+        "Rust debug text in a label:\n{}",
+        r.body
+    );
 }
 
 #[test]

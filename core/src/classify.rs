@@ -17,6 +17,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod words;
+
+pub use self::words::{explain, Explanation};
+
 /// What the caller knows about the request an error refers to (correlated by request id).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestContext {
@@ -95,8 +99,11 @@ pub enum ErrorClass {
     /// 322 "… Duplicate ticker id": the gateway still holds a request under that id (e.g. one it
     /// never answered). The same request under a fresh id can succeed.
     DuplicateId,
-    /// Missing market-data permissions or a competing session.
+    /// Missing market-data permissions (no subscription for the exchange).
     NoPermission,
+    /// Another session of the same IB username holds the market data (10197, 162 "connected
+    /// from a different IP address"); clears when that session ends.
+    CompetingSession,
     /// The request itself is invalid (bar size / step, "Time length exceed max", bad `whatToShow`).
     InvalidRequest,
     /// 326: client id already in use.
@@ -119,7 +126,8 @@ pub enum ErrorClass {
 pub enum Advice {
     /// Nothing; the notice does not affect any request.
     Ignore,
-    /// Tell the pacer (`on_violation` / `on_rate_exceeded`), then reserve again and retry.
+    /// Report it to the pacer (`on_violation` / `on_rate_exceeded`), then reserve a new slot and
+    /// send the request again.
     RetryWhenPacerAllows,
     /// End the request successfully with no rows.
     ReturnEmpty,
@@ -132,7 +140,8 @@ pub enum Advice {
     RejectBeforeSending,
     /// Report the request as cancelled by us (timeout or explicit cancel), not as a server error.
     ReportCancelled,
-    /// Terminal error for this request; do not retry.
+    /// Terminal error for this request: sending it again now gets the same answer (a later run,
+    /// once the cause is fixed, may succeed).
     Fail,
     /// Mark this client id foreign and connect with the next one from the registry.
     UseNextClientId,
@@ -179,7 +188,8 @@ pub fn classify(code: i32, message: &str, context: &RequestContext) -> Classific
             c(E::DuplicateId, A::RetryWhenPacerAllows)
         }
         166 | 321 | 420 | 10189 => c(E::InvalidRequest, A::Fail),
-        354 | 10186 | 10187 | 10197 => c(E::NoPermission, A::Fail),
+        354 | 10186 | 10187 => c(E::NoPermission, A::Fail),
+        10197 => c(E::CompetingSession, A::Fail),
         165 | 300 | 366 | 10089 | 10090 | 10091 | 10167 => c(E::Informational, A::Ignore),
         10225 => c(E::Informational, A::Resubscribe),
         1100 => c(E::Connectivity(Connectivity::Lost), A::AwaitRestore),
@@ -235,7 +245,9 @@ fn classify_162(message: &str, context: &RequestContext) -> Classification {
         c(E::QueryCancelled, A::ReportCancelled)
     } else if has("returned no data") {
         no_data(context)
-    } else if has("no market data permissions") || has("connected from a different ip address") {
+    } else if has("connected from a different ip address") || has("competing") {
+        c(E::CompetingSession, A::Fail)
+    } else if has("no market data permissions") {
         c(E::NoPermission, A::Fail)
     } else if has("no historical market data for")
         || has("invalid step")

@@ -3,8 +3,8 @@
 //! insta snapshot of the whole table so any change in classification is reviewed.
 
 use ibconn_core::classify::{
-    check_end_date, classify, Advice, Classification, Connectivity, ErrorClass, Farm, FarmState,
-    RequestContext,
+    check_end_date, classify, explain, Advice, Classification, Connectivity, ErrorClass, Farm,
+    FarmState, RequestContext,
 };
 
 const NONE: RequestContext = RequestContext {
@@ -82,7 +82,7 @@ fn table() -> Vec<Row> {
         row(162, hm("API historical data query cancelled: 28"), NONE, E::QueryCancelled, A::ReportCancelled, "docs/ib-facts.md#error-texts; ib_insync#268"),
         row(162, hm("API historical data query cancelled: 29"), CANCELLED, E::QueryCancelled, A::ReportCancelled, "ib_insync#268 (client timeout)"),
         row(162, hm("No market data permissions for NYSE STK"), NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#error-texts; ib_insync#461"),
-        row(162, hm("Trading TWS session is connected from a different IP address"), NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#error-texts"),
+        row(162, hm("Trading TWS session is connected from a different IP address"), NONE, E::CompetingSession, A::Fail, "docs/ib-facts.md#error-texts"),
         row(162, hm("Time length exceed max"), NONE, E::InvalidRequest, A::Fail, "docs/ib-facts.md#error-texts"),
         row(162, hm("invalid step"), NONE, E::InvalidRequest, A::Fail, "docs/ib-facts.md#error-texts (\"invalid step\")"),
         row(162, hm("No historical market data for EUR/CASH@IDEALPRO Last 60"), NONE, E::InvalidRequest, A::Fail, "ib-ruby PR#50 (TRADES on forex)"),
@@ -138,7 +138,7 @@ fn table() -> Vec<Row> {
         row(10186, "Requested market data is not subscribed. Delayed market data is not enabled", NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#error-texts"),
         row(10187, "Failed to request historical ticks:No market data permissions for ISLAND STK", NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#error-texts (live)"),
         row(10189, "Failed to request tick-by-tick data. Invalid Real-time Query", NONE, E::InvalidRequest, A::Fail, "docs/ib-facts.md#error-texts"),
-        row(10197, "No market data during competing session", NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#error-texts"),
+        row(10197, "No market data during competing session", NONE, E::CompetingSession, A::Fail, "docs/ib-facts.md#error-texts"),
         row(10225, "Bust event occurred, current subscription is deactivated. Please resubscribe real-time bars immediately.", NONE, E::Informational, A::Resubscribe, "10225 bust; IB doc text"),
         row(99999, "Something IB has not documented", NONE, E::Unknown, A::Fail, "unknown code"),
     ]
@@ -223,4 +223,59 @@ fn snapshot_of_the_full_table() {
         })
         .collect();
     insta::assert_snapshot!("classification_table", lines.join("\n"));
+}
+
+#[test]
+fn every_explanation_is_in_a_users_words() {
+    // The words `ibconn explain` prints: three parts, none empty, no internal names.
+    let internal = [
+        "ReturnEmpty",
+        "RetryWhenPacerAllows",
+        "ClampStartAndRetry",
+        "pacer",
+        "Advice",
+        "ErrorClass",
+        "on_violation",
+        "retrying will not help",
+    ];
+    let mut lines = Vec::new();
+    for r in table() {
+        let verdict = classify(r.code, r.text, &r.context);
+        let e = explain(r.code, r.text, verdict);
+        for part in [&e.what_happened, &e.what_ibconn_does, &e.what_you_can_do] {
+            assert!(!part.trim().is_empty(), "{} {:?}", r.code, r.text);
+            for word in internal {
+                assert!(
+                    !part.contains(word),
+                    "{} {:?}: {word:?} in {part:?}",
+                    r.code,
+                    r.text
+                );
+            }
+        }
+        lines.push(format!(
+            "{} | {}\n  happened: {}\n  ibconn:   {}\n  you:      {}",
+            r.code, r.text, e.what_happened, e.what_ibconn_does, e.what_you_can_do
+        ));
+    }
+    // A competing session clears when the other session ends; a missing subscription points
+    // at delayed data or a subscription.
+    for (code, text) in [
+        (10197, "No market data during competing session"),
+        (
+            162,
+            "Historical Market Data Service error message:Trading TWS session is connected from a different IP address",
+        ),
+    ] {
+        let e = explain(code, text, classify(code, text, &NONE));
+        assert!(e.what_you_can_do.contains("clears when the other session ends"), "{e:?}");
+    }
+    let e = explain(
+        354,
+        "Requested market data is not subscribed.",
+        classify(354, "Requested market data is not subscribed.", &NONE),
+    );
+    assert!(e.what_you_can_do.contains("reqMarketDataType(3)"), "{e:?}");
+    assert!(e.what_you_can_do.contains("subscribe"), "{e:?}");
+    insta::assert_snapshot!("explanations", lines.join("\n"));
 }

@@ -40,7 +40,7 @@ fn round(ledger: &mut dyn PaceLedger, pacer: &mut SharedPacer, n: usize, base: u
     let start = Instant::now();
     for i in 0..n {
         let now = Instant::now();
-        let (hold, _, _) = pacer.reserve(ledger, now, &request(base + i)).unwrap();
+        let hold = pacer.reserve(ledger, now, &request(base + i)).unwrap().hold;
         pacer.complete(ledger, now, hold);
     }
     start.elapsed().as_secs_f64() * 1e6 / n as f64

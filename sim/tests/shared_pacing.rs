@@ -56,12 +56,12 @@ impl Proc {
     }
 
     fn reserve(&mut self, now: Instant, request: &PacedRequest) -> SharedHold {
-        let (hold, at, _) = self
+        let grant = self
             .pacer
             .reserve(&mut self.ledger, now, request)
             .expect("a slot");
-        assert_eq!(at, now, "the window has room: no wait");
-        hold
+        assert_eq!(grant.at, now, "the window has room: no wait");
+        grant.hold
     }
 
     /// A ledger step that changes nothing (a renewal with nothing held).

@@ -32,7 +32,16 @@ pub(crate) struct Loaded {
     pub(crate) settings: Settings,
     /// Their origin.
     pub(crate) origin: Origin,
+    /// What the user should hear about (an `IBCONN_*` variable that names no key), for stderr.
+    pub(crate) warnings: Vec<String>,
 }
+
+/// `IBCONN_*` variables that are not configuration keys and are read elsewhere (the config
+/// file's name; the test and CI tooling's), never warned about.
+const NOT_KEYS: [&str; 2] = [CONFIG_ENV, "IBCONN_PYTHON"];
+
+/// Prefixes of `IBCONN_*` variables the test tooling reads (`IBCONN_SIM_SEEDS`, …).
+const NOT_KEY_PREFIXES: [&str; 3] = ["IBCONN_SIM_", "IBCONN_REGISTRY_", "IBCONN_WITNESS_"];
 
 /// Keys that may be absent (no default value) but can still be set from the environment.
 const OPTIONAL_KEYS: [&str; 2] = ["gateway", "http.token"];
@@ -104,14 +113,23 @@ pub(crate) fn load_from(
         .collect();
     let mut env: Vec<&(String, String)> = env.iter().collect();
     env.sort();
+    let mut warnings = Vec::new();
     for (var, raw) in env {
         let Some((key, kind)) = keys.iter().find(|(k, _)| env_name(k) == *var) else {
+            let suggestion = did_you_mean(var, keys.iter().map(|(k, _)| env_name(k)));
             if sections.iter().any(|s| var.starts_with(s.as_str())) {
                 return Err(ConfigError::Env {
                     var: var.clone(),
-                    message: "no such configuration key (see ibconn.example.toml)".to_owned(),
+                    message: format!(
+                        "no such configuration key{} (see ibconn.example.toml)",
+                        suggestion
+                            .map(|s| format!("; did you mean {s}?"))
+                            .unwrap_or_default()
+                    ),
                 });
             }
+            // A top-level name: warned about, not refused (see [`unknown_variable`]).
+            warnings.extend(unknown_variable(var, suggestion));
             continue;
         };
         let value = parse_env_value(raw, *kind).map_err(|message| ConfigError::Env {
@@ -137,7 +155,70 @@ pub(crate) fn load_from(
                 message: e.to_string(),
             })?;
     validate(&settings, &sources)?;
-    Ok(Loaded { settings, origin })
+    Ok(Loaded {
+        settings,
+        origin,
+        warnings,
+    })
+}
+
+/// The warning for `var`, an `IBCONN_*` variable outside every section that names no key.
+///
+/// A warning and not an error: the `IBCONN_` prefix is shared with variables that are no keys —
+/// `IBCONN_CONFIG`, the test tooling's `IBCONN_PYTHON` and `IBCONN_SIM_*`, a user's own scripts
+/// — so refusing every unknown one would stop commands in environments set up for those. A
+/// variable under a section's prefix (`IBCONN_POOL_…`) can only mean a key and stays an error.
+fn unknown_variable(var: &str, suggestion: Option<String>) -> Option<String> {
+    if NOT_KEYS.contains(&var) || NOT_KEY_PREFIXES.iter().any(|p| var.starts_with(p)) {
+        return None;
+    }
+    Some(match suggestion {
+        Some(s) => format!(
+            "environment variable {var} is not a configuration key and is ignored; did you mean \
+             {s}?"
+        ),
+        None => format!(
+            "environment variable {var} is not a configuration key and is ignored (the keys \
+             and their variables are in ibconn.example.toml)"
+        ),
+    })
+}
+
+/// The known variable closest to `var`, if it is close enough to be a typo of it (at most two
+/// edits, or three for long names), or `var` with a unit left off (`…_TIMEOUT` for
+/// `…_TIMEOUT_SECS`).
+fn did_you_mean(var: &str, known: impl Iterator<Item = String>) -> Option<String> {
+    let limit = if var.len() > 24 { 3 } else { 2 };
+    known
+        .chain(std::iter::once(CONFIG_ENV.to_owned()))
+        .map(|k| {
+            let d = if k.starts_with(&format!("{var}_")) {
+                1
+            } else {
+                edit_distance(var, &k)
+            };
+            (d, k)
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            let del = prev[j + 1] + 1;
+            let ins = row[j] + 1;
+            row.push(sub.min(del).min(ins));
+        }
+        prev = row;
+    }
+    prev[b.len()]
 }
 
 /// The settings as a TOML table (always representable: plain data).
@@ -335,6 +416,40 @@ pub(super) mod tests {
             s.pool_config(Vec::new()).pacing,
             PacingRules::default().with_margin(Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn a_misspelt_top_level_variable_is_warned_about_with_a_suggestion() {
+        let loaded = load_from(
+            None,
+            &env(&[
+                ("IBCONN_GATWAY", "127.0.0.1:4002"),
+                ("IBCONN_PYTHON", "/usr/bin/python3"),
+                ("IBCONN_SIM_SEEDS", "8"),
+                ("IBCONN_SOMETHING_ELSE", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.settings.gateway, None);
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("IBCONN_GATWAY"));
+        assert!(loaded.warnings[0].contains("did you mean IBCONN_GATEWAY?"));
+        assert!(!loaded.warnings[1].contains("did you mean"));
+        // Under a known section it stays an error, now with the suggestion.
+        let e = load_text("", &[("IBCONN_POOL_ACQUIRE_TIMEOUT", "3")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("did you mean IBCONN_POOL_ACQUIRE_TIMEOUT_SECS?"),
+            "{e}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn embedded_is_a_gateway_in_the_file() {
+        let s = load_text("gateway = \"embedded\"\n", &[]).unwrap();
+        assert_eq!(s.gateway.as_deref(), Some("embedded"));
+        assert_eq!(s.real_gateway(), None);
     }
 
     #[test]

@@ -347,6 +347,9 @@ pub(crate) struct FetchSettings {
     /// Ask no chunk that meets none of the contract's sessions (its contract details' hours);
     /// `false` asks every chunk of the grid (`JobConfig::skip_closed_sessions`).
     pub(crate) skip_closed_sessions: bool,
+    /// With stderr not a terminal: a progress line this often (the run's clock: wall time on a
+    /// gateway, virtual time on the embedded simulator).
+    pub(crate) progress_every_secs: f64,
 }
 
 impl Default for FetchSettings {
@@ -357,6 +360,7 @@ impl Default for FetchSettings {
             request_timeout_secs: run.request_timeout.as_secs_f64(),
             gateway_down_secs: 300.0,
             skip_closed_sessions: true,
+            progress_every_secs: 30.0,
         }
     }
 }
@@ -507,6 +511,11 @@ impl Settings {
             .filter(|g| self.gateway.as_ref().is_none_or(|c| c == *g) || gateways.len() == 1)
             .map(|g| (g.clone(), id.to_owned()))
             .collect()
+    }
+
+    /// The configured gateway, unless it is `embedded` (the embedded simulator: no address).
+    pub(crate) fn real_gateway(&self) -> Option<String> {
+        self.gateway.clone().filter(|g| g != crate::args::EMBEDDED)
     }
 
     /// IB's pacing rules as configured, margin included.

@@ -41,8 +41,8 @@ pub(super) fn validate(
             Err(invalid(key, format!("{v} is below the minimum {min}")))
         }
     };
-    if let Some(g) = &s.gateway {
-        parse_host_port(g).map_err(|e| invalid("gateway", e))?;
+    if let Some(g) = s.gateway.as_deref().filter(|g| *g != crate::args::EMBEDDED) {
+        parse_host_port(g).map_err(|e| invalid("gateway", format!("{e}, or \"embedded\"")))?;
     }
     parse_versions(&s.connection.versions).map_err(|e| invalid("connection.versions", e))?;
     parse_store(&s.coordination.store).map_err(|e| invalid("coordination.store", e))?;
@@ -92,6 +92,7 @@ pub(super) fn validate(
         ("health.probe_timeout_secs", s.health.probe_timeout_secs),
         ("fetch.request_timeout_secs", s.fetch.request_timeout_secs),
         ("fetch.gateway_down_secs", s.fetch.gateway_down_secs),
+        ("fetch.progress_every_secs", s.fetch.progress_every_secs),
     ] {
         positive_secs(key, v)?;
     }

@@ -22,7 +22,7 @@ pub use self::sessions::{HoursList, NoSessions, SessionCalendar, SessionUse};
 use crate::bar_size::BarSize;
 use crate::date_format::DateFormat;
 use crate::message::Contract;
-use crate::pacer::{HistoricalRequestKey, PacedRequest, Pacer, PacerError, PacingRules};
+use crate::pacer::{HistoricalRequestKey, Hold, PacedRequest, Pacer, PacerError, PacingRules};
 use crate::query::HistoricalQuery;
 use crate::what_to_show::WhatToShow;
 
@@ -80,8 +80,35 @@ pub struct Estimate {
     pub requests: usize,
     /// Requests the pacer had to hold back.
     pub delayed: usize,
+    /// Those, by the rule that held each.
+    pub held_by: HeldCounts,
     /// From the first send to the last answer.
     pub makespan: Duration,
+}
+
+/// Requests held back, by the rule that set their send time ([`Hold`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldCounts {
+    /// By the historical window (IB: 60 requests per 10 minutes).
+    pub historical_window: usize,
+    /// By the per-contract burst rule (IB: 5 requests per 2 seconds per contract).
+    pub burst: usize,
+    /// By the identical-request gap (IB: 15 seconds).
+    pub identical: usize,
+    /// By anything else: the message rate, a pause after a violation, other processes' slots.
+    pub other: usize,
+}
+
+impl HeldCounts {
+    /// Count one request held by `hold`.
+    pub fn add(&mut self, hold: Option<Hold>) {
+        match hold {
+            Some(Hold::HistoricalWindow) => self.historical_window += 1,
+            Some(Hold::Burst) => self.burst += 1,
+            Some(Hold::Identical) => self.identical += 1,
+            _ => self.other += 1,
+        }
+    }
 }
 
 /// Run `chunks` through a fresh [`Pacer`] with `rules`, assuming each answer takes `latency`.
@@ -100,14 +127,26 @@ pub fn estimate(
 pub fn estimate_behind(
     spec: &BackfillSpec,
     chunks: &[Chunk],
+    pacer: Pacer,
+    latency: Duration,
+    origin: Instant,
+) -> Result<Estimate, PacerError> {
+    let keys: Vec<PacedRequest> = chunks.iter().map(|c| spec.pacing_key(c)).collect();
+    estimate_requests(&keys, pacer, latency, origin)
+}
+
+/// [`estimate_behind`] for requests of any kind, sent in the order given (e.g. several
+/// backfills' chunks interleaved, as one pool sends them).
+pub fn estimate_requests(
+    requests: &[PacedRequest],
     mut pacer: Pacer,
     latency: Duration,
     origin: Instant,
 ) -> Result<Estimate, PacerError> {
     let mut open: Vec<(Instant, crate::pacer::ReservationId)> = Vec::new();
     let (mut now, mut last_answer, mut delayed) = (origin, origin, 0);
-    for chunk in chunks {
-        let key = spec.pacing_key(chunk);
+    let mut held_by = HeldCounts::default();
+    for key in requests {
         let reservation = loop {
             // Answers that arrived by `now` free their open slots.
             let (answered, pending): (Vec<_>, Vec<_>) =
@@ -116,7 +155,7 @@ pub fn estimate_behind(
             for (_, id) in answered {
                 pacer.complete(id)?;
             }
-            match pacer.reserve(now, &key) {
+            match pacer.reserve(now, key) {
                 Ok(r) => break r,
                 // All open slots held: the driver waits for the next answer.
                 Err(full @ PacerError::OpenRequestsFull { .. }) => {
@@ -127,14 +166,16 @@ pub fn estimate_behind(
         };
         if reservation.at > now {
             delayed += 1;
+            held_by.add(reservation.held_by);
         }
         let done = reservation.at + latency;
         last_answer = last_answer.max(done);
         open.push((done, reservation.id));
     }
     Ok(Estimate {
-        requests: chunks.len(),
+        requests: requests.len(),
         delayed,
+        held_by,
         makespan: last_answer.saturating_duration_since(origin),
     })
 }
@@ -190,6 +231,25 @@ mod tests {
             "{:?}",
             e.makespan
         );
+    }
+
+    #[test]
+    fn waits_are_blamed_on_the_rule_that_set_them() {
+        // Six chunks of one contract: the sixth waits 2 s for the per-contract burst rule.
+        let e = estimate_range(BarSize::Sec5, 6 * 3_600);
+        assert_eq!(
+            e.held_by,
+            HeldCounts {
+                burst: 1,
+                ..HeldCounts::default()
+            }
+        );
+        // 121: the first 60 go 5 per 2 s (55 held by the burst rule), the rest wait for the
+        // 10-minute window.
+        let e = estimate_range(BarSize::Sec5, 121 * 3_600);
+        assert_eq!(e.held_by.burst, 55, "{:?}", e.held_by);
+        assert_eq!(e.held_by.historical_window, 61, "{:?}", e.held_by);
+        assert_eq!(e.delayed, 116);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules};
 use super::rules::{RequestClass, WindowLimit};
-use super::{PacerError, PacerSnapshot, ReservationId};
+use super::{Hold, PacerError, PacerSnapshot, ReservationId};
 use crate::what_to_show::WhatToShow;
 
 /// A point in a ledger's time: nanoseconds since the ledger's epoch (the Unix epoch for shared
@@ -102,6 +102,8 @@ pub struct BookReservation {
     pub at: PaceTime,
     /// The rule set that was applied.
     pub class: RequestClass,
+    /// The rule that set `at`, when later than `max(now, not_before)`.
+    pub held_by: Option<Hold>,
 }
 
 /// What one owner holds in a shared book, for status views ("what other processes reserved").
@@ -203,7 +205,7 @@ impl PaceBook {
                 });
             }
         }
-        let at = self.earliest(rules, now.max(not_before), &profile);
+        let (at, held_by) = self.earliest(rules, now.max(not_before), &profile);
         let id = ReservationId(self.next_id);
         self.next_id += 1;
         let owner = owner.map(str::to_owned);
@@ -224,7 +226,12 @@ impl PaceBook {
             relevant_until,
             owner,
         });
-        Ok(BookReservation { id, at, class })
+        Ok(BookReservation {
+            id,
+            at,
+            class,
+            held_by,
+        })
     }
 
     /// The request was sent and has finished: free its open slot (its send slot stays).
@@ -462,31 +469,43 @@ impl PaceBook {
     /// Every rule forbids a set of times whose complement can only begin at `e + window` (or
     /// `e + gap`) for some reserved slot `e`. So when some rules are broken at `t`, no time before
     /// the latest of their next such boundaries can satisfy them all; jump there and re-check.
-    fn earliest(&self, rules: &PacingRules, mut t: PaceTime, profile: &Profile) -> PaceTime {
+    fn earliest(
+        &self,
+        rules: &PacingRules,
+        mut t: PaceTime,
+        profile: &Profile,
+    ) -> (PaceTime, Option<Hold>) {
+        let mut held = None;
+        let mut pause = |t: &mut PaceTime, until: Option<PaceTime>, why: Hold| {
+            if let Some(until) = until.filter(|u| *u > *t) {
+                *t = until;
+                held = Some(why);
+            }
+        };
         if profile.pausable {
-            t = self.pause_until.map_or(t, |until| t.max(until));
+            pause(&mut t, self.pause_until, Hold::ViolationPause);
         }
-        t = self.rate_pause_until.map_or(t, |until| t.max(until));
+        pause(&mut t, self.rate_pause_until, Hold::RatePause);
         loop {
-            let mut next: Option<PaceTime> = None;
-            let mut bump = |candidate: Option<PaceTime>| {
+            // The latest boundary among the rules broken at `t`, and the rule (first on a tie).
+            let mut next: Option<(PaceTime, Hold)> = None;
+            let mut bump = |candidate: Option<PaceTime>, why: Hold| {
                 if let Some(c) = candidate {
-                    next = Some(next.map_or(c, |n| n.max(c)));
+                    if next.is_none_or(|(n, _)| c > n) {
+                        next = Some((c, why));
+                    }
                 }
             };
-            bump(window_block(
-                t,
-                self.slots.iter().map(|s| (s.at, 1)),
-                1,
-                rules.message_rate,
-            ));
             if profile.historical {
                 let events = self
                     .slots
                     .iter()
                     .filter(|s| s.profile.historical)
                     .map(|s| (s.at, s.profile.weight));
-                bump(window_block(t, events, profile.weight, rules.historical));
+                bump(
+                    window_block(t, events, profile.weight, rules.historical),
+                    Hold::HistoricalWindow,
+                );
             }
             if let Some(key) = &profile.burst {
                 let events = self
@@ -494,7 +513,10 @@ impl PaceBook {
                     .iter()
                     .filter(|s| s.profile.burst.as_ref() == Some(key))
                     .map(|s| (s.at, s.profile.weight));
-                bump(window_block(t, events, profile.weight, rules.burst));
+                bump(
+                    window_block(t, events, profile.weight, rules.burst),
+                    Hold::Burst,
+                );
             }
             if let Some(identity) = &profile.identity {
                 let events = self
@@ -502,7 +524,7 @@ impl PaceBook {
                     .iter()
                     .filter(|s| s.profile.identity.as_ref() == Some(identity))
                     .map(|s| s.at);
-                bump(gap_block(t, events, rules.identical_gap));
+                bump(gap_block(t, events, rules.identical_gap), Hold::Identical);
             }
             if profile.min_interval > Duration::ZERO {
                 let events = self
@@ -510,11 +532,26 @@ impl PaceBook {
                     .iter()
                     .filter(|s| s.profile.class == profile.class)
                     .map(|s| s.at);
-                bump(gap_block(t, events, profile.min_interval));
+                bump(
+                    gap_block(t, events, profile.min_interval),
+                    Hold::MinInterval,
+                );
             }
+            bump(
+                window_block(
+                    t,
+                    self.slots.iter().map(|s| (s.at, 1)),
+                    1,
+                    rules.message_rate,
+                ),
+                Hold::MessageRate,
+            );
             match next {
-                None => return t,
-                Some(n) => t = n,
+                None => return (t, held),
+                Some((n, why)) => {
+                    t = n;
+                    held = Some(why);
+                }
             }
         }
     }

@@ -47,9 +47,9 @@ pub use self::rules::{
     ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules, PauseRules,
     RequestClass, WindowLimit,
 };
-pub use self::shared::{SharedError, SharedHold, SharedPacer, SharedPacerStatus};
+pub use self::shared::{SharedError, SharedGrant, SharedHold, SharedPacer, SharedPacerStatus};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,72 @@ pub struct Reservation {
     pub at: Instant,
     /// The rule set that was applied.
     pub class: RequestClass,
+    /// The rule that set `at`, when it is later than `now` (`None`: sent at once).
+    pub held_by: Option<Hold>,
+}
+
+/// The rule that holds a request back: the one whose limit set its send time (when several
+/// end at the same instant, the first of this list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Hold {
+    /// [`PacingRules::historical`]: IB's 60 historical requests per 10 minutes.
+    HistoricalWindow,
+    /// [`PacingRules::burst`]: IB's 5 requests per 2 seconds for one contract, exchange and
+    /// `whatToShow`.
+    Burst,
+    /// [`PacingRules::identical_gap`]: the same request again within 15 seconds.
+    Identical,
+    /// A class's [`ClassRules::min_interval`].
+    MinInterval,
+    /// [`PacingRules::message_rate`]: IB's 50 messages per second.
+    MessageRate,
+    /// The pause after a pacing violation (162) ([`PacingRules::pause`]).
+    ViolationPause,
+    /// The pause after a message-rate error (100).
+    RatePause,
+}
+
+impl Hold {
+    /// The rule in a user's words, with its limits from `rules` (e.g. "IB's limit of 60
+    /// historical requests per 10 minutes").
+    pub fn describe(self, rules: &PacingRules) -> String {
+        let limit = |what: &str, w: &WindowLimit| {
+            format!(
+                "IB's limit of {} {what} per {}",
+                w.max_weight,
+                plain_duration(w.window)
+            )
+        };
+        match self {
+            Self::HistoricalWindow => limit("historical requests", &rules.historical),
+            Self::Burst => format!("{} for one contract", limit("requests", &rules.burst)),
+            Self::Identical => format!(
+                "IB's rule that an identical request waits {}",
+                plain_duration(rules.identical_gap)
+            ),
+            Self::MinInterval => "the configured spacing of these requests".to_owned(),
+            Self::MessageRate => limit("messages", &rules.message_rate),
+            Self::ViolationPause => "the pause after IB reported a pacing violation".to_owned(),
+            Self::RatePause => {
+                "the pause after IB reported too many messages per second".to_owned()
+            }
+        }
+    }
+
+    /// A short snake_case name (`historical_window`, `burst`, …), for JSON and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HistoricalWindow => "historical_window",
+            Self::Burst => "burst",
+            Self::Identical => "identical",
+            Self::MinInterval => "min_interval",
+            Self::MessageRate => "message_rate",
+            Self::ViolationPause => "violation_pause",
+            Self::RatePause => "rate_pause",
+        }
+    }
 }
 
 /// Why a reservation or completion failed.
@@ -196,6 +262,7 @@ impl Pacer {
             id: r.id,
             at: now + r.at.since(t),
             class: r.class,
+            held_by: r.held_by,
         })
     }
 
@@ -241,6 +308,28 @@ impl Pacer {
     fn time(&mut self, now: Instant) -> PaceTime {
         let (at, t) = *self.epoch.get_or_insert((now, PaceTime(0)));
         t.plus(now.saturating_duration_since(at))
+    }
+}
+
+/// `10 minutes`, `2 seconds`: a rule's window in words, to the nearest second (a configured
+/// margin of a fraction of a second does not change how IB's rule reads).
+fn plain_duration(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_millis() >= 500);
+    if secs > 0 && secs.is_multiple_of(3_600) {
+        plural(secs / 3_600, "hour")
+    } else if secs > 0 && secs.is_multiple_of(60) {
+        plural(secs / 60, "minute")
+    } else {
+        plural(secs, "second")
+    }
+}
+
+/// `1 minute`, `10 minutes`.
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
     }
 }
 

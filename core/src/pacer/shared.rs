@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::book::{OwnerView, PaceBook, PaceTime};
 use super::ledger::{LedgerError, LedgerNow, PaceLedger};
 use super::rules::{PacedRequest, PacingRules, RequestClass, WindowLimit};
-use super::{Pacer, PacerError, PacerSnapshot, ReservationId};
+use super::{Hold, Pacer, PacerError, PacerSnapshot, ReservationId};
 
 /// What one request holds: its message-rate slot here and its slot in the shared book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,20 @@ impl SharedHold {
     pub fn shared(&self) -> Option<ReservationId> {
         self.shared
     }
+}
+
+/// A slot [`SharedPacer::reserve`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the request must be sent at `at`, and completed or cancelled afterwards"]
+pub struct SharedGrant {
+    /// What the request holds (for completion or cancel).
+    pub hold: SharedHold,
+    /// When to send it.
+    pub at: Instant,
+    /// The rule set that was applied.
+    pub class: RequestClass,
+    /// The rule that set `at`, when later than `now`.
+    pub held_by: Option<Hold>,
 }
 
 /// Why [`SharedPacer::reserve`] gave no slot.
@@ -120,7 +134,7 @@ impl SharedPacer {
         ledger: &mut dyn PaceLedger,
         now: Instant,
         request: &PacedRequest,
-    ) -> Result<(SharedHold, Instant, RequestClass), SharedError> {
+    ) -> Result<SharedGrant, SharedError> {
         let class = self.rules.class_of(request);
         if !self.rules.class_rules(class).is_gateway_scoped() {
             let r = self.local.reserve(now, request)?;
@@ -128,7 +142,12 @@ impl SharedPacer {
                 local: r.id,
                 shared: None,
             };
-            return Ok((hold, r.at, r.class));
+            return Ok(SharedGrant {
+                hold,
+                at: r.at,
+                class: r.class,
+                held_by: r.held_by,
+            });
         }
         let mut message = self.local.reserve(now, &PacedRequest::Message)?;
         let mut rounds = 0;
@@ -146,11 +165,11 @@ impl SharedPacer {
                 }
                 let not_before = t.plus(not_before.saturating_duration_since(clock.instant));
                 book.reserve(rules, t, not_before, request, Some(owner))
-                    .map(|r| (r.id, clock.instant + r.at.since(t)))
+                    .map(|r| (r.id, clock.instant + r.at.since(t), r.held_by))
                     .map_err(SharedError::from)
             });
             let granted = granted.map_err(SharedError::from).and_then(|r| r);
-            let (shared, at) = match granted {
+            let (shared, at, held_by) = match granted {
                 Ok(granted) => granted,
                 Err(e) => {
                     let _ = self.local.cancel(message.id);
@@ -168,7 +187,17 @@ impl SharedPacer {
             if message.at == at || rounds >= 3 {
                 // After three rounds on a saturated connection, send a little late (< 1 s, and
                 // the margin in the rules absorbs it) rather than keep the ledger busy.
-                return Ok((hold, message.at.max(at), class));
+                let held_by = if message.at > at {
+                    message.held_by.or(Some(Hold::MessageRate))
+                } else {
+                    held_by.or(message.held_by)
+                };
+                return Ok(SharedGrant {
+                    hold,
+                    at: message.at.max(at),
+                    class,
+                    held_by,
+                });
             }
             self.release(ledger, now, Owed::Cancel(shared));
         }
@@ -418,7 +447,7 @@ mod tests {
     }
 
     /// `SharedPacer::reserve` on a store whose book was made afresh, at 1,000 s on its clock.
-    fn first_reserve(book: PaceBook) -> Result<(SharedHold, Instant, RequestClass), SharedError> {
+    fn first_reserve(book: PaceBook) -> Result<SharedGrant, SharedError> {
         let epoch = Instant::now();
         let mut ledger = OneBook {
             book,

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 pub use self::driver::{Action, Driver, WRITE_QUEUE};
 pub use self::notice::{NoticeFanout, Offer, PoolNotice, NOTICE_BUFFER};
+pub use self::pacing::paced;
 #[cfg(feature = "file-store")]
 pub use self::registry::FileRegistry;
 pub use self::registry::{IdRegistry, IdRegistryError, MemoryRegistry};
@@ -205,6 +206,8 @@ struct Req {
     deadline: Instant,
     state: ReqState,
     delayed: bool,
+    /// The pacing rule that set its slot, when it waits.
+    held_by: Option<crate::pacer::Hold>,
 }
 
 /// A pool of TWS sessions. See the [module docs](self) for the run loop.

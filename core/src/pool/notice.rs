@@ -64,6 +64,16 @@ pub enum PoolNotice {
         /// What failed, or `None` once a step succeeded again.
         error: Option<String>,
     },
+    /// A request waits for its pacing slot (once per request; see
+    /// [`PoolEvent::RequestDelayed`]).
+    PacingWait {
+        /// Index of the gateway in [`PoolConfig::gateways`](super::PoolConfig::gateways).
+        gateway: usize,
+        /// When it will be sent.
+        until: std::time::Instant,
+        /// The rule that holds it back.
+        held_by: Option<crate::pacer::Hold>,
+    },
     /// This subscriber's queue was full and `count` notices were dropped (the newest ones, at the
     /// time). Delivered before the next notice that fits.
     Missed {
@@ -91,6 +101,16 @@ impl PoolNotice {
             PoolEvent::Resubscribe { client_id, leases } => Self::Resubscribe {
                 client_id: *client_id,
                 leases: leases.clone(),
+            },
+            PoolEvent::RequestDelayed {
+                gateway,
+                until,
+                held_by,
+                ..
+            } => Self::PacingWait {
+                gateway: *gateway,
+                until: *until,
+                held_by: *held_by,
             },
             PoolEvent::PacingStore { gateway, error } => Self::PacingStore {
                 gateway: *gateway,

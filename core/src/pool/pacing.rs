@@ -122,7 +122,7 @@ impl Pool {
 /// Queries are typed, so this cannot misjudge one: a historical query always has one of IB's bar
 /// sizes and `whatToShow` values (an unknown one could not be built), and every query kind is
 /// named below, so a new kind cannot slip through as an ordinary message unnoticed.
-pub(super) fn paced(query: &Query) -> PacedRequest {
+pub fn paced(query: &Query) -> PacedRequest {
     match query {
         Query::HistoricalData(q) => PacedRequest::Historical(HistoricalRequestKey {
             contract: contract_key(&q.contract),

@@ -53,6 +53,7 @@ impl Pool {
                 deadline,
                 state: ReqState::Queued,
                 delayed: false,
+                held_by: None,
             },
         );
         self.update(now);
@@ -154,8 +155,13 @@ impl Pool {
         if req.state == ReqState::Queued {
             let pacer = &mut self.gateways.get_mut(gateway)?.pacer;
             match pacer.reserve(&mut *self.ledger, now, &paced(&req.query)) {
-                Ok((res, at, _)) => {
-                    req.state = ReqState::Paced { gateway, res, at };
+                Ok(grant) => {
+                    req.state = ReqState::Paced {
+                        gateway,
+                        res: grant.hold,
+                        at: grant.at,
+                    };
+                    req.held_by = grant.held_by;
                 }
                 Err(SharedError::Pacer(PacerError::OpenRequestsFull { .. })) => return None,
                 Err(SharedError::Ledger(e)) => {
@@ -183,8 +189,12 @@ impl Pool {
                 self.stats.pacing_waits += 1;
                 self.stats.pacing_wait_ms += (at - now).as_millis() as u64;
                 tracing::debug!(ticket = ticket.0, wait = ?(at - now), "request waits for pacing");
-                self.events
-                    .push_back(PoolEvent::RequestDelayed { ticket, until: at });
+                self.events.push_back(PoolEvent::RequestDelayed {
+                    ticket,
+                    gateway: g,
+                    until: at,
+                    held_by: req.held_by,
+                });
             }
             return None;
         }

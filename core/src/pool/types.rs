@@ -333,8 +333,12 @@ pub enum PoolEvent {
     RequestDelayed {
         /// The request.
         ticket: Ticket,
+        /// Index of its gateway in [`PoolConfig::gateways`].
+        gateway: usize,
         /// When it will be sent.
         until: std::time::Instant,
+        /// The rule that holds it back (`None`: not known, e.g. a slot another pacer granted).
+        held_by: Option<crate::pacer::Hold>,
     },
     /// A request ended: exactly once per [`Ticket`].
     Completed {

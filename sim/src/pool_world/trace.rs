@@ -126,7 +126,7 @@ impl PoolWorld {
     pub(super) fn describe_event(&self, event: &PoolEvent) -> String {
         let mut line = String::from("event ");
         let _ = match event {
-            PoolEvent::RequestDelayed { ticket, until } => write!(
+            PoolEvent::RequestDelayed { ticket, until, .. } => write!(
                 line,
                 "RequestDelayed T{} until +{:?}",
                 ticket.0,

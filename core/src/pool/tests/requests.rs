@@ -60,7 +60,7 @@ fn pacing_delays_identical_requests_and_retries_after_a_violation() {
     let first = w.send(lease, Query::HistoricalData(small_bars(END)));
     let second = w.send(lease, Query::HistoricalData(small_bars(END)));
     let until = w.events.iter().find_map(|e| match e {
-        PoolEvent::RequestDelayed { ticket, until } if *ticket == second => Some(*until),
+        PoolEvent::RequestDelayed { ticket, until, .. } if *ticket == second => Some(*until),
         _ => None,
     });
     assert_eq!(
