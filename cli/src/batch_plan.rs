@@ -297,23 +297,12 @@ impl BatchPlan {
         if let Some(from) = &self.sessions_from {
             s.push_str(&format!("contract details from {from}\n"));
         }
-        if self.requests != self.requests_all_sessions {
-            s.push_str(&format!(
-                "every chunk asked, closed sessions included: {} requests, about {}\n",
-                self.requests_all_sessions,
-                human(Duration::from_secs(self.estimate_secs_all_sessions))
-            ));
-        }
-        if let Some(shared) = &self.shared {
-            s.push_str(&format!(
-                "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
-                 and {} scheduled ahead; the estimate waits behind them\n",
-                shared.store,
-                shared.owners.len(),
-                shared.historical_weight_in_window,
-                shared.scheduled_ahead
-            ));
-        }
+        plan::tail_lines(
+            &mut s,
+            (self.requests, self.requests_all_sessions),
+            self.estimate_secs_all_sessions,
+            self.shared.as_ref(),
+        );
         s
     }
 }

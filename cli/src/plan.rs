@@ -252,23 +252,12 @@ impl PlanReport {
             s.push(')');
         }
         s.push('\n');
-        if self.requests != self.requests_all_sessions {
-            s.push_str(&format!(
-                "every chunk asked, closed sessions included: {} requests, about {}\n",
-                self.requests_all_sessions,
-                human(Duration::from_secs(self.estimate_secs_all_sessions))
-            ));
-        }
-        if let Some(shared) = &self.shared {
-            s.push_str(&format!(
-                "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
-                 and {} scheduled ahead; the estimate waits behind them\n",
-                shared.store,
-                shared.owners.len(),
-                shared.historical_weight_in_window,
-                shared.scheduled_ahead
-            ));
-        }
+        tail_lines(
+            &mut s,
+            (self.requests, self.requests_all_sessions),
+            self.estimate_secs_all_sessions,
+            self.shared.as_ref(),
+        );
         s
     }
 }
@@ -334,5 +323,32 @@ pub(crate) fn sessions_text(sessions: &SessionUse) -> String {
             format!("{} in {zone}; closed ones not asked", hours.ib_name())
         }
         SessionUse::Off(why) => format!("not used ({why}): every chunk asked"),
+    }
+}
+
+/// The lines every plan ends with: what asking closed sessions too would cost (`requests` is
+/// `(planned, with closed sessions)`), and whom a shared pacing book makes us wait behind.
+pub(crate) fn tail_lines(
+    s: &mut String,
+    requests: (usize, usize),
+    estimate_secs_all_sessions: u64,
+    shared: Option<&SharedView>,
+) {
+    if requests.0 != requests.1 {
+        s.push_str(&format!(
+            "every chunk asked, closed sessions included: {} requests, about {}\n",
+            requests.1,
+            human(Duration::from_secs(estimate_secs_all_sessions))
+        ));
+    }
+    if let Some(shared) = shared {
+        s.push_str(&format!(
+            "shared pacing ({}): {} other processes hold {} requests of the last 10 minutes \
+             and {} scheduled ahead; the estimate waits behind them\n",
+            shared.store,
+            shared.owners.len(),
+            shared.historical_weight_in_window,
+            shared.scheduled_ahead
+        ));
     }
 }
