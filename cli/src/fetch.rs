@@ -342,6 +342,11 @@ impl Output {
     }
 }
 
+/// Whether a CSV write failed because the reading end of stdout was closed.
+fn is_broken_pipe(e: &csv::Error) -> bool {
+    matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 impl Unit {
     /// After the run (`error`: what stopped it early): write the file, or the CSV to stdout.
     /// A symbol that does not exist leaves no file behind (and no header-only CSV on stdout);
@@ -356,8 +361,11 @@ impl Unit {
             Some(_) => self.output.checkpoint(&self.job)?,
             None => {
                 let stdout = std::io::stdout();
-                csvio::write_to(stdout.lock(), &bars, &self.output.identity.layout)
-                    .map_err(|e| CliError::Io(format!("stdout: {e}")))?;
+                match csvio::write_to(stdout.lock(), &bars, &self.output.identity.layout) {
+                    // The reader left (`| head`): what it wanted it got; not a failure.
+                    Err(e) if is_broken_pipe(&e) => {}
+                    written => written.map_err(|e| CliError::Io(format!("stdout: {e}")))?,
+                }
             }
         }
         Ok(bars.len())

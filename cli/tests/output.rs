@@ -353,3 +353,40 @@ fn sigterm_stops_an_embedded_fetch_with_its_bars_written() {
     assert!(rows > 1, "the bars fetched before the signal were written");
     assert!(dir.join("long.csv.covered.json").exists());
 }
+
+/// `ibconn fetch … | head -1`: the reader leaving early is not a failure — exit 0, no
+/// "Broken pipe" error (it used to exit 1 with one).
+#[test]
+fn a_reader_that_leaves_early_is_not_a_failure() {
+    let dir = scratch("out-closed-pipe");
+    let mut child = ibconn_std_in(&dir)
+        .args([
+            "fetch",
+            "AAPL",
+            "--bar",
+            "1min",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2025-12-04",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    out.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"time,"), "{first:?}");
+    drop(out);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+}
