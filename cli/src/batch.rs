@@ -262,16 +262,16 @@ pub(crate) fn fetch(
 #[serde(untagged)]
 pub(crate) enum Fetched {
     /// One symbol (the summary it always had).
-    One(FetchSummary),
+    One(Box<FetchSummary>),
     /// `--out-dir`.
-    Many(BatchSummary),
+    Many(Box<BatchSummary>),
 }
 
 impl Fetched {
     /// The process's exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::One(s) => s.exit_code,
+            Self::One(s) => s.run.exit_code,
             Self::Many(s) => s.run.exit_code,
         }
     }
@@ -290,8 +290,10 @@ impl Fetched {
 pub(crate) fn run(args: &FetchArgs, settings: &Settings) -> Result<Fetched, CliError> {
     let specs = symbols(args)?;
     match (&args.out_dir, specs.as_slice()) {
-        (Some(dir), _) => fetch(args, settings, dir, &specs).map(Fetched::Many),
-        (None, [one]) => crate::fetch::fetch(args, settings, one).map(Fetched::One),
+        (Some(dir), _) => fetch(args, settings, dir, &specs).map(|s| Fetched::Many(Box::new(s))),
+        (None, [one]) => {
+            crate::fetch::fetch(args, settings, one).map(|s| Fetched::One(Box::new(s)))
+        }
         (None, _) => Err(CliError::Usage(format!(
             "{} symbols: give --out-dir DIR for one file each",
             specs.len()

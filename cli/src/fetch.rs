@@ -201,35 +201,12 @@ fn effective_to(args: &FetchArgs) -> i64 {
     args.to.min(now - now.rem_euclid(step))
 }
 
-/// The account of one fetch (`--summary-json`).
+/// The account of one fetch (`--summary-json`): the run's totals, then the job's own account.
 #[derive(Debug, Serialize)]
 pub(crate) struct FetchSummary {
-    /// `embedded-sim` or the gateway address.
-    pub(crate) gateway: String,
-    /// `virtual` (embedded simulator) or `wall`.
-    pub(crate) time: &'static str,
-    /// Virtual time the backfill took (embedded simulator only), seconds.
-    pub(crate) virtual_secs: Option<f64>,
-    /// Wall time the backfill took, seconds.
-    pub(crate) wall_secs: f64,
-    /// Historical requests sent (retries included).
-    pub(crate) requests: u64,
-    /// Bars in the output.
-    pub(crate) bars: usize,
-    /// Bars this run added.
-    pub(crate) bars_added: usize,
-    /// Requests the pool held back for pacing.
-    pub(crate) pacing_waits: u64,
-    /// Total pacing wait, milliseconds.
-    pub(crate) pacing_wait_ms: u64,
-    /// 162 pacing violations the pool received.
-    pub(crate) pacing_violations: u64,
-    /// Pacing violations the embedded simulator counted (embedded simulator only).
-    pub(crate) gateway_pacing_violations: Option<u64>,
-    /// A runtime failure that stopped the run early.
-    pub(crate) error: Option<String>,
-    /// The process's exit code.
-    pub(crate) exit_code: u8,
+    /// What every fetch summary says of the run (its fields at the top level of the JSON).
+    #[serde(flatten)]
+    pub(crate) run: RunTotals,
     /// The job's own account.
     pub(crate) job: Summary,
 }
@@ -237,16 +214,17 @@ pub(crate) struct FetchSummary {
 impl FetchSummary {
     /// Human-readable lines for stderr.
     pub(crate) fn text(&self) -> String {
-        let time = match self.virtual_secs {
+        let run = &self.run;
+        let time = match run.virtual_secs {
             Some(v) => format!(
                 "{} virtual ({} wall)",
                 human(Duration::from_secs_f64(v)),
-                human(Duration::from_secs_f64(self.wall_secs))
+                human(Duration::from_secs_f64(run.wall_secs))
             ),
-            None => format!("{} wall", human(Duration::from_secs_f64(self.wall_secs))),
+            None => format!("{} wall", human(Duration::from_secs_f64(run.wall_secs))),
         };
         let p = &self.job.progress;
-        if let (Some(e), 0) = (&self.error, self.requests) {
+        if let (Some(e), 0) = (&run.error, run.requests) {
             // Nothing was asked (e.g. the gateway refused the connection): only why.
             return format!("error: {e}\n");
         }
@@ -258,10 +236,10 @@ impl FetchSummary {
             self.job.symbol,
             self.job.bar_size,
             self.job.what_to_show,
-            self.bars,
-            self.bars_added,
-            self.requests,
-            self.gateway,
+            run.bars,
+            run.bars_added,
+            run.requests,
+            run.gateway,
             p.chunks_total,
             p.chunks_resumed,
             p.chunks_closed,
@@ -269,11 +247,11 @@ impl FetchSummary {
             p.chunks_failed,
             p.retries,
             crate::plan::sessions_text(&self.job.sessions),
-            self.pacing_waits,
-            human(Duration::from_millis(self.pacing_wait_ms)),
-            self.pacing_violations,
+            run.pacing_waits,
+            human(Duration::from_millis(run.pacing_wait_ms)),
+            run.pacing_violations,
         );
-        if let Some(g) = self.gateway_pacing_violations {
+        if let Some(g) = run.gateway_violations {
             s.push_str(&format!(" (gateway counted {g})"));
         }
         s.push('\n');
@@ -286,7 +264,7 @@ impl FetchSummary {
         if let Some(e) = &self.job.lookup_error {
             s.push_str(&format!("error: {e}\n"));
         }
-        if let Some(e) = &self.error {
+        if let Some(e) = &run.error {
             s.push_str(&format!("error: {e}\n"));
         }
         s
@@ -422,31 +400,14 @@ pub(crate) fn fetch(
     let exit_code = unit.exit_code(ran.error.is_some());
     let job = unit.job.summary();
     let counts = (job.progress.requests, bars, job.progress.bars_added);
-    let out = summary(run_totals(args, &ran, wall, counts, exit_code), job);
+    let out = FetchSummary {
+        run: run_totals(args, &ran, wall, counts, exit_code),
+        job,
+    };
     if let Some(path) = &args.summary_json {
         write_json(path, &out)?;
     }
     Ok(out)
-}
-
-/// The summary of a one-symbol run from its totals and its job's account.
-fn summary(run: RunTotals, job: Summary) -> FetchSummary {
-    FetchSummary {
-        gateway: run.gateway,
-        time: run.time,
-        virtual_secs: run.virtual_secs,
-        wall_secs: run.wall_secs,
-        requests: run.requests,
-        bars: run.bars,
-        bars_added: run.bars_added,
-        pacing_waits: run.pacing_waits,
-        pacing_wait_ms: run.pacing_wait_ms,
-        pacing_violations: run.pacing_violations,
-        gateway_pacing_violations: run.gateway_violations,
-        error: run.error,
-        exit_code: run.exit_code,
-        job,
-    }
 }
 
 /// What every fetch summary says of the run, whatever the number of symbols.
