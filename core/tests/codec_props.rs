@@ -24,9 +24,11 @@ use std::ops::RangeInclusive;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use codec_fixtures::{REQUEST_IDS, RESPONSE_IDS};
+use ibconn_core::message::market::{MarketDataRequest, RealTimeBarsRequest, TickByTickRequest};
 use ibconn_core::message::{
     Bar, BarTime, Contract, ContractDescription, ContractDetails, ErrorMessage,
-    HeadTimestampRequest, HistoricalDataRequest, Request, Response,
+    HeadTimestampRequest, HistoricalDataRequest, MarketReply, MarketRequest, RealTimeBar, Request,
+    Response, TickByTick,
 };
 use ibconn_core::wire::{
     check_server_choice, negotiate, ClientHello, Form, Frame, FrameDecoder, FrameError,
@@ -308,6 +310,188 @@ fn unknown(modelled: &'static [i32]) -> impl Strategy<Value = (i32, Form, Bytes)
         .prop_map(|((id, form), payload)| (id, form, Bytes::from(payload)))
 }
 
+/// A contract a streaming request can carry (no combo: its legs are not modelled).
+fn stream_contract() -> impl Strategy<Value = Contract> {
+    contract().prop_filter("combo legs are not modelled", |c| c.sec_type != "BAG")
+}
+
+fn market_request() -> impl Strategy<Value = MarketRequest> {
+    prop_oneof![
+        (
+            int(),
+            stream_contract(),
+            text(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(req_id, contract, generic_ticks, snapshot, regulatory_snapshot)| {
+                    MarketRequest::MktData(MarketDataRequest {
+                        req_id,
+                        contract,
+                        generic_ticks,
+                        snapshot,
+                        regulatory_snapshot,
+                    })
+                }
+            ),
+        int().prop_map(|req_id| MarketRequest::CancelMktData { req_id }),
+        int().prop_map(|market_data_type| MarketRequest::MarketDataType { market_data_type }),
+        (int(), stream_contract(), int(), text(), any::<bool>()).prop_map(
+            |(req_id, contract, bar_size, what_to_show, use_rth)| {
+                MarketRequest::RealTimeBars(RealTimeBarsRequest {
+                    req_id,
+                    contract,
+                    bar_size,
+                    what_to_show,
+                    use_rth,
+                })
+            }
+        ),
+        int().prop_map(|req_id| MarketRequest::CancelRealTimeBars { req_id }),
+        (int(), stream_contract(), text(), int(), any::<bool>()).prop_map(
+            |(req_id, contract, tick_type, number_of_ticks, ignore_size)| {
+                MarketRequest::TickByTick(TickByTickRequest {
+                    req_id,
+                    contract,
+                    tick_type,
+                    number_of_ticks,
+                    ignore_size,
+                })
+            }
+        ),
+        int().prop_map(|req_id| MarketRequest::CancelTickByTick { req_id }),
+    ]
+}
+
+/// A size: whole shares mostly, fractional ones (server 163+) sometimes.
+fn size() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        3 => (0i64..10_000_000).prop_map(|n| n as f64),
+        1 => (0i64..10_000_000).prop_map(|n| n as f64 / 100.0),
+    ]
+}
+
+fn tick_by_tick() -> impl Strategy<Value = TickByTick> {
+    prop_oneof![
+        (
+            any::<bool>(),
+            long(),
+            num(),
+            size(),
+            any::<bool>(),
+            any::<bool>(),
+            text(),
+            text()
+        )
+            .prop_map(
+                |(all, time, price, size, past_limit, unreported, exchange, special_conditions)| {
+                    TickByTick::Last {
+                        all,
+                        time,
+                        price,
+                        size,
+                        past_limit,
+                        unreported,
+                        exchange,
+                        special_conditions,
+                    }
+                }
+            ),
+        (
+            long(),
+            num(),
+            num(),
+            size(),
+            size(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(time, bid, ask, bid_size, ask_size, bid_past_low, ask_past_high)| {
+                    TickByTick::BidAsk {
+                        time,
+                        bid,
+                        ask,
+                        bid_size,
+                        ask_size,
+                        bid_past_low,
+                        ask_past_high,
+                    }
+                }
+            ),
+        (long(), num()).prop_map(|(time, mid)| TickByTick::MidPoint { time, mid }),
+    ]
+}
+
+fn market_reply() -> impl Strategy<Value = MarketReply> {
+    prop_oneof![
+        (int(), int(), num(), prop::option::of(size()), int()).prop_map(
+            |(req_id, tick_type, price, size, attr_mask)| MarketReply::TickPrice {
+                req_id,
+                tick_type,
+                price,
+                size,
+                attr_mask,
+            }
+        ),
+        (int(), int(), size()).prop_map(|(req_id, tick_type, size)| MarketReply::TickSize {
+            req_id,
+            tick_type,
+            size,
+        }),
+        (int(), int(), text()).prop_map(|(req_id, tick_type, value)| MarketReply::TickString {
+            req_id,
+            tick_type,
+            value,
+        }),
+        (int(), int(), num()).prop_map(|(req_id, tick_type, value)| MarketReply::TickGeneric {
+            req_id,
+            tick_type,
+            value,
+        }),
+        int().prop_map(|req_id| MarketReply::TickSnapshotEnd { req_id }),
+        (int(), int()).prop_map(|(req_id, market_data_type)| MarketReply::MarketDataType {
+            req_id,
+            market_data_type,
+        }),
+        (int(), text(), text(), int()).prop_map(
+            |(req_id, min_tick, bbo_exchange, snapshot_permissions)| MarketReply::TickReqParams {
+                req_id,
+                min_tick,
+                bbo_exchange,
+                snapshot_permissions,
+            }
+        ),
+        (
+            int(),
+            long(),
+            (num(), num(), num(), num()),
+            size(),
+            num(),
+            int()
+        )
+            .prop_map(
+                |(req_id, time, (open, high, low, close), volume, wap, count)| {
+                    MarketReply::RealTimeBar {
+                        req_id,
+                        bar: RealTimeBar {
+                            time,
+                            open,
+                            high,
+                            low,
+                            close,
+                            volume,
+                            wap,
+                            count,
+                        },
+                    }
+                }
+            ),
+        (int(), tick_by_tick()).prop_map(|(req_id, tick)| MarketReply::TickByTick { req_id, tick }),
+    ]
+}
+
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (int(), text())
@@ -343,6 +527,7 @@ fn request() -> impl Strategy<Value = Request> {
         (int(), text())
             .prop_map(|(req_id, pattern)| Request::ReqMatchingSymbols { req_id, pattern })
             .boxed(),
+        market_request().prop_map(Request::Market).boxed(),
         unknown(&REQUEST_IDS)
             .prop_map(|(id, form, payload)| Request::Unknown { id, form, payload })
             .boxed(),
@@ -418,6 +603,7 @@ fn response() -> impl Strategy<Value = Response> {
                 descriptions
             })
             .boxed(),
+        market_reply().prop_map(Response::Market).boxed(),
         unknown(&RESPONSE_IDS)
             .prop_map(|(id, form, payload)| Response::Unknown { id, form, payload })
             .boxed(),
@@ -486,6 +672,7 @@ fn request_on_the_wire(m: Request, sv: i32, form: Form) -> Request {
             r.contract = text_request_contract(r.contract);
             Request::ReqHeadTimestamp(r)
         }
+        (Form::Text, Request::Market(m)) => Request::Market(market_request_as_text(m, sv)),
         (Form::Text, Request::ReqContractDetails { req_id, contract }) => {
             let full = contract.clone();
             let mut contract = text_request_contract(contract);
@@ -500,9 +687,115 @@ fn request_on_the_wire(m: Request, sv: i32, form: Form) -> Request {
     }
 }
 
+/// A streaming request as the text form carries it at `sv`.
+fn market_request_as_text(m: MarketRequest, sv: i32) -> MarketRequest {
+    let contract = |c: Contract| Contract {
+        include_expired: false,
+        ..text_request_contract(c)
+    };
+    match m {
+        MarketRequest::MktData(mut r) => {
+            r.contract = contract(r.contract);
+            r.regulatory_snapshot &= sv >= 114;
+            MarketRequest::MktData(r)
+        }
+        MarketRequest::RealTimeBars(mut r) => {
+            r.contract = contract(r.contract);
+            MarketRequest::RealTimeBars(r)
+        }
+        MarketRequest::TickByTick(mut r) => {
+            r.contract = contract(r.contract);
+            if sv < 140 {
+                r.number_of_ticks = 0;
+                r.ignore_size = false;
+            }
+            MarketRequest::TickByTick(r)
+        }
+        other => other,
+    }
+}
+
+/// A streaming reply as the text form carries it at `sv`: whole sizes below 163, and a price
+/// tick always with a size.
+fn market_reply_as_text(m: MarketReply, sv: i32) -> MarketReply {
+    let sz = |v: f64| if sv >= 163 { v } else { v.trunc() };
+    match m {
+        MarketReply::TickPrice {
+            req_id,
+            tick_type,
+            price,
+            size,
+            attr_mask,
+        } => MarketReply::TickPrice {
+            req_id,
+            tick_type,
+            price,
+            size: Some(sz(size.unwrap_or(0.0))),
+            attr_mask,
+        },
+        MarketReply::TickSize {
+            req_id,
+            tick_type,
+            size,
+        } => MarketReply::TickSize {
+            req_id,
+            tick_type,
+            size: sz(size),
+        },
+        MarketReply::RealTimeBar { req_id, mut bar } => {
+            bar.volume = sz(bar.volume);
+            MarketReply::RealTimeBar { req_id, bar }
+        }
+        MarketReply::TickByTick { req_id, tick } => {
+            let tick = match tick {
+                TickByTick::Last {
+                    all,
+                    time,
+                    price,
+                    size,
+                    past_limit,
+                    unreported,
+                    exchange,
+                    special_conditions,
+                } => TickByTick::Last {
+                    all,
+                    time,
+                    price,
+                    size: sz(size),
+                    past_limit,
+                    unreported,
+                    exchange,
+                    special_conditions,
+                },
+                TickByTick::BidAsk {
+                    time,
+                    bid,
+                    ask,
+                    bid_size,
+                    ask_size,
+                    bid_past_low,
+                    ask_past_high,
+                } => TickByTick::BidAsk {
+                    time,
+                    bid,
+                    ask,
+                    bid_size: sz(bid_size),
+                    ask_size: sz(ask_size),
+                    bid_past_low,
+                    ask_past_high,
+                },
+                mid => mid,
+            };
+            MarketReply::TickByTick { req_id, tick }
+        }
+        other => other,
+    }
+}
+
 /// `m` as the peer sees it: fields the form/version does not transmit are at their defaults.
 fn response_on_the_wire(m: Response, sv: i32, form: Form) -> Response {
     match (form, m) {
+        (Form::Text, Response::Market(m)) => Response::Market(market_reply_as_text(m, sv)),
         // The window dates travel in HistoricalData only in the text form below 196.
         (form, Response::HistoricalData { req_id, bars, .. })
             if form == Form::Protobuf || sv >= 196 =>

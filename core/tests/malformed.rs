@@ -630,9 +630,9 @@ fn unknown_ids_are_values_not_errors() {
         })
     );
     assert_eq!(
-        Response::decode_payload(proto(99, &[0xff, 0xff]), 226),
+        Response::decode_payload(proto(98, &[0xff, 0xff]), 226),
         Ok(Response::Unknown {
-            id: 99,
+            id: 98,
             form: Form::Protobuf,
             payload: Bytes::from_static(&[0xff, 0xff]),
         })

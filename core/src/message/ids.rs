@@ -6,6 +6,20 @@
 
 /// Client → server message ids.
 pub mod outgoing {
+    /// `reqMktData`.
+    pub const REQ_MKT_DATA: i32 = 1;
+    /// `cancelMktData`.
+    pub const CANCEL_MKT_DATA: i32 = 2;
+    /// `reqRealTimeBars`.
+    pub const REQ_REAL_TIME_BARS: i32 = 50;
+    /// `cancelRealTimeBars`.
+    pub const CANCEL_REAL_TIME_BARS: i32 = 51;
+    /// `reqMarketDataType`.
+    pub const REQ_MARKET_DATA_TYPE: i32 = 59;
+    /// `reqTickByTickData`.
+    pub const REQ_TICK_BY_TICK_DATA: i32 = 97;
+    /// `cancelTickByTickData`.
+    pub const CANCEL_TICK_BY_TICK_DATA: i32 = 98;
     /// `reqContractDetails`.
     pub const REQ_CONTRACT_DATA: i32 = 9;
     /// `reqIds`.
@@ -34,6 +48,24 @@ pub mod outgoing {
 
 /// Server → client message ids.
 pub mod incoming {
+    /// `tickPrice`.
+    pub const TICK_PRICE: i32 = 1;
+    /// `tickSize`.
+    pub const TICK_SIZE: i32 = 2;
+    /// `tickGeneric`.
+    pub const TICK_GENERIC: i32 = 45;
+    /// `tickString`.
+    pub const TICK_STRING: i32 = 46;
+    /// `realtimeBar`.
+    pub const REAL_TIME_BARS: i32 = 50;
+    /// `tickSnapshotEnd`.
+    pub const TICK_SNAPSHOT_END: i32 = 57;
+    /// `marketDataType`.
+    pub const MARKET_DATA_TYPE: i32 = 58;
+    /// `tickReqParams`.
+    pub const TICK_REQ_PARAMS: i32 = 81;
+    /// `tickByTick`.
+    pub const TICK_BY_TICK: i32 = 99;
     /// `error`.
     pub const ERR_MSG: i32 = 4;
     /// `nextValidId`.

@@ -8,12 +8,14 @@
 pub mod contract;
 mod convert;
 pub mod ids;
+pub mod market;
 pub mod proto;
 mod repeated;
 pub mod request;
 pub mod response;
 
 pub use contract::{Contract, ContractDescription, ContractDetails};
+pub use market::{MarketReply, MarketRequest, RealTimeBar, TickByTick};
 pub use request::{HeadTimestampRequest, HistoricalDataRequest, Request};
 pub use response::{Bar, BarTime, ErrorMessage, Response};
 
@@ -112,6 +114,7 @@ fn proto_name(direction: Direction, msg_id: i32) -> &'static str {
         (Direction::ToClient, i::CONTRACT_DATA) => "ContractData",
         (Direction::ToClient, i::CONTRACT_DATA_END) => "ContractDataEnd",
         (Direction::ToClient, i::SYMBOL_SAMPLES) => "SymbolSamples",
-        _ => "Unknown",
+        (Direction::ToServer, other) => MarketRequest::text_name(other).unwrap_or("Unknown"),
+        (Direction::ToClient, other) => MarketReply::text_name(other).unwrap_or("Unknown"),
     }
 }

@@ -308,3 +308,6 @@ pub struct SymbolSamples {
     #[prost(message, repeated, tag = "2")]
     pub contract_descriptions: Vec<ContractDescription>,
 }
+
+mod market;
+pub use self::market::*;

@@ -57,7 +57,31 @@ flat!(
     HistoricalDataEnd,
     HistoricalDataUpdate,
     HeadTimestamp,
+    MarketDataTypeRequest,
+    TickByTickRequest,
+    TickPrice,
+    TickSize,
+    TickString,
+    TickGeneric,
+    MarketDataType,
+    TickReqParams,
+    RealTimeBarTick,
+    TickByTickData,
 );
+
+impl Repeated for proto::MarketDataRequest {
+    const SHAPE: Shape = Shape {
+        repeated: &[(6, "market_data_options")],
+        nested: &[],
+    };
+}
+
+impl Repeated for proto::RealTimeBarsRequest {
+    const SHAPE: Shape = Shape {
+        repeated: &[(6, "real_time_bars_options")],
+        nested: &[],
+    };
+}
 
 impl Repeated for proto::HistoricalDataRequest {
     const SHAPE: Shape = Shape {

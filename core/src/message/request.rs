@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::contract::Contract;
 use super::convert::{opt_str, opt_true, str_or_empty};
 use super::ids::outgoing as id;
+use super::market::MarketRequest;
 use super::{choose_form, decode_proto, proto, Direction};
 use crate::wire::{version, DecodeError, EncodeError, FieldReader, Form, Frame, FrameEncoder};
 
@@ -106,6 +107,8 @@ pub enum Request {
         /// Search pattern.
         pattern: String,
     },
+    /// Market data, real-time bars, tick-by-tick and their cancels.
+    Market(MarketRequest),
     /// A message id this crate does not model, kept verbatim.
     Unknown {
         /// Message id.
@@ -133,6 +136,7 @@ impl Request {
             Self::ReqContractDetails { .. } => "ReqContractDetails",
             Self::CancelContractData { .. } => "CancelContractData",
             Self::ReqMatchingSymbols { .. } => "ReqMatchingSymbols",
+            Self::Market(m) => m.name(),
             Self::Unknown { .. } => "Unknown",
         }
     }
@@ -152,6 +156,7 @@ impl Request {
             Self::ReqContractDetails { .. } => id::REQ_CONTRACT_DATA,
             Self::CancelContractData { .. } => id::CANCEL_CONTRACT_DATA,
             Self::ReqMatchingSymbols { .. } => id::REQ_MATCHING_SYMBOLS,
+            Self::Market(m) => m.id(),
             Self::Unknown { id, .. } => *id,
         }
     }
@@ -166,6 +171,7 @@ impl Request {
             | Self::ReqContractDetails { req_id, .. }
             | Self::CancelContractData { req_id }
             | Self::ReqMatchingSymbols { req_id, .. } => Some(*req_id),
+            Self::Market(m) => m.req_id(),
             _ => None,
         }
     }
@@ -191,6 +197,7 @@ impl Request {
                 (version::CANCEL_CONTRACT_DATA, version::CANCEL_CONTRACT_DATA)
             }
             Self::ReqMatchingSymbols { .. } => (version::PROTOBUF_REST_MESSAGES_2, 0),
+            Self::Market(m) => m.versions(),
             Self::Unknown { .. } => (i32::MAX, 0),
         }
     }
@@ -296,6 +303,7 @@ impl Request {
                     pattern: opt_str(pattern),
                 },
             ),
+            Self::Market(m) => m.encode_proto(enc, out),
             Self::Unknown { payload, .. } => enc.protobuf_bytes(out, name, id, payload),
         }
     }
@@ -367,6 +375,7 @@ impl Request {
             Self::ReqMatchingSymbols { req_id, pattern } => {
                 w.i32("req_id", *req_id).str("pattern", pattern);
             }
+            Self::Market(m) => m.write_text(w, sv),
             Self::Unknown { payload, .. } => {
                 // Verbatim: the payload already holds NUL-terminated fields.
                 w.raw(payload);
@@ -463,6 +472,9 @@ impl Request {
                     req_id: p.req_id.unwrap_or(0),
                     pattern: str_or_empty(p.pattern),
                 }
+            }
+            other if MarketRequest::is_id(other) => {
+                Self::Market(MarketRequest::decode_proto(frame)?)
             }
             other => Self::Unknown {
                 id: other,
@@ -570,6 +582,9 @@ impl Request {
                 req_id: r.i32("req_id")?,
                 pattern: r.string("pattern")?,
             },
+            other if MarketRequest::is_id(other) => {
+                Self::Market(MarketRequest::read_text(other, &mut r, sv)?)
+            }
             other => {
                 return Ok(Self::Unknown {
                     id: other,
@@ -598,7 +613,7 @@ fn text_name(msg_id: i32) -> &'static str {
         id::REQ_CONTRACT_DATA => "ReqContractDetails",
         id::CANCEL_CONTRACT_DATA => "CancelContractData",
         id::REQ_MATCHING_SYMBOLS => "ReqMatchingSymbols",
-        _ => "Unknown",
+        other => MarketRequest::text_name(other).unwrap_or("Unknown"),
     }
 }
 

@@ -17,6 +17,7 @@ pub use self::historical::{Bar, BarTime};
 use super::choose_form;
 use super::contract::{Contract, ContractDescription, ContractDetails};
 use super::ids::incoming as id;
+use super::market::MarketReply;
 use crate::wire::{version, DecodeError, EncodeError, Form, Frame, FrameEncoder};
 
 /// Every server → client message ibconn speaks.
@@ -100,6 +101,8 @@ pub enum Response {
         /// The matches.
         descriptions: Vec<ContractDescription>,
     },
+    /// Ticks, real-time bars and tick-by-tick.
+    Market(MarketReply),
     /// A message id this crate does not model, kept verbatim.
     Unknown {
         /// Message id.
@@ -127,6 +130,7 @@ impl Response {
             Self::ContractData { .. } => "ContractData",
             Self::ContractDataEnd { .. } => "ContractDataEnd",
             Self::SymbolSamples { .. } => "SymbolSamples",
+            Self::Market(m) => m.name(),
             Self::Unknown { .. } => "Unknown",
         }
     }
@@ -146,6 +150,7 @@ impl Response {
             Self::ContractData { .. } => id::CONTRACT_DATA,
             Self::ContractDataEnd { .. } => id::CONTRACT_DATA_END,
             Self::SymbolSamples { .. } => id::SYMBOL_SAMPLES,
+            Self::Market(m) => m.id(),
             Self::Unknown { id, .. } => *id,
         }
     }
@@ -161,6 +166,7 @@ impl Response {
             | Self::ContractData { req_id, .. }
             | Self::ContractDataEnd { req_id }
             | Self::SymbolSamples { req_id, .. } => Some(*req_id),
+            Self::Market(m) => Some(m.req_id()),
             _ => None,
         }
     }
@@ -188,6 +194,7 @@ impl Response {
                 (version::PROTOBUF_CONTRACT_DATA, 0)
             }
             Self::SymbolSamples { .. } => (version::PROTOBUF_REST_MESSAGES_2, 0),
+            Self::Market(m) => m.versions(),
             Self::Unknown { .. } => (i32::MAX, 0),
         }
     }
@@ -239,7 +246,7 @@ fn text_name(msg_id: i32) -> &'static str {
         id::CONTRACT_DATA => "ContractData",
         id::CONTRACT_DATA_END => "ContractDataEnd",
         id::SYMBOL_SAMPLES => "SymbolSamples",
-        _ => "Unknown",
+        other => MarketReply::text_name(other).unwrap_or("Unknown"),
     }
 }
 

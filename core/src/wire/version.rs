@@ -47,13 +47,21 @@ pub const ERROR_TIME: i32 = 194;
 pub const HISTORICAL_DATA_END: i32 = 196;
 /// `reqCurrentTimeInMillis` exists.
 pub const CURRENT_TIME_IN_MILLIS: i32 = 197;
+/// `reqMktData` carries `regulatorySnapshot` (IB's `SMART_COMPONENTS` threshold).
+pub const REGULATORY_SNAPSHOT: i32 = 114;
+/// `reqTickByTickData` exists.
+pub const TICK_BY_TICK: i32 = 137;
+/// `reqTickByTickData` carries `numberOfTicks` and `ignoreSize`.
+pub const TICK_BY_TICK_IGNORE_SIZE: i32 = 140;
 /// Every frame carries a 4-byte binary message id; ids above 200 are protobuf.
 pub const PROTOBUF: i32 = 201;
 /// Contract-details requests and replies go protobuf.
 pub const PROTOBUF_CONTRACT_DATA: i32 = 205;
+/// Market data (`reqMktData`, its cancel, `reqMarketDataType` and their ticks) go protobuf.
+pub const PROTOBUF_MARKET_DATA: i32 = 206;
 /// Account messages (managed accounts) go protobuf.
 pub const PROTOBUF_ACCOUNTS_POSITIONS: i32 = 207;
-/// Historical data, head timestamp and their cancels go protobuf.
+/// Historical data, head timestamp, real-time bars, tick-by-tick and their cancels go protobuf.
 pub const PROTOBUF_HISTORICAL_DATA: i32 = 208;
 /// Matching symbols goes protobuf.
 pub const PROTOBUF_REST_MESSAGES_2: i32 = 212;

@@ -9,9 +9,11 @@
 use std::ops::RangeInclusive;
 
 use bytes::{Bytes, BytesMut};
+use ibconn_core::message::market::{MarketDataRequest, RealTimeBarsRequest, TickByTickRequest};
 use ibconn_core::message::{
     Bar, BarTime, Contract, ContractDescription, ContractDetails, ErrorMessage,
-    HeadTimestampRequest, HistoricalDataRequest, Request, Response,
+    HeadTimestampRequest, HistoricalDataRequest, MarketReply, MarketRequest, RealTimeBar, Request,
+    Response, TickByTick,
 };
 use ibconn_core::wire::{EncodeError, Form};
 
@@ -29,7 +31,7 @@ pub const GATE_VERSIONS: [i32; 22] = [
 ];
 
 /// Every `Request` variant, by `Request::name`.
-pub const REQUEST_NAMES: [&str; 13] = [
+pub const REQUEST_NAMES: [&str; 20] = [
     "StartApi",
     "ReqIds",
     "ReqCurrentTime",
@@ -42,11 +44,18 @@ pub const REQUEST_NAMES: [&str; 13] = [
     "ReqContractDetails",
     "CancelContractData",
     "ReqMatchingSymbols",
+    "ReqMktData",
+    "CancelMktData",
+    "ReqMarketDataType",
+    "ReqRealTimeBars",
+    "CancelRealTimeBars",
+    "ReqTickByTickData",
+    "CancelTickByTickData",
     "Unknown",
 ];
 
 /// Every `Response` variant, by `Response::name`.
-pub const RESPONSE_NAMES: [&str; 13] = [
+pub const RESPONSE_NAMES: [&str; 22] = [
     "NextValidId",
     "ManagedAccounts",
     "Error",
@@ -59,14 +68,27 @@ pub const RESPONSE_NAMES: [&str; 13] = [
     "ContractData",
     "ContractDataEnd",
     "SymbolSamples",
+    "TickPrice",
+    "TickSize",
+    "TickString",
+    "TickGeneric",
+    "TickSnapshotEnd",
+    "MarketDataType",
+    "TickReqParams",
+    "RealTimeBar",
+    "TickByTick",
     "Unknown",
 ];
 
 /// Client → server message ids the crate models (anything else decodes to `Request::Unknown`).
-pub const REQUEST_IDS: [i32; 12] = [8, 9, 17, 20, 25, 49, 71, 81, 87, 90, 105, 106];
+pub const REQUEST_IDS: [i32; 19] = [
+    1, 2, 8, 9, 17, 20, 25, 49, 50, 51, 59, 71, 81, 87, 90, 97, 98, 105, 106,
+];
 
 /// Server → client message ids the crate models (anything else decodes to `Response::Unknown`).
-pub const RESPONSE_IDS: [i32; 12] = [4, 9, 10, 15, 17, 49, 52, 79, 88, 90, 108, 109];
+pub const RESPONSE_IDS: [i32; 21] = [
+    1, 2, 4, 9, 10, 15, 17, 45, 46, 49, 50, 52, 57, 58, 79, 81, 88, 90, 99, 108, 109,
+];
 
 /// The message-id threshold: from 201 every frame starts with a 4-byte binary id.
 pub const PROTOBUF: i32 = 201;
@@ -88,6 +110,9 @@ pub fn request_thresholds(name: &str) -> Option<(i32, i32)> {
         // Protobuf only: no text form at all.
         "CancelContractData" => (215, 215),
         "ReqMatchingSymbols" => (212, MIN_VERSION),
+        "ReqMktData" | "CancelMktData" | "ReqMarketDataType" => (206, MIN_VERSION),
+        "ReqRealTimeBars" | "CancelRealTimeBars" => (208, MIN_VERSION),
+        "ReqTickByTickData" | "CancelTickByTickData" => (208, 137),
         _ => return None,
     })
 }
@@ -104,6 +129,10 @@ pub fn response_thresholds(name: &str) -> Option<(i32, i32)> {
         "HistoricalDataEnd" => (208, 196),
         "ContractData" | "ContractDataEnd" => (205, MIN_VERSION),
         "SymbolSamples" => (212, MIN_VERSION),
+        "TickPrice" | "TickSize" | "TickString" | "TickGeneric" | "TickSnapshotEnd"
+        | "MarketDataType" | "TickReqParams" => (206, MIN_VERSION),
+        "RealTimeBar" => (208, MIN_VERSION),
+        "TickByTick" => (208, 137),
         _ => return None,
     })
 }
@@ -393,6 +422,71 @@ pub fn request_cases() -> Vec<Case<Request>> {
                 pattern: "AAP".into(),
             },
             &[226, 210, 176],
+        ),
+        case(
+            "req_mkt_data",
+            Request::Market(MarketRequest::MktData(MarketDataRequest {
+                req_id: REQ,
+                contract: aapl(),
+                generic_ticks: "233,236".into(),
+                snapshot: false,
+                regulatory_snapshot: false,
+            })),
+            &[226, 206, 205, 176, 113, 100],
+        ),
+        case(
+            "req_mkt_data_snapshot",
+            Request::Market(MarketRequest::MktData(MarketDataRequest {
+                req_id: REQ,
+                contract: aapl(),
+                snapshot: true,
+                ..MarketDataRequest::default()
+            })),
+            &[226, 176],
+        ),
+        case(
+            "cancel_mkt_data",
+            Request::Market(MarketRequest::CancelMktData { req_id: REQ }),
+            &[226, 176],
+        ),
+        case(
+            "req_market_data_type",
+            Request::Market(MarketRequest::MarketDataType {
+                market_data_type: 3,
+            }),
+            &[226, 176],
+        ),
+        case(
+            "req_real_time_bars",
+            Request::Market(MarketRequest::RealTimeBars(RealTimeBarsRequest {
+                req_id: REQ,
+                contract: aapl(),
+                bar_size: 5,
+                what_to_show: "TRADES".into(),
+                use_rth: true,
+            })),
+            &[226, 208, 207, 176, 100],
+        ),
+        case(
+            "cancel_real_time_bars",
+            Request::Market(MarketRequest::CancelRealTimeBars { req_id: REQ }),
+            &[226, 176],
+        ),
+        case(
+            "req_tick_by_tick_data",
+            Request::Market(MarketRequest::TickByTick(TickByTickRequest {
+                req_id: REQ,
+                contract: aapl(),
+                tick_type: "BidAsk".into(),
+                number_of_ticks: 0,
+                ignore_size: true,
+            })),
+            &[226, 208, 176, 139, 137],
+        ),
+        case(
+            "cancel_tick_by_tick_data",
+            Request::Market(MarketRequest::CancelTickByTick { req_id: REQ }),
+            &[226, 176],
         ),
         case(
             "unknown_protobuf",
@@ -727,9 +821,131 @@ pub fn response_cases() -> Vec<Case<Response>> {
             &[226, 210, 176, 175],
         ),
         case(
+            "tick_price",
+            Response::Market(MarketReply::TickPrice {
+                req_id: REQ,
+                tick_type: 1,
+                price: 252.5,
+                size: Some(100.0),
+                attr_mask: 1,
+            }),
+            &[226, 206, 176, 163, 162],
+        ),
+        case(
+            "tick_size",
+            Response::Market(MarketReply::TickSize {
+                req_id: REQ,
+                tick_type: 8,
+                size: 663_944.0,
+            }),
+            &[226, 176, 162],
+        ),
+        case(
+            "tick_string",
+            Response::Market(MarketReply::TickString {
+                req_id: REQ,
+                tick_type: 45,
+                value: "1767268800".into(),
+            }),
+            &[226, 176],
+        ),
+        case(
+            "tick_generic",
+            Response::Market(MarketReply::TickGeneric {
+                req_id: REQ,
+                tick_type: 49,
+                value: 0.0,
+            }),
+            &[226, 176],
+        ),
+        case(
+            "tick_snapshot_end",
+            Response::Market(MarketReply::TickSnapshotEnd { req_id: REQ }),
+            &[226, 176],
+        ),
+        case(
+            "market_data_type",
+            Response::Market(MarketReply::MarketDataType {
+                req_id: REQ,
+                market_data_type: 1,
+            }),
+            &[226, 176],
+        ),
+        case(
+            "tick_req_params",
+            Response::Market(MarketReply::TickReqParams {
+                req_id: REQ,
+                min_tick: "0.01".into(),
+                bbo_exchange: "9c0001".into(),
+                snapshot_permissions: 3,
+            }),
+            &[226, 176],
+        ),
+        case(
+            "real_time_bar",
+            Response::Market(MarketReply::RealTimeBar {
+                req_id: REQ,
+                bar: RealTimeBar {
+                    time: 1_767_268_800,
+                    open: 252.5,
+                    high: 252.75,
+                    low: 252.25,
+                    close: 252.5,
+                    volume: 1200.0,
+                    wap: 252.51,
+                    count: 9,
+                },
+            }),
+            &[226, 208, 176, 162],
+        ),
+        case(
+            "tick_by_tick_last",
+            Response::Market(MarketReply::TickByTick {
+                req_id: REQ,
+                tick: TickByTick::Last {
+                    all: false,
+                    time: 1_767_268_800,
+                    price: 252.5,
+                    size: 100.0,
+                    past_limit: false,
+                    unreported: true,
+                    exchange: "NASDAQ".into(),
+                    special_conditions: String::new(),
+                },
+            }),
+            &[226, 176],
+        ),
+        case(
+            "tick_by_tick_bid_ask",
+            Response::Market(MarketReply::TickByTick {
+                req_id: REQ,
+                tick: TickByTick::BidAsk {
+                    time: 1_767_268_800,
+                    bid: 252.49,
+                    ask: 252.51,
+                    bid_size: 300.0,
+                    ask_size: 200.0,
+                    bid_past_low: false,
+                    ask_past_high: false,
+                },
+            }),
+            &[226, 176],
+        ),
+        case(
+            "tick_by_tick_mid_point",
+            Response::Market(MarketReply::TickByTick {
+                req_id: REQ,
+                tick: TickByTick::MidPoint {
+                    time: 1_767_268_800,
+                    mid: 252.5,
+                },
+            }),
+            &[226, 176],
+        ),
+        case(
             "unknown_protobuf",
             Response::Unknown {
-                id: 99,
+                id: 98,
                 form: Form::Protobuf,
                 payload: Bytes::from_static(&[0x08, 0x01, 0x12, 0x01, b'x']),
             },

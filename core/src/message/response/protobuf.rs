@@ -7,6 +7,7 @@ use super::{fast_bars, text_name, Bar, ErrorMessage, Response};
 use crate::message::contract::{Contract, ContractDescription, ContractDetails};
 use crate::message::convert::{opt_str, str_or_empty};
 use crate::message::ids::incoming as id;
+use crate::message::market::MarketReply;
 use crate::message::{decode_proto, proto, repeated, Direction};
 use crate::wire::{DecodeError, EncodeError, Form, Frame, FrameEncoder};
 
@@ -137,6 +138,7 @@ impl Response {
                         .collect(),
                 },
             ),
+            Self::Market(m) => m.encode_proto(enc, out),
             Self::Unknown { payload, .. } => enc.protobuf_bytes(out, name, id, payload),
         }
     }
@@ -277,6 +279,7 @@ impl Response {
                         .collect(),
                 }
             }
+            other if MarketReply::is_id(other) => Self::Market(MarketReply::decode_proto(frame)?),
             other => Self::Unknown {
                 id: other,
                 form: Form::Protobuf,

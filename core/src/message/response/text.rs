@@ -8,6 +8,7 @@ use super::historical::{read_bar_time, read_historical_data, write_historical_da
 use super::{text_name, Bar, Response};
 use crate::message::contract::{read_contract_data, write_contract_data, ContractDescription};
 use crate::message::ids::incoming as id;
+use crate::message::market::MarketReply;
 use crate::wire::{DecodeError, EncodeError, FieldReader, Form, Frame, FrameEncoder};
 
 impl Response {
@@ -75,6 +76,7 @@ impl Response {
                     d.write_text(w, sv);
                 }
             }
+            Self::Market(m) => m.write_text(w, sv),
             Self::Unknown { payload, .. } => {
                 w.raw(payload);
             }
@@ -166,6 +168,9 @@ impl Response {
                     req_id,
                     descriptions,
                 }
+            }
+            other if MarketReply::is_id(other) => {
+                Self::Market(MarketReply::read_text(other, &mut r)?)
             }
             other => {
                 return Ok(Self::Unknown {
