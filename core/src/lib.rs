@@ -56,6 +56,7 @@ pub mod message;
 pub mod pacer;
 pub mod pool;
 pub mod query;
+pub mod stream;
 pub mod trading_hours;
 pub mod validator;
 pub mod what_to_show;

@@ -13,11 +13,13 @@ use ibconn_core::client_id::{ClientId, Holder, Purpose};
 use ibconn_core::connection::{Answer, Config, Query};
 use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::pacer::PaceLedger;
-use ibconn_core::pool::{Channels, Command, Offer, Pool as CorePool};
+use ibconn_core::pool::{Channels, Command, Offer, Pool as CorePool, Ticket};
 use ibconn_core::query::{HeadTimestampQuery, HistoricalQuery};
+use ibconn_core::stream::{StreamItem, StreamQuery};
 
 use crate::clock::wall;
 use crate::shell::Shell;
+use crate::subscription::{queue, ItemSender, SharedQueue, Subscription};
 use crate::{
     Bars, Error, IdRegistry, LeaseId, MemoryRegistry, PoolConfig, PoolNotice, PoolStats, Runtime,
     NOTICE_BUFFER,
@@ -30,6 +32,7 @@ pub(crate) struct Async;
 impl Channels for Async {
     type Reply<T> = oneshot::Sender<T>;
     type Notices = Sender<PoolNotice>;
+    type Items = ItemSender;
 
     fn reply<T>(tx: oneshot::Sender<T>, value: T) -> bool {
         tx.send(value).is_ok()
@@ -41,6 +44,14 @@ impl Channels for Async {
             Err(TrySendError::Full(_)) => Offer::Full,
             Err(TrySendError::Closed(_)) => Offer::Closed,
         }
+    }
+
+    fn push(tx: &ItemSender, item: StreamItem) -> Offer {
+        tx.push(item)
+    }
+
+    fn close(tx: ItemSender, error: Option<Error>) {
+        tx.close(error);
     }
 }
 
@@ -141,6 +152,15 @@ impl<R> Pool<R> {
         Events { rx }
     }
 
+    /// Open a stream on a [`Purpose::Streaming`] connection leased for it alone (and given back
+    /// when the subscription is dropped). See [`PooledConnection::subscribe`].
+    pub async fn subscribe(&self, query: StreamQuery) -> Result<Subscription, Error> {
+        let conn = self.acquire(Purpose::Streaming).await?;
+        let (ticket, shared) = conn.open(query, None).await?;
+        let tx = self.tx.clone();
+        Ok(Subscription::new(ticket, shared, tx, Some(conn)))
+    }
+
     /// The pool's metrics.
     pub async fn stats(&self) -> Result<PoolStats, Error> {
         let (reply, rx) = oneshot::channel();
@@ -204,6 +224,38 @@ impl PooledConnection {
 
     async fn typed<T>(&self, query: Query, f: fn(Answer) -> Option<T>) -> Result<T, Error> {
         f(self.request(query, None).await?).ok_or(Error::UnexpectedAnswer)
+    }
+
+    /// Open a stream on this lease: market data, real-time bars, tick-by-tick or keep-up-to-date
+    /// bars. Answers once the request went out (keep-up-to-date: with its first bars, which are
+    /// the stream's first items); refused at once when it would go over IB's caps
+    /// ([`SubmitError::StreamLimit`](crate::SubmitError::StreamLimit)). The stream outlives the
+    /// session: after a lost session or 1101 the pool requests it again and the subscription
+    /// yields an interruption and the gap. It holds this lease's connection: release the lease
+    /// and the stream ends.
+    pub async fn subscribe(&self, query: StreamQuery) -> Result<Subscription, Error> {
+        let (ticket, shared) = self.open(query, None).await?;
+        Ok(Subscription::new(ticket, shared, self.tx.clone(), None))
+    }
+
+    async fn open(
+        &self,
+        query: StreamQuery,
+        timeout: Option<Duration>,
+    ) -> Result<(Ticket, SharedQueue), Error> {
+        let (reply, rx) = oneshot::channel();
+        let (items, shared) = queue();
+        self.tx
+            .try_send(Cmd::Stream(
+                self.lease,
+                Box::new(query),
+                timeout,
+                reply,
+                items,
+            ))
+            .map_err(|_| Error::Closed)?;
+        let ticket = rx.await.map_err(|_| Error::Closed)??;
+        Ok((ticket, shared))
     }
 
     /// Server time, epoch seconds.

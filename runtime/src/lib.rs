@@ -38,13 +38,20 @@ pub mod api {
         PoolConfig, PoolNotice, PoolStats, PurposeConfig, Sharing, SubmitError, NOTICE_BUFFER,
     };
 
+    pub use ibconn_core::stream::{
+        StreamData, StreamItem, StreamKind, StreamLimits, StreamQuery, Tick, TickByTickKind,
+        TickType,
+    };
+
     pub use crate::handles::{Events, PooledConnection};
+    pub use crate::subscription::Subscription;
 }
 
 mod clock;
 mod handles;
 mod net;
 mod shell;
+mod subscription;
 
 use std::future::Future;
 use std::io;

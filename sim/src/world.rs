@@ -670,7 +670,7 @@ fn describe_event(e: &Event) -> String {
             Ok(other) => format!("Completed #{} {other:?}", id.0),
             Err(err) => format!("Failed #{} {err}", id.0),
         },
-        Event::BarUpdate { id, .. } => format!("BarUpdate #{}", id.0),
+        Event::Stream { id, .. } => format!("Stream #{}", id.0),
         Event::Notice { code, message, .. } => format!("Notice {code} {message}"),
         Event::Connectivity(c) => format!("Connectivity {c:?}"),
         Event::Resubscribe => "Resubscribe".to_owned(),

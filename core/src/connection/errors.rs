@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use super::{Connection, ConnectionError, Event, RequestError, RequestId, State};
-use crate::classify::{classify, Connectivity, ErrorClass, RequestContext};
+use crate::classify::{classify, Advice, Connectivity, ErrorClass, RequestContext};
 use crate::message::ErrorMessage;
+use crate::stream::StreamData;
 
 impl Connection {
     pub(super) fn handle_error(&mut self, _now: Instant, e: ErrorMessage) {
@@ -25,7 +26,20 @@ impl Connection {
             c.class,
             ErrorClass::Informational | ErrorClass::FarmStatus(..)
         );
-        if e.req_id >= 0 && !informational {
+        let streaming = self.pending.get(&e.req_id).is_some_and(|p| p.streaming);
+        if streaming && informational && c.advice != Advice::Resubscribe {
+            // An advisory about an open stream (10167 delayed data, 10090 partly subscribed):
+            // the stream goes on, and its consumer is told.
+            tracing::info!(id = e.req_id, code = e.code, message = %e.message, "stream notice");
+            return self.events.push_back(Event::Stream {
+                id: RequestId(e.req_id),
+                data: StreamData::Notice {
+                    code: e.code,
+                    message: e.message,
+                },
+            });
+        }
+        if e.req_id >= 0 && (!informational || streaming) {
             if let Some(p) = self.pending.remove(&e.req_id) {
                 tracing::debug!(id = e.req_id, code = e.code, class = ?c.class, "request failed");
                 let err = RequestError::Api {
@@ -34,9 +48,15 @@ impl Connection {
                     class: c.class,
                     advice: c.advice,
                 };
-                if !p.streaming {
+                let id = RequestId(e.req_id);
+                if p.streaming {
+                    self.events.push_back(Event::StreamEnded {
+                        id,
+                        error: Some(err),
+                    });
+                } else {
                     self.stats.failed += 1;
-                    self.complete(RequestId(e.req_id), Err(err));
+                    self.complete(id, Err(err));
                 }
                 return;
             }

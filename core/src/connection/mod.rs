@@ -54,6 +54,7 @@ pub use self::types::{
 };
 use crate::deadline::after;
 use crate::message::{Bar, Contract, ContractDetails, Request, Response};
+use crate::stream::StreamKind;
 use crate::wire::{version, ClientHello, FrameDecoder, VersionRange};
 
 /// Recently cancelled or timed-out request ids remembered to recognise their late replies.
@@ -79,7 +80,11 @@ enum State {
 /// What kind of reply a pending request expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Historical { stream: bool },
+    Historical {
+        stream: bool,
+    },
+    /// Market data, real-time bars or tick-by-tick: streaming from the moment it is sent.
+    Stream(StreamKind),
     HeadTimestamp,
     ContractDetails,
     MatchingSymbols,
@@ -237,6 +242,11 @@ impl Connection {
     /// Requests submitted and not yet completed (streams count while open).
     pub fn in_flight(&self) -> usize {
         self.pending.len() + self.queued.len() + self.time_waiters.len()
+    }
+
+    /// The id the next request will get.
+    pub fn next_request_id(&self) -> i32 {
+        self.next_req_id
     }
 
     /// Counters.
@@ -445,7 +455,13 @@ impl Connection {
             .map(|(id, p)| (id, p.streaming))
             .collect();
         for (id, streaming) in pending {
-            if !streaming {
+            if streaming {
+                // The owner decides: a pool re-requests it on the next session.
+                self.events.push_back(Event::StreamEnded {
+                    id: RequestId(id),
+                    error: Some(RequestError::ConnectionClosed(reason.clone())),
+                });
+            } else {
                 self.complete(RequestId(id), closed());
             }
         }

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::deadline::after;
 use crate::message::{Request, Response};
+use crate::stream::{StreamData, StreamQuery};
 use crate::wire::version;
 
 impl Connection {
@@ -114,10 +115,26 @@ impl Connection {
             }
             Response::HistoricalDataUpdate { req_id, bar } => {
                 if self.pending.get(&req_id).is_some_and(|p| p.streaming) {
-                    self.events.push_back(Event::BarUpdate {
+                    self.events.push_back(Event::Stream {
                         id: RequestId(req_id),
-                        bar,
+                        data: StreamData::Bar(bar),
                     });
+                }
+            }
+            Response::Market(reply) => {
+                let req_id = reply.req_id();
+                if !self.pending.get(&req_id).is_some_and(|p| p.streaming) {
+                    return;
+                }
+                let id = RequestId(req_id);
+                match StreamData::from_reply(reply) {
+                    Some(data) => self.events.push_back(Event::Stream { id, data }),
+                    // The snapshot is complete: the stream ends by itself (nothing to cancel).
+                    None => {
+                        self.pending.remove(&req_id);
+                        self.events
+                            .push_back(Event::StreamEnded { id, error: None });
+                    }
                 }
             }
             Response::HeadTimestamp { req_id, timestamp } => {
@@ -247,21 +264,38 @@ impl Connection {
             Query::HeadTimestamp(_) => Kind::HeadTimestamp,
             Query::ContractDetails(_) => Kind::ContractDetails,
             Query::MatchingSymbols(_) => Kind::MatchingSymbols,
+            Query::Stream(StreamQuery::BarUpdates(_)) => Kind::Historical { stream: true },
+            Query::Stream(q) => Kind::Stream(q.kind()),
         };
         let request = self.to_request(id, &query);
         self.write(now, &request);
+        // IB acknowledges no subscription: it streams from the moment it is sent.
+        let streaming = matches!(kind, Kind::Stream(_));
         self.pending.insert(
             id.0,
             Pending {
                 kind,
                 submitted: now,
                 deadline,
-                streaming: false,
+                streaming,
                 bars: Vec::new(),
                 window: (String::new(), String::new()),
                 details: Vec::new(),
             },
         );
+        if streaming {
+            self.succeed(id, Answer::Subscribed);
+        }
+    }
+
+    /// Drop an open stream without cancelling it at the gateway, which no longer holds it
+    /// (after 1101 "data lost"); its late frames are ignored. Unknown ids are ignored.
+    pub fn forget(&mut self, now: Instant, id: RequestId) {
+        self.advance(now);
+        if self.pending.get(&id.0).is_some_and(|p| p.streaming) {
+            self.pending.remove(&id.0);
+            self.remember_cancelled(id);
+        }
     }
 
     pub(super) fn to_request(&self, id: RequestId, query: &Query) -> Request {
@@ -278,6 +312,7 @@ impl Connection {
                 req_id: id.0,
                 pattern: p.clone(),
             },
+            Query::Stream(q) => q.to_wire(id.0),
         }
     }
 
@@ -288,12 +323,18 @@ impl Connection {
             Kind::ContractDetails if self.server_version >= version::CANCEL_CONTRACT_DATA => {
                 Some(Request::CancelContractData { req_id: id.0 })
             }
+            Kind::Stream(kind) => Some(kind.cancel(id.0)),
             _ => None,
         };
         if let Some(cancel) = cancel {
             let now = self.last_now;
             self.write(now, &cancel);
         }
+        self.remember_cancelled(id);
+    }
+
+    /// Recognise `id`'s late replies (and IB's answer to our cancel) as a cancelled request's.
+    fn remember_cancelled(&mut self, id: RequestId) {
         if self.cancelled.len() == CANCELLED_MEMORY {
             self.cancelled.pop_front();
         }

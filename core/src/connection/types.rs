@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::classify::{Advice, Connectivity, ErrorClass};
 use crate::message::{Bar, Contract, ContractDescription, ContractDetails};
 use crate::query::{HeadTimestampQuery, HistoricalQuery};
+use crate::stream::{StreamData, StreamQuery};
 use crate::wire::{
     DecodeError, EncodeError, FrameError, HandshakeError, VersionRange, MAX_REPEATED,
 };
@@ -118,7 +119,7 @@ pub enum Query {
     /// Server time in milliseconds (server version 197+).
     CurrentTimeMillis,
     /// Historical bars; with `keep_up_to_date` the request stays open and yields
-    /// [`Event::BarUpdate`]s after it completes, until [`Connection::cancel`](super::Connection::cancel).
+    /// [`Event::Stream`] bars after it completes, until [`Connection::cancel`](super::Connection::cancel).
     HistoricalData(HistoricalQuery),
     /// Earliest available data point.
     HeadTimestamp(HeadTimestampQuery),
@@ -126,6 +127,10 @@ pub enum Query {
     ContractDetails(Contract),
     /// Symbol search.
     MatchingSymbols(String),
+    /// A stream: completes with [`Answer::Subscribed`] once sent (keep-up-to-date bars: with
+    /// the initial [`Answer::Bars`]), then yields [`Event::Stream`] until cancelled or
+    /// [`Event::StreamEnded`].
+    Stream(StreamQuery),
 }
 
 impl Query {
@@ -138,6 +143,7 @@ impl Query {
             Self::HeadTimestamp(_) => "head_timestamp",
             Self::ContractDetails(_) => "contract_details",
             Self::MatchingSymbols(_) => "matching_symbols",
+            Self::Stream(q) => q.name(),
         }
     }
 }
@@ -165,6 +171,8 @@ pub enum Answer {
     ContractDetails(Vec<(Contract, ContractDetails)>),
     /// Matching symbols.
     Symbols(Vec<ContractDescription>),
+    /// A stream was requested; its data follows as events.
+    Subscribed,
 }
 
 /// Why a request ended without an answer.
@@ -348,12 +356,20 @@ pub enum Event {
         /// Its outcome.
         result: Result<Answer, RequestError>,
     },
-    /// A keep-up-to-date historical request produced a bar (after its `Completed`).
-    BarUpdate {
+    /// An open stream's data (after its `Completed`).
+    Stream {
         /// The stream.
         id: RequestId,
-        /// The bar being built.
-        bar: Bar,
+        /// What arrived.
+        data: StreamData,
+    },
+    /// An open stream ended without a cancel: `None` when it finished (a snapshot's end), else
+    /// why (an IB error for it, the connection closing).
+    StreamEnded {
+        /// The stream.
+        id: RequestId,
+        /// Why, if not finished.
+        error: Option<RequestError>,
     },
     /// An informational message (farm status, warnings); never an error.
     Notice {

@@ -178,6 +178,7 @@ impl Pool {
                             session_ready: false,
                             sent: BTreeMap::new(),
                             seen_probe: (0, None),
+                            next_req_id: self.cfg.connection.first_request_id,
                         },
                     );
                     self.dial(now, slot_id);

@@ -46,6 +46,7 @@ mod requests;
 mod router;
 mod slots;
 mod stats;
+mod streams;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -61,7 +62,7 @@ pub use self::router::{Channels, Command, Flow, Leased, Router};
 pub use self::types::{
     AcquireError, AcquireId, Bars, CallError, ConnectionStats, GatewayStats, Io, LatencyUs,
     LeaseId, PoolConfig, PoolError, PoolEvent, PoolStats, PurposeConfig, Sharing, SocketId,
-    SubmitError, Ticket, PACING_MARGIN,
+    StreamStats, SubmitError, Ticket, PACING_MARGIN,
 };
 use crate::backoff::{Backoff, SplitMix64};
 use crate::breaker::CircuitBreaker;
@@ -147,6 +148,9 @@ struct Slot {
     session_ready: bool,
     sent: BTreeMap<RequestId, Ticket>,
     seen_probe: (u64, Option<u64>),
+    /// The next session's first request id: ids go on across sessions, so a stream requested
+    /// again is never under an id the gateway saw from this client id before.
+    next_req_id: i32,
 }
 
 impl Slot {
@@ -208,6 +212,18 @@ struct Req {
     delayed: bool,
     /// The pacing rule that set its slot, when it waits.
     held_by: Option<crate::pacer::Hold>,
+    /// A stream's own state (`None` for every other query).
+    stream: Option<Box<streams::StreamState>>,
+}
+
+impl Req {
+    /// The cap a stream counts against (`None`: not a stream, or a snapshot).
+    fn stream_kind(&self) -> Option<crate::stream::StreamKind> {
+        match &self.query {
+            Query::Stream(q) if !q.is_snapshot() => Some(q.kind()),
+            _ => None,
+        }
+    }
 }
 
 /// A pool of TWS sessions. See the [module docs](self) for the run loop.

@@ -9,6 +9,7 @@ use crate::message::Contract;
 use crate::pacer::{
     HeadTimestampKey, HistoricalRequestKey, LedgerError, PacedRequest, ReservationId,
 };
+use crate::stream::StreamQuery;
 
 impl Pool {
     /// A pacing-ledger step failed: queued requests wait (never unpaced, each within its own
@@ -141,9 +142,36 @@ pub fn paced(query: &Query) -> PacedRequest {
             use_rth: q.use_rth,
         }),
         Query::ContractDetails(_) => PacedRequest::ContractDetails,
+        Query::Stream(q) => paced_stream(q),
         Query::CurrentTime | Query::CurrentTimeMillis | Query::MatchingSymbols(_) => {
             PacedRequest::Message
         }
+    }
+}
+
+/// A stream request as the pacer sees it: keep-up-to-date bars as the historical request they
+/// are; real-time bars as a 5-second historical request (IB: "≤ 60 new requests in 10 min",
+/// the historical rules; identical = same contract and `whatToShow`); market data and
+/// tick-by-tick only count against the message rate.
+fn paced_stream(q: &StreamQuery) -> PacedRequest {
+    match q {
+        StreamQuery::BarUpdates(h) => {
+            paced(&Query::HistoricalData(StreamQuery::bar_updates_query(h)))
+        }
+        StreamQuery::RealTimeBars {
+            contract,
+            what_to_show,
+            use_rth,
+        } => PacedRequest::Historical(HistoricalRequestKey {
+            contract: contract_key(contract),
+            exchange: contract.exchange.clone(),
+            end: String::new(),
+            duration: "realtime".to_owned(),
+            bar_size: crate::bar_size::BarSize::Sec5,
+            what_to_show: *what_to_show,
+            use_rth: *use_rth,
+        }),
+        StreamQuery::MarketData { .. } | StreamQuery::TickByTick { .. } => PacedRequest::Message,
     }
 }
 

@@ -36,6 +36,7 @@ impl Pool {
                 SubmitError::UnknownLease(lease)
             });
         }
+        self.check_stream_limit(&query)?;
         let ticket = Ticket(self.fresh());
         let deadline = after(now, timeout.unwrap_or(self.cfg.connection.request_timeout));
         tracing::debug!(
@@ -48,9 +49,10 @@ impl Pool {
             ticket,
             Req {
                 lease,
-                query,
                 submitted: now,
                 deadline,
+                stream: matches!(query, Query::Stream(_)).then(Default::default),
+                query,
                 state: ReqState::Queued,
                 delayed: false,
                 held_by: None,
@@ -69,6 +71,7 @@ impl Pool {
         match req.state {
             ReqState::Queued | ReqState::Paced { .. } => {
                 self.unreserve(ticket);
+                self.release_stream_hold(now, ticket);
                 self.finish(ticket, Err(CallError::Released));
             }
             ReqState::Sent { .. } => {
@@ -89,6 +92,7 @@ impl Pool {
                 self.drive(now, slot_id);
             }
             ReqState::Streaming { slot, id } => {
+                self.release_stream_hold(now, ticket);
                 self.requests.remove(&ticket);
                 if let Some(s) = self.slots.get_mut(&slot) {
                     s.sent.remove(&id);
@@ -256,9 +260,9 @@ impl Pool {
                     }
                     self.finish(ticket, Err(CallError::LeaseLost));
                 }
-                // A stream already completed once; it just stops.
+                // A stream already answered: its subscriber hears why it stops.
                 ReqState::Streaming { .. } => {
-                    self.requests.remove(&ticket);
+                    self.end_stream(self.last_now, ticket, Some(CallError::LeaseLost));
                 }
                 ReqState::Queued | ReqState::Paced { .. } => {
                     self.unreserve(ticket);
@@ -286,6 +290,9 @@ impl Pool {
         let Some(req) = self.requests.get_mut(&ticket) else {
             return;
         };
+        if req.stream.is_some() {
+            return self.stream_completed(now, slot_id, id, ticket, result);
+        }
         if let ReqState::Sent { gateway, res } = req.state {
             if let Some(g) = self.gateways.get_mut(gateway) {
                 g.pacer.complete(&mut *self.ledger, now, res);

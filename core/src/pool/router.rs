@@ -13,21 +13,34 @@ use crate::client_id::{ClientId, Purpose};
 use crate::connection::{Answer, Query};
 
 use super::notice::{NoticeFanout, Offer, PoolNotice};
-use super::types::{AcquireId, LeaseId, PoolError, PoolEvent, PoolStats, Ticket};
+use super::types::{AcquireId, CallError, LeaseId, PoolError, PoolEvent, PoolStats, Ticket};
 use super::Pool;
+use crate::stream::{StreamItem, StreamQuery};
 
-/// A runtime's channel types: a one-shot reply of any `T`, and a bounded notice queue.
+/// A runtime's channel types: a one-shot reply of any `T`, a bounded notice queue and a stream's
+/// queue.
 pub trait Channels {
     /// Sender half of a one-shot reply.
     type Reply<T>;
     /// Sender half of a bounded notice queue.
     type Notices;
+    /// Sender half of one stream's queue (a [`StreamBuffer`](crate::stream::StreamBuffer) and
+    /// its consumer's wake-up).
+    type Items;
 
     /// Deliver `value`; `false` if the receiver is gone.
     fn reply<T>(tx: Self::Reply<T>, value: T) -> bool;
 
     /// Queue `notice` without waiting.
     fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer;
+
+    /// Queue a stream item without waiting, under the buffer's policy: [`Offer::Full`] means
+    /// the consumer is hopelessly behind ([`Push::Overflow`](crate::stream::Push::Overflow)),
+    /// [`Offer::Closed`] that it is gone.
+    fn push(tx: &Self::Items, item: StreamItem) -> Offer;
+
+    /// End the stream: after its queued items the consumer sees `error`, or the end (`None`).
+    fn close(tx: Self::Items, error: Option<PoolError>);
 }
 
 /// What an acquire answers: the lease and the client id of its session.
@@ -50,6 +63,17 @@ pub enum Command<C: Channels> {
     Stats(C::Reply<PoolStats>),
     /// Subscribe to [`PoolNotice`]s.
     Subscribe(C::Notices),
+    /// Open a stream on a lease within an optional timeout for its first answer; its items go
+    /// to the queue, the reply carries its ticket.
+    Stream(
+        LeaseId,
+        Box<StreamQuery>,
+        Option<Duration>,
+        C::Reply<Result<Ticket, PoolError>>,
+        C::Items,
+    ),
+    /// Cancel a stream (its consumer is gone).
+    Unsubscribe(Ticket),
     /// Shut the pool down; the reply is sent once the runtime's tasks are gone.
     Shutdown(C::Reply<()>),
 }
@@ -71,6 +95,13 @@ impl<C: Channels> fmt::Debug for Command<C> {
                 .finish(),
             Self::Stats(_) => f.write_str("Stats"),
             Self::Subscribe(_) => f.write_str("Subscribe"),
+            Self::Stream(lease, query, timeout, ..) => f
+                .debug_tuple("Stream")
+                .field(lease)
+                .field(query)
+                .field(timeout)
+                .finish(),
+            Self::Unsubscribe(ticket) => f.debug_tuple("Unsubscribe").field(ticket).finish(),
             Self::Shutdown(_) => f.write_str("Shutdown"),
         }
     }
@@ -90,14 +121,25 @@ pub enum Flow<C: Channels> {
 pub struct Router<C: Channels> {
     acquires: HashMap<AcquireId, C::Reply<Leased>>,
     calls: HashMap<Ticket, C::Reply<Result<Answer, PoolError>>>,
+    /// Streams waiting for their first answer.
+    opening: HashMap<Ticket, Opening<C>>,
+    /// Open streams' queues.
+    streams: HashMap<Ticket, C::Items>,
     notices: NoticeFanout<C::Notices>,
 }
+
+/// A stream's subscribe call, until its first answer.
+type Opening<C> = (
+    <C as Channels>::Reply<Result<Ticket, PoolError>>,
+    <C as Channels>::Items,
+);
 
 impl<C: Channels> fmt::Debug for Router<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Router")
             .field("acquires", &self.acquires.len())
             .field("calls", &self.calls.len())
+            .field("streams", &self.streams.len())
             .field("subscribers", &self.notices.len())
             .finish()
     }
@@ -108,6 +150,8 @@ impl<C: Channels> Default for Router<C> {
         Self {
             acquires: HashMap::new(),
             calls: HashMap::new(),
+            opening: HashMap::new(),
+            streams: HashMap::new(),
             notices: NoticeFanout::new(),
         }
     }
@@ -119,9 +163,14 @@ impl<C: Channels> Router<C> {
         Self::default()
     }
 
-    /// Acquires and calls still waiting for their answer.
+    /// Acquires, calls and stream subscriptions still waiting for their answer.
     pub fn pending(&self) -> usize {
-        self.acquires.len() + self.calls.len()
+        self.acquires.len() + self.calls.len() + self.opening.len()
+    }
+
+    /// Streams open (answered, with a consumer).
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
     /// Apply `cmd` (`None`: every user handle is gone, which shuts the pool down too).
@@ -140,6 +189,17 @@ impl<C: Channels> Router<C> {
             }
             Some(Command::Stats(reply)) => drop(C::reply(reply, pool.stats(now))),
             Some(Command::Subscribe(tx)) => self.notices.subscribe(tx),
+            Some(Command::Stream(lease, query, timeout, reply, items)) => {
+                match pool.send(now, lease, Query::Stream(*query), timeout) {
+                    Ok(ticket) => drop(self.opening.insert(ticket, (reply, items))),
+                    Err(e) => drop(C::reply(reply, Err(e.into()))),
+                }
+            }
+            Some(Command::Unsubscribe(ticket)) => {
+                self.opening.remove(&ticket);
+                self.streams.remove(&ticket);
+                pool.cancel(now, ticket);
+            }
             Some(Command::Shutdown(reply)) => {
                 pool.shutdown(now);
                 return Flow::Stop(Some(reply));
@@ -181,6 +241,46 @@ impl<C: Channels> Router<C> {
             PoolEvent::Completed { ticket, result } => {
                 if let Some(r) = self.calls.remove(&ticket) {
                     C::reply(r, result.map_err(PoolError::from));
+                } else if let Some((reply, items)) = self.opening.remove(&ticket) {
+                    match result {
+                        Ok(_) => {
+                            if C::reply(reply, Ok(ticket)) {
+                                self.streams.insert(ticket, items);
+                            } else {
+                                // The subscriber left before the answer: cancel at the gateway.
+                                pool.cancel(now, ticket);
+                            }
+                        }
+                        Err(e) => drop(C::reply(reply, Err(e.into()))),
+                    }
+                }
+            }
+            PoolEvent::Stream { ticket, item } => {
+                let Some(tx) = self.streams.get(&ticket) else {
+                    return;
+                };
+                match C::push(tx, item) {
+                    Offer::Sent => {}
+                    Offer::Full => {
+                        if let Some(tx) = self.streams.remove(&ticket) {
+                            tracing::warn!(
+                                ticket = ticket.0,
+                                "stream consumer too slow; ending it"
+                            );
+                            let queued = crate::stream::STREAM_BUFFER * 4;
+                            C::close(tx, Some(CallError::ConsumerTooSlow { queued }.into()));
+                        }
+                        pool.cancel(now, ticket);
+                    }
+                    Offer::Closed => {
+                        self.streams.remove(&ticket);
+                        pool.cancel(now, ticket);
+                    }
+                }
+            }
+            PoolEvent::StreamEnded { ticket, error } => {
+                if let Some(tx) = self.streams.remove(&ticket) {
+                    C::close(tx, error.map(PoolError::from));
                 }
             }
             other => tracing::trace!(?other, "pool event"),

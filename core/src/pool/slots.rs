@@ -38,6 +38,7 @@ impl Pool {
         let cfg = Config {
             client_id: slot.grant.id,
             versions,
+            first_request_id: slot.next_req_id,
             ..self.cfg.connection.clone()
         };
         tracing::debug!(client_id = slot.grant.id, "socket open; handshaking");
@@ -246,11 +247,8 @@ impl Pool {
                     self.on_completed(now, slot_id, id, ticket, result);
                 }
             }
-            Event::BarUpdate { id, bar } => {
-                if let Some(&ticket) = slot.sent.get(&id) {
-                    self.events.push_back(PoolEvent::BarUpdate { ticket, bar });
-                }
-            }
+            Event::Stream { id, data } => self.stream_data(slot_id, id, data),
+            Event::StreamEnded { id, error } => self.stream_ended(now, slot_id, id, error),
             Event::Notice { class, .. } => self.count(class),
             Event::Connectivity(change) => self
                 .events
@@ -259,6 +257,7 @@ impl Pool {
                 let leases = slot.leases.iter().copied().collect();
                 self.events
                     .push_back(PoolEvent::Resubscribe { client_id, leases });
+                self.resubscribe_slot(now, slot_id);
             }
             Event::RateLimited => {
                 self.stats.rate_limited += 1;
@@ -287,6 +286,9 @@ impl Pool {
         }
         let gateway = slot.gateway;
         let was_ready = std::mem::take(&mut slot.session_ready);
+        if let Link::Open { conn, .. } = &slot.link {
+            slot.next_req_id = conn.next_request_id();
+        }
         slot.link = Link::Waiting { until: now };
         // Requests paced for this session go back to the queue (the next session may use
         // another gateway and so another pacer).

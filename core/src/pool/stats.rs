@@ -11,6 +11,7 @@ impl Pool {
         let mut stats = self.stats.clone();
         stats.leases = self.leases.len();
         stats.waiters = self.waiters.len();
+        stats.streams.open = self.open_streams();
         let ledger = &mut *self.ledger;
         stats.gateways = self
             .gateways

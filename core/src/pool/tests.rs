@@ -26,6 +26,7 @@ mod client_ids;
 mod leases;
 mod requests;
 mod slots;
+mod streams;
 mod version_fallback;
 
 /// std's channels as a runtime's: replies on `SyncSender`s of capacity 1.
@@ -46,7 +47,24 @@ impl Channels for Std {
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Offer::Closed,
         }
     }
+
+    type Items = StdItems;
+
+    fn push(tx: &StdItems, item: crate::stream::StreamItem) -> Offer {
+        let mut q = tx.lock().unwrap();
+        match q.0.push(item) {
+            crate::stream::Push::Overflow => Offer::Full,
+            _ => Offer::Sent,
+        }
+    }
+
+    fn close(tx: StdItems, error: Option<PoolError>) {
+        tx.lock().unwrap().1 = Some(error);
+    }
 }
+
+/// A stream's queue for tests: the buffer, and how it ended once it has.
+pub(super) type StdItems = Arc<Mutex<(crate::stream::StreamBuffer, Option<Option<PoolError>>)>>;
 
 /// A registry the test can inspect after handing it to the pool.
 #[derive(Debug, Clone)]

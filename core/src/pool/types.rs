@@ -14,6 +14,7 @@ use crate::client_id::{ClientId, IdRange, Purpose, RegistryConfig};
 use crate::connection::{self, Answer, Config, ConnectionError, RequestError};
 use crate::message::{Bar, Contract, ContractDescription, ContractDetails};
 use crate::pacer::{PacerError, PacerSnapshot, PacingRules, SharedPacerStatus};
+use crate::stream::{StreamItem, StreamKind, StreamLimits};
 
 use super::registry::IdRegistryError;
 
@@ -93,6 +94,8 @@ pub struct PoolConfig {
     pub clock_interval: Duration,
     /// TCP keepalive idle time the runtime sets on every socket (`None` = off).
     pub tcp_keepalive: Option<Duration>,
+    /// How many streams may be open at once (IB's market-data lines and the rest).
+    pub streams: StreamLimits,
 }
 
 impl Default for PoolConfig {
@@ -110,6 +113,14 @@ impl Default for PoolConfig {
                 PurposeConfig {
                     max_connections: 1,
                     sharing: Sharing::Shared { max_in_flight: 16 },
+                },
+            ),
+            (
+                // One session carries every stream (IB's 100 lines fit on one connection).
+                Purpose::Streaming,
+                PurposeConfig {
+                    max_connections: 1,
+                    sharing: Sharing::Shared { max_in_flight: 128 },
                 },
             ),
         ]
@@ -131,6 +142,7 @@ impl Default for PoolConfig {
             gateway_ids: BTreeMap::new(),
             clock_interval: Duration::from_secs(1),
             tcp_keepalive: Some(Duration::from_secs(30)),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -262,6 +274,15 @@ pub enum SubmitError {
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
+    /// Opening this stream would go over one of IB's caps ([`PoolConfig::streams`]); IB would
+    /// refuse it (101 "Max number of tickers has been reached", 10190 for tick-by-tick).
+    #[error("{kind:?} streams: all {limit} allowed are open (IB's cap; cancel one or raise the limit if your account has more)")]
+    StreamLimit {
+        /// Which cap.
+        kind: StreamKind,
+        /// The cap.
+        limit: usize,
+    },
 }
 
 /// Why a pooled request ended without an answer.
@@ -284,6 +305,13 @@ pub enum CallError {
     /// [`PoolEvent::LeaseLost`]); acquire a new lease.
     #[error("lease lost: no client id left for its connection")]
     LeaseLost,
+    /// The stream's consumer stopped reading: `queued` bars and notices were waiting (bars are
+    /// never dropped, so the stream ended instead of growing without bound).
+    #[error("stream ended: its consumer fell {queued} items behind")]
+    ConsumerTooSlow {
+        /// Items waiting.
+        queued: usize,
+    },
 }
 
 /// Why a call on a runtime's pool failed: the `Error` of `ibconn-tokio` and `ibconn-smol`.
@@ -347,12 +375,20 @@ pub enum PoolEvent {
         /// Its outcome.
         result: Result<Answer, CallError>,
     },
-    /// A keep-up-to-date historical request produced a bar.
-    BarUpdate {
+    /// An open stream's item: data, or an interruption and the gap after it.
+    Stream {
+        /// The stream (the ticket its subscription was answered under).
+        ticket: Ticket,
+        /// The item.
+        item: StreamItem,
+    },
+    /// A stream ended after it was answered: `None` when it finished by itself (a snapshot),
+    /// else why (an IB error for it, its lease gone). A cancelled stream ends silently.
+    StreamEnded {
         /// The stream.
         ticket: Ticket,
-        /// The bar.
-        bar: Bar,
+        /// Why, if not finished.
+        error: Option<CallError>,
     },
     /// The gateway's pacing store failed (`error`: requests wait for it, none is sent unpaced)
     /// or works again (`None`).
@@ -540,6 +576,21 @@ pub struct PoolStats {
     pub gateways: Vec<GatewayStats>,
     /// Per connection.
     pub connections: Vec<ConnectionStats>,
+    /// Streams.
+    pub streams: StreamStats,
+}
+
+/// Stream counters ([`PoolStats::streams`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StreamStats {
+    /// Streams open now (answered, or waiting to be requested again), by kind.
+    pub open: BTreeMap<StreamKind, usize>,
+    /// Streams interrupted (connection lost, 1101, bust) and queued to be requested again.
+    pub interrupted: u64,
+    /// Streams requested again after an interruption.
+    pub resubscribed: u64,
+    /// Stream items handed to consumers.
+    pub items: u64,
 }
 
 /// Historical bars with the window IB reports.

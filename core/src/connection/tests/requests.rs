@@ -162,7 +162,13 @@ fn keep_up_to_date_streams_updates_until_cancelled() {
     );
     let ev = events(&mut conn);
     assert!(matches!(ev[0], Event::Completed { result: Ok(_), .. }));
-    assert_eq!(ev[1], Event::BarUpdate { id, bar: bar("2") });
+    assert_eq!(
+        ev[1],
+        Event::Stream {
+            id,
+            data: crate::stream::StreamData::Bar(bar("2"))
+        }
+    );
     // Streams have no deadline once completed.
     assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(30)));
     conn.cancel(t0, id);
