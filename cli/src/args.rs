@@ -66,6 +66,10 @@ pub(crate) enum Command {
     /// Serve the HTTP status API (pool, pacing, health, Prometheus /metrics) over a pool.
     #[command(after_help = EXIT_CODES)]
     Serve(ServeArgs),
+    /// Stream live bars or ticks of symbols until Ctrl-C (or --for): one CSV row (or JSON line)
+    /// each; a lost session is requested again and reported as a gap.
+    #[command(after_help = EXIT_CODES)]
+    Stream(crate::stream::StreamArgs),
     /// Check symbols: contract details (and head timestamp) from the gateway, through a cache.
     ///
     /// A symbol IB answers with error 200 (no security definition) is invalid, and that answer

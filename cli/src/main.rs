@@ -8,6 +8,8 @@
 //! - `ibconn validate SYMBOL…`: contract details and head timestamp through a persisted cache
 //!   (negative answers cached only for IB's error 200).
 //! - `ibconn head SYMBOL`: the earliest data point.
+//! - `ibconn stream SYMBOL… (--bars 5s | --ticks [--what last|bidask|mid]) [--json] [--out
+//!   FILE.csv]`: live bars or ticks until Ctrl-C, surviving a gateway restart with a gap line.
 //! - `ibconn ids [list | release ID… | release --all] [--force]`: client-id leases in the shared
 //!   registry file.
 //! - `ibconn config`: the effective configuration (`ibconn.toml` + `IBCONN_*` variables).
@@ -43,6 +45,7 @@ mod progress;
 mod serve;
 mod session;
 mod signals;
+mod stream;
 mod util;
 mod validate;
 mod watch;
@@ -158,6 +161,10 @@ fn run(command: Command, loaded: &config::Loaded) -> ExitCode {
         }
         Command::Serve(args) => match serve::serve(&args, settings) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.to_string(), e.exit_code()),
+        },
+        Command::Stream(args) => match stream::stream(&args, settings) {
+            Ok(code) => code,
             Err(e) => fail(&e.to_string(), e.exit_code()),
         },
         Command::Validate(args) => match validate::validate(&args, settings) {

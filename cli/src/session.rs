@@ -37,6 +37,18 @@ impl Session {
         settings: &Settings,
         label: &str,
     ) -> Result<Self, ProbeError> {
+        Self::open_at(gateway, seed, settings, label, None).await
+    }
+
+    /// [`Session::open`] with the embedded simulator's clock starting at `sim_start_ms` (Unix
+    /// milliseconds; `None`: the real time).
+    pub(crate) async fn open_at(
+        gateway: Option<&str>,
+        seed: u64,
+        settings: &Settings,
+        label: &str,
+        sim_start_ms: Option<i64>,
+    ) -> Result<Self, ProbeError> {
         let (addr, sim, shared) = match gateway {
             Some(addr) => (
                 addr.to_owned(),
@@ -46,13 +58,14 @@ impl Session {
             None => {
                 let started = async {
                     let listener = TcpListener::bind("127.0.0.1:0").await?;
-                    SimServer::start(
-                        listener,
-                        ServerConfig {
-                            seed,
-                            ..ServerConfig::default()
-                        },
-                    )
+                    let config = ServerConfig {
+                        seed,
+                        ..ServerConfig::default()
+                    };
+                    match sim_start_ms {
+                        Some(ms) => SimServer::start_at(listener, config, ms),
+                        None => SimServer::start(listener, config),
+                    }
                 }
                 .await
                 .map_err(|e| {
@@ -74,6 +87,21 @@ impl Session {
             addr,
             acquire_timeout,
         })
+    }
+
+    /// The pool.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// How long an acquire may wait (the configuration's).
+    pub(crate) fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The gateway's address (the embedded simulator's loopback port, if that is the gateway).
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Lease a `purpose` connection; a refused or failing dial fails at once.
