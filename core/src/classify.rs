@@ -101,6 +101,9 @@ pub enum ErrorClass {
     DuplicateId,
     /// Missing market-data permissions (no subscription for the exchange).
     NoPermission,
+    /// IB's cap on open streams is reached: 101 market-data lines, 10190 tick-by-tick, 322
+    /// "Only 50 simultaneous API historical data requests allowed" (the pool refuses before).
+    StreamLimit,
     /// Another session of the same IB username holds the market data (10197, 162 "connected
     /// from a different IP address"); clears when that session ends.
     CompetingSession,
@@ -187,8 +190,10 @@ pub fn classify(code: i32, message: &str, context: &RequestContext) -> Classific
         322 if contains(message, "duplicate ticker id") => {
             c(E::DuplicateId, A::RetryWhenPacerAllows)
         }
+        322 if contains(message, "simultaneous") => c(E::StreamLimit, A::Fail),
+        101 | 10190 => c(E::StreamLimit, A::Fail),
         166 | 321 | 420 | 10189 => c(E::InvalidRequest, A::Fail),
-        354 | 10186 | 10187 => c(E::NoPermission, A::Fail),
+        354 | 10168 | 10186 | 10187 => c(E::NoPermission, A::Fail),
         10197 => c(E::CompetingSession, A::Fail),
         165 | 300 | 366 | 10089 | 10090 | 10091 | 10167 => c(E::Informational, A::Ignore),
         10225 => c(E::Informational, A::Resubscribe),

@@ -94,6 +94,16 @@ fn texts(
             "It sends the same request again under a new number.",
             "Nothing.",
         ),
+        E::StreamLimit => (
+            "All the streams IB allows at once are open: market-data lines (101; 100 by \
+             default, shared by every session of the account, TWS included), tick-by-tick \
+             subscriptions (10190; about 5), or open historical requests (322; 50, \
+             keep-up-to-date bars included).",
+            "It ends that stream with the error; the others go on. The pool refuses a stream over \
+             its configured caps (streams.* in ibconn.toml) before IB would.",
+            "Cancel streams you no longer need, close market-data windows in TWS (they take \
+             lines too), or buy quote booster packs for more lines and raise the cap to match.",
+        ),
         E::CompetingSession => (
             "Another session logged in with the same IB username holds the market data: TWS, \
              IBKR Mobile or the Client Portal, possibly on another computer (\"connected from a \
