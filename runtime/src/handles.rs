@@ -15,7 +15,7 @@ use ibconn_core::message::{Contract, ContractDescription, ContractDetails};
 use ibconn_core::pacer::PaceLedger;
 use ibconn_core::pool::{Channels, Command, Offer, Pool as CorePool, Ticket};
 use ibconn_core::query::{HeadTimestampQuery, HistoricalQuery};
-use ibconn_core::stream::{StreamItem, StreamQuery};
+use ibconn_core::stream::{StreamItem, StreamQuery, STREAM_BUFFER};
 
 use crate::clock::wall;
 use crate::shell::Shell;
@@ -155,8 +155,18 @@ impl<R> Pool<R> {
     /// Open a stream on a [`Purpose::Streaming`] connection leased for it alone (and given back
     /// when the subscription is dropped). See [`PooledConnection::subscribe`].
     pub async fn subscribe(&self, query: StreamQuery) -> Result<Subscription, Error> {
+        self.subscribe_with_capacity(query, STREAM_BUFFER).await
+    }
+
+    /// [`Pool::subscribe`] with a queue of `capacity` items before its overflow policy applies
+    /// (default [`STREAM_BUFFER`]).
+    pub async fn subscribe_with_capacity(
+        &self,
+        query: StreamQuery,
+        capacity: usize,
+    ) -> Result<Subscription, Error> {
         let conn = self.acquire(Purpose::Streaming).await?;
-        let (ticket, shared) = conn.open(query, None).await?;
+        let (ticket, shared) = conn.open(query, capacity).await?;
         let tx = self.tx.clone();
         Ok(Subscription::new(ticket, shared, tx, Some(conn)))
     }
@@ -234,17 +244,29 @@ impl PooledConnection {
     /// yields an interruption and the gap. It holds this lease's connection: release the lease
     /// and the stream ends.
     pub async fn subscribe(&self, query: StreamQuery) -> Result<Subscription, Error> {
-        let (ticket, shared) = self.open(query, None).await?;
+        self.subscribe_with_capacity(query, STREAM_BUFFER).await
+    }
+
+    /// [`PooledConnection::subscribe`] with a queue of `capacity` items before its overflow
+    /// policy applies (default [`STREAM_BUFFER`]: a consumer that must see every tick of a burst
+    /// wants more).
+    pub async fn subscribe_with_capacity(
+        &self,
+        query: StreamQuery,
+        capacity: usize,
+    ) -> Result<Subscription, Error> {
+        let (ticket, shared) = self.open(query, capacity).await?;
         Ok(Subscription::new(ticket, shared, self.tx.clone(), None))
     }
 
     async fn open(
         &self,
         query: StreamQuery,
-        timeout: Option<Duration>,
+        capacity: usize,
     ) -> Result<(Ticket, SharedQueue), Error> {
+        let timeout: Option<Duration> = None;
         let (reply, rx) = oneshot::channel();
-        let (items, shared) = queue();
+        let (items, shared) = queue(capacity);
         self.tx
             .try_send(Cmd::Stream(
                 self.lease,

@@ -40,7 +40,7 @@ pub mod api {
 
     pub use ibconn_core::stream::{
         StreamData, StreamItem, StreamKind, StreamLimits, StreamQuery, Tick, TickByTickKind,
-        TickType,
+        TickType, STREAM_BUFFER,
     };
 
     pub use crate::handles::{Events, PooledConnection};

@@ -17,7 +17,7 @@ use crate::handles::{Cmd, PooledConnection};
 use crate::Error;
 
 /// What the driver and the consumer share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     buffer: StreamBuffer,
     /// Set once the stream ended: `None` finished, else why.
@@ -81,8 +81,13 @@ impl Drop for ItemSender {
 pub(crate) type SharedQueue = Arc<Mutex<Shared>>;
 
 /// A new stream queue: the driver's sender and the shared state for the [`Subscription`].
-pub(crate) fn queue() -> (ItemSender, SharedQueue) {
-    let shared = Arc::new(Mutex::new(Shared::default()));
+pub(crate) fn queue(capacity: usize) -> (ItemSender, SharedQueue) {
+    let shared = Arc::new(Mutex::new(Shared {
+        buffer: StreamBuffer::new(capacity),
+        end: None,
+        waker: None,
+        gone: false,
+    }));
     (ItemSender(Arc::clone(&shared)), shared)
 }
 
