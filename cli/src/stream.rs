@@ -218,9 +218,10 @@ pub(crate) fn stream(args: &StreamArgs, settings: &Settings) -> Result<ExitCode,
     let rt = session::runtime().map_err(StreamError::Gateway)?;
     let stop = Stop::install();
     rt.block_on(async {
-        let session = Session::open_at(gateway.as_deref(), args.seed, settings, "stream", sim_start)
-            .await
-            .map_err(|e| StreamError::Gateway(e.to_string()))?;
+        let session =
+            Session::open_at(gateway.as_deref(), args.seed, settings, "stream", sim_start)
+                .await
+                .map_err(|e| StreamError::Gateway(e.to_string()))?;
         if sim_start.is_some() {
             eprintln!(
                 "ibconn: embedded simulator: its clock starts at 2026-01-06T15:00:00Z and runs \
@@ -295,7 +296,6 @@ async fn run(
         _ => ExitCode::from(3),
     })
 }
-
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -468,9 +468,11 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
         ),
         StreamData::Tick(t) => {
             let (price, size, value) = match t {
-                Tick::Price { price, size, .. } => {
-                    (num(*price), size.map(num).unwrap_or_default(), String::new())
-                }
+                Tick::Price { price, size, .. } => (
+                    num(*price),
+                    size.map(num).unwrap_or_default(),
+                    String::new(),
+                ),
                 Tick::Size { size, .. } => (String::new(), num(*size), String::new()),
                 Tick::Text { value, .. } => (String::new(), String::new(), csv_field(value)),
                 Tick::Generic { value, .. } => (String::new(), String::new(), num(*value)),
@@ -512,9 +514,9 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
                 format!("{},{sym},mid,{},,,,,,", iso_utc(*time), num(*mid))
             }
         },
-        StreamData::MarketDataType(_) | StreamData::TickParams { .. } | StreamData::Notice { .. } => {
-            return None
-        }
+        StreamData::MarketDataType(_)
+        | StreamData::TickParams { .. }
+        | StreamData::Notice { .. } => return None,
         _ => return None,
     })
 }
@@ -610,7 +612,11 @@ fn json_line(symbol: &str, item: &StreamItem) -> String {
         StreamItem::Data(StreamData::MarketDataType(t)) => {
             json!({"type": "market_data_type", "symbol": symbol, "market_data_type": t})
         }
-        StreamItem::Data(StreamData::TickParams { min_tick, bbo_exchange, .. }) => {
+        StreamItem::Data(StreamData::TickParams {
+            min_tick,
+            bbo_exchange,
+            ..
+        }) => {
             json!({"type": "tick_params", "symbol": symbol, "min_tick": min_tick,
                 "bbo_exchange": bbo_exchange})
         }

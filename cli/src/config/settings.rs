@@ -1,6 +1,7 @@
 //! The `ibconn.toml` settings types, their defaults and their conversions to the core's
 //! configurations.
 
+use ibconn_core::stream::StreamLimits;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -416,6 +417,8 @@ pub(crate) struct Settings {
     pub(crate) fetch: FetchSettings,
     /// Symbol validation.
     pub(crate) validate: ValidateSettings,
+    /// How many streams may be open at once (IB's caps).
+    pub(crate) streams: StreamLimits,
 }
 
 impl Default for Settings {
@@ -448,6 +451,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             fetch: FetchSettings::default(),
             validate: ValidateSettings::default(),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -471,6 +475,7 @@ impl Settings {
             ..base.connection.clone()
         };
         PoolConfig {
+            streams: self.streams,
             purposes: self
                 .purposes
                 .iter()

@@ -45,6 +45,13 @@ pub(super) fn validate(
         parse_host_port(g).map_err(|e| invalid("gateway", format!("{e}, or \"embedded\"")))?;
     }
     parse_versions(&s.connection.versions).map_err(|e| invalid("connection.versions", e))?;
+    for (key, v) in [
+        ("streams.market_data_lines", s.streams.market_data_lines),
+        ("streams.tick_by_tick", s.streams.tick_by_tick),
+        ("streams.bar_updates", s.streams.bar_updates),
+    ] {
+        at_least(key, v as u64, 1)?;
+    }
     parse_store(&s.coordination.store).map_err(|e| invalid("coordination.store", e))?;
     let p = &s.pool;
     for (key, v) in [

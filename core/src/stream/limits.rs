@@ -20,7 +20,7 @@ pub enum StreamKind {
 /// How many streams may be open at once, per pool (market-data lines are IB's per account, so
 /// the whole pool shares one budget whichever gateway a stream is on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StreamLimits {
     /// Market-data lines: level-1 subscriptions plus real-time bars (IB's default: 100; more
     /// with quote booster packs).
