@@ -251,7 +251,8 @@ fn log_path(salt: u64, con_id: i32, stream: u64, volatility: f64, t: f64) -> f64
         .sum()
 }
 
-fn round_to_tick(x: f64, tick: f64) -> f64 {
+/// `x` rounded to a multiple of `tick` (and to the tick's decimals, so prices print cleanly).
+pub(crate) fn round_to_tick(x: f64, tick: f64) -> f64 {
     if tick.is_nan() || tick <= 0.0 || !x.is_finite() {
         return x;
     }
@@ -259,6 +260,13 @@ fn round_to_tick(x: f64, tick: f64) -> f64 {
     let decimals = (-tick.log10()).ceil().clamp(0.0, 10.0) as i32;
     let p = 10f64.powi(decimals);
     (q * p).round() / p
+}
+
+/// The instrument's price at `t` (Unix seconds), unrounded: the path every TRADES, MIDPOINT, BID
+/// and ASK bar of it samples (BID and ASK a tick below and above). Streaming ticks sample it at
+/// whole seconds, which every bar of 8 seconds or less samples too.
+pub(crate) fn path_price(salt: u64, inst: &Instrument, t: i64) -> f64 {
+    inst.price * log_path(salt, inst.con_id, 0, inst.volatility, t as f64).exp()
 }
 
 fn make_bar(spec: &BarSpec<'_>, slot: Slot) -> Bar {
