@@ -206,6 +206,13 @@ pub fn bars(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Bar> {
         .collect()
 }
 
+/// The intraday bar of the slot `[start, end)` as [`bars`] computes it, for a caller that knows
+/// the slot lies in a session (streaming's 5-second bars: [`bars`] would scan days of slots).
+pub(crate) fn bar_of_slot(spec: &BarSpec<'_>, start: i64, end: i64) -> Bar {
+    let day = Zone::Us(NEW_YORK).to_local(start).div_euclid(SECS_PER_DAY);
+    make_bar(spec, Slot { start, end, day })
+}
+
 /// The bar that contains `spec.now` (a keep-up-to-date update), if the market is open.
 pub fn forming_bar(spec: &BarSpec<'_>) -> Option<Bar> {
     let back = calendar::bar_secs(spec.bar_size) + 2 * SECS_PER_DAY;

@@ -211,8 +211,21 @@ impl<'a> TickSource<'a> {
     /// `reqHistoricalData` of `5 secs` answers it once the bar has ended; `None` outside the
     /// session (`use_rth`: regular hours only).
     pub fn bar5(&self, what: WhatToShow, use_rth: bool, start: i64) -> Option<Bar> {
-        let spec = self.spec(BarSize::Sec5, use_rth, what, start + 5);
-        bars::bars(&spec, start, start + 1).into_iter().next()
+        // Sessions start and end on whole minutes, so a 5-second slot is never clipped: the
+        // slot exists where a session holds its start, under `bars`' filters.
+        let day = day_of(start, start);
+        let in_session = (day - 1..=day + 1).any(|d| {
+            self.market
+                .sessions(self.inst, d, use_rth)
+                .iter()
+                .any(|&(a, b)| a <= start && start < b)
+        });
+        let end = start + 5;
+        let traded =
+            end > self.inst.head_timestamp && self.inst.trading_end().is_none_or(|t| start < t);
+        let spec = self.spec(BarSize::Sec5, use_rth, what, end);
+        (in_session && traded && start.rem_euclid(5) == 0)
+            .then(|| bars::bar_of_slot(&spec, start, end))
     }
 
     /// The day's volume at `sec`: the forming daily TRADES bar's (every session); `None` for an
@@ -248,4 +261,60 @@ fn day_of(a: i64, b: i64) -> i64 {
     Zone::Us(NEW_YORK)
         .to_local(a + (b - a) / 2)
         .div_euclid(SECS_PER_DAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::utc;
+
+    /// The 5-second bar streaming builds directly is the one `bars` finds by scanning, at
+    /// session edges too (stocks' extended and regular hours, futures' daily break, forex's
+    /// weekly open, a holiday).
+    #[test]
+    fn five_second_bars_match_the_scanning_path() {
+        let m = Market::builtin();
+        let es = m
+            .listed(utc(2026, 1, 6, 0, 0, 0))
+            .into_iter()
+            .find(|i| i.symbol == "ES")
+            .unwrap();
+        let by = |s: &str| {
+            m.instruments()
+                .iter()
+                .find(|i| i.symbol == s)
+                .unwrap()
+                .clone()
+        };
+        let edges = [
+            utc(2026, 1, 6, 8, 58, 0), // AAPL: 04:00 New York opens the extended session
+            utc(2026, 1, 6, 14, 29, 0), // 09:30 the regular one
+            utc(2026, 1, 6, 20, 59, 0), // 16:00
+            utc(2026, 1, 7, 0, 59, 0), // 20:00 the extended one closes
+            utc(2026, 1, 6, 21, 59, 0), // futures' 17:00–18:00 break, forex's 17:00 roll
+            utc(2026, 1, 11, 21, 59, 0), // Sunday 17:00: forex opens, 18:00 futures
+            utc(2026, 1, 19, 14, 29, 0), // Martin Luther King day
+        ];
+        for inst in [by("AAPL"), by("EUR"), by("SPX"), es] {
+            let src = TickSource {
+                market: &m,
+                inst: &inst,
+                salt: 9,
+            };
+            for &edge in &edges {
+                for start in (edge - 600..edge + 600).step_by(5) {
+                    for (what, rth) in [(WhatToShow::Trades, false), (WhatToShow::Bid, true)] {
+                        let spec = src.spec(BarSize::Sec5, rth, what, start + 5);
+                        let scanned = bars::bars(&spec, start, start + 1).into_iter().next();
+                        assert_eq!(
+                            src.bar5(what, rth, start),
+                            scanned,
+                            "{} at {start}",
+                            inst.symbol
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
