@@ -12,3 +12,4 @@ mod faults;
 mod harness;
 mod limits;
 mod market_data;
+mod world;

@@ -407,3 +407,39 @@ fn text_and_protobuf_clients_get_the_same_ticks() {
     assert!(!price_types(&a).contains(&4));
     assert!(price_types(&a).contains(&1));
 }
+
+/// Frozen asked on an index (regular hours only, no quotes): live trades until 16:00, then a
+/// `marketDataType` 2 when the session closes, and nothing more.
+#[test]
+fn frozen_is_announced_when_the_session_closes() {
+    // 15:59:58 New York.
+    let mut sim = Sim::at(OPEN + (6 * 3600 - 2) * 1000, 8);
+    let mut c = sim.connect(1);
+    sim.send(&mut c, &market_data_type(2));
+    let spx = Contract {
+        symbol: "SPX".into(),
+        sec_type: "IND".into(),
+        exchange: "CBOE".into(),
+        currency: "USD".into(),
+        ..Contract::default()
+    };
+    let m = market(&sim.request(&mut c, &mkt_data(1, spx)));
+    assert_eq!(
+        m[0],
+        MarketReply::MarketDataType {
+            req_id: 1,
+            market_data_type: 1
+        }
+    );
+    assert_eq!(price_types(&m), [4, 9], "an index: last and close only");
+    sim.advance(Duration::from_secs(5));
+    let m = market(&sim.recv(&mut c));
+    let frozen = MarketReply::MarketDataType {
+        req_id: 1,
+        market_data_type: 2,
+    };
+    assert_eq!(m.last(), Some(&frozen), "{m:?}");
+    assert!(m.iter().filter(|r| **r == frozen).count() == 1);
+    sim.advance(Duration::from_secs(60));
+    assert!(market(&sim.recv(&mut c)).is_empty());
+}
