@@ -36,6 +36,13 @@
 //!   without bars ([`errors::small_bars_too_old`](crate::errors::small_bars_too_old), [`errors::end_in_future`](crate::errors::end_in_future)).
 //! - A historical or head-timestamp request reusing the id of one still open on the session gets
 //!   322 "Duplicate ticker id"; the open one carries on.
+//! - Streaming (`reqMktData`, `reqMarketDataType`, `reqRealTimeBars`, `reqTickByTickData` and
+//!   their cancels) is served from the bars' own price path ([`crate::market::ticks`]) at
+//!   wall-clock instants aligned to each stream's cadence, which [`Gateway::poll_timeout`]
+//!   includes. IB's limits apply per gateway: [`GatewayConfig::max_market_data_lines`] (101),
+//!   [`GatewayConfig::max_tick_by_tick`] (10190), open ids (322), unknown cancels (300); a 1101
+//!   drops every subscription of the sessions it reaches, outages pause the data, and
+//!   [`GatewayCounters`] reports lines in use and duplicate subscriptions.
 //! - A text client's (server version < 201) startup sync — reqPositions, reqOpenOrders,
 //!   reqCompletedOrders, reqAccountUpdates(Multi), reqExecutions — is answered with the matching
 //!   end message of an empty paper account, as ib_async and ib_insync wait for them.
