@@ -206,6 +206,13 @@ pub fn bars(spec: &BarSpec<'_>, from: i64, to: i64) -> Vec<Bar> {
         .collect()
 }
 
+/// The intraday bar of the slot `[start, end)` as [`bars`] computes it, for a caller that knows
+/// the slot lies in a session (streaming's 5-second bars: [`bars`] would scan days of slots).
+pub(crate) fn bar_of_slot(spec: &BarSpec<'_>, start: i64, end: i64) -> Bar {
+    let day = Zone::Us(NEW_YORK).to_local(start).div_euclid(SECS_PER_DAY);
+    make_bar(spec, Slot { start, end, day })
+}
+
 /// The bar that contains `spec.now` (a keep-up-to-date update), if the market is open.
 pub fn forming_bar(spec: &BarSpec<'_>) -> Option<Bar> {
     let back = calendar::bar_secs(spec.bar_size) + 2 * SECS_PER_DAY;
@@ -251,7 +258,8 @@ fn log_path(salt: u64, con_id: i32, stream: u64, volatility: f64, t: f64) -> f64
         .sum()
 }
 
-fn round_to_tick(x: f64, tick: f64) -> f64 {
+/// `x` rounded to a multiple of `tick` (and to the tick's decimals, so prices print cleanly).
+pub(crate) fn round_to_tick(x: f64, tick: f64) -> f64 {
     if tick.is_nan() || tick <= 0.0 || !x.is_finite() {
         return x;
     }
@@ -259,6 +267,13 @@ fn round_to_tick(x: f64, tick: f64) -> f64 {
     let decimals = (-tick.log10()).ceil().clamp(0.0, 10.0) as i32;
     let p = 10f64.powi(decimals);
     (q * p).round() / p
+}
+
+/// The instrument's price at `t` (Unix seconds), unrounded: the path every TRADES, MIDPOINT, BID
+/// and ASK bar of it samples (BID and ASK a tick below and above). Streaming ticks sample it at
+/// whole seconds, which every bar of 8 seconds or less samples too.
+pub(crate) fn path_price(salt: u64, inst: &Instrument, t: i64) -> f64 {
+    inst.price * log_path(salt, inst.con_id, 0, inst.volatility, t as f64).exp()
 }
 
 fn make_bar(spec: &BarSpec<'_>, slot: Slot) -> Bar {

@@ -164,6 +164,90 @@ pub fn duplicate_ticker_id() -> IbError {
     )
 }
 
+/// 322 for the 51st open historical request (keep-up-to-date streams included), IB's live text
+/// (erdewit/ib_insync#241, #293).
+pub fn too_many_open_historical() -> IbError {
+    IbError::new(
+        322,
+        "Error processing request:-'wd' : cause - Only 50 simultaneous API historical data requests allowed.",
+    )
+}
+
+/// 101: a market-data line over the gateway's budget (`reqMktData`, `reqRealTimeBars`).
+pub fn max_tickers() -> IbError {
+    IbError::new(101, "Max number of tickers has been reached.")
+}
+
+/// 10190: a tick-by-tick request over the gateway's budget.
+pub fn max_tick_by_tick() -> IbError {
+    IbError::new(
+        10190,
+        "Max number of tick-by-tick requests has been reached.",
+    )
+}
+
+/// 300: a cancel of a market-data, real-time-bars or tick-by-tick request that is not live (never
+/// was, already cancelled, a finished snapshot).
+pub fn no_ticker_id(req_id: i32) -> IbError {
+    IbError::new(300, format!("Can't find EId with tickerId:{req_id}"))
+}
+
+/// 321: a snapshot with generic ticks (IB's live text).
+pub fn snapshot_generic_ticks() -> IbError {
+    IbError::new(
+        321,
+        "Error validating request.-'bO' : cause - Snapshot market data subscription is not applicable to generic ticks",
+    )
+}
+
+/// 321: `reqRealTimeBars` with a `whatToShow` other than TRADES, MIDPOINT, BID or ASK (IB's live
+/// text, atreyuxtrading/atreyu-backtrader-api#5).
+pub fn real_time_what_to_show() -> IbError {
+    IbError::new(
+        321,
+        "Error validating request.-'bY' : cause - What to show field is missing or incorrect.",
+    )
+}
+
+/// 354: market data for an instrument without permissions, live or frozen requested.
+pub fn not_subscribed() -> IbError {
+    IbError::new(
+        354,
+        "Requested market data is not subscribed. Check API status by selecting the Account menu then under Management choose Market Data Subscription Manager and/or availability of delayed data.",
+    )
+}
+
+/// 10167: no permissions, delayed data requested: delayed ticks follow.
+pub fn delayed_displayed() -> IbError {
+    IbError::new(
+        10167,
+        "Requested market data is not subscribed. Displaying delayed market data.",
+    )
+}
+
+/// 420 for a real-time-bars request past the historical pacing window (live text).
+pub fn real_time_pacing() -> IbError {
+    IbError::new(
+        420,
+        "Invalid Real-time Query:Historical data request pacing violation",
+    )
+}
+
+/// 420: real-time bars of an instrument without permissions (live text), or of a series IB does
+/// not keep for it (TRADES on forex: no text attested, the sim's choice).
+pub fn real_time_refused(cause: &str) -> IbError {
+    IbError::new(420, format!("Invalid Real-time Query:{cause}"))
+}
+
+/// 10189: tick-by-tick data refused, e.g. an unknown tick type or no permissions; the cause after
+/// IB's prefix is the sim's wording.
+pub fn tick_by_tick_failed(cause: &str) -> IbError {
+    IbError::new(
+        10189,
+        format!("Failed to request tick-by-tick data.{cause}"),
+    )
+}
+
 /// 326: the client id is taken.
 pub fn client_id_in_use() -> IbError {
     IbError::new(

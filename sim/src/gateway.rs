@@ -36,6 +36,13 @@
 //!   without bars ([`errors::small_bars_too_old`](crate::errors::small_bars_too_old), [`errors::end_in_future`](crate::errors::end_in_future)).
 //! - A historical or head-timestamp request reusing the id of one still open on the session gets
 //!   322 "Duplicate ticker id"; the open one carries on.
+//! - Streaming (`reqMktData`, `reqMarketDataType`, `reqRealTimeBars`, `reqTickByTickData` and
+//!   their cancels) is served from the bars' own price path ([`crate::market::ticks`]) at
+//!   wall-clock instants aligned to each stream's cadence, which [`Gateway::poll_timeout`]
+//!   includes. IB's limits apply per gateway: [`GatewayConfig::max_market_data_lines`] (101),
+//!   [`GatewayConfig::max_tick_by_tick`] (10190), open ids (322), unknown cancels (300); a 1101
+//!   drops every subscription of the sessions it reaches, outages pause the data, and
+//!   [`GatewayCounters`] reports lines in use and duplicate subscriptions.
 //! - A text client's (server version < 201) startup sync — reqPositions, reqOpenOrders,
 //!   reqCompletedOrders, reqAccountUpdates(Multi), reqExecutions — is answered with the matching
 //!   end message of an empty paper account, as ib_async and ib_insync wait for them.
@@ -53,6 +60,7 @@
 mod faults;
 mod historical;
 mod serve;
+mod streams;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -107,6 +115,19 @@ pub struct GatewayConfig {
     pub reply_jitter: Duration,
     /// Interval between keep-up-to-date bar updates.
     pub update_interval: Duration,
+    /// Market-data lines (IB: 100 by default): live `reqMktData` subscriptions (snapshots do not
+    /// hold one) and real-time bars, over every session of the gateway (IB counts TWS and API
+    /// lines together per account). One more is refused with 101. Tick-by-tick and
+    /// keep-up-to-date streams do not hold one (see [`GatewayConfig::max_tick_by_tick`] and
+    /// [`HistoricalRules::max_open`]).
+    pub max_market_data_lines: usize,
+    /// Concurrent tick-by-tick subscriptions over every session (IB: 5 with 100 lines); one more
+    /// is refused with 10190.
+    pub max_tick_by_tick: usize,
+    /// How often level-1 quotes (and tick-by-tick `BidAsk`/`MidPoint`) may change: one quote
+    /// step per interval of wall time, aligned to it (default 250 ms). Trades come once a second
+    /// and real-time bars every 5 s, as IB's; see [`crate::market::ticks`].
+    pub quote_interval: Duration,
     /// Send 2104/2106/2158 after START_API.
     pub farm_notices: bool,
     /// Instruments and calendar.
@@ -133,6 +154,9 @@ impl Default for GatewayConfig {
             reply_latency: Duration::ZERO,
             reply_jitter: Duration::ZERO,
             update_interval: Duration::from_secs(5),
+            max_market_data_lines: 100,
+            max_tick_by_tick: 5,
+            quote_interval: Duration::from_millis(250),
             farm_notices: true,
             market: Market::builtin(),
             locale: Locale::English,
@@ -189,6 +213,16 @@ struct Stream {
     format_date: DateFormat,
 }
 
+impl Stream {
+    /// What makes two keep-up-to-date streams the same subscription (the duplicate check).
+    fn key(&self) -> String {
+        format!(
+            "hist|{}|{:?}|{:?}|{}",
+            self.con_id, self.bar_size, self.what, self.use_rth
+        )
+    }
+}
+
 #[derive(Debug)]
 struct Scheduled {
     req_id: i32,
@@ -220,6 +254,10 @@ struct Conn {
     hist: BTreeMap<i32, HistState>,
     /// Open head-timestamp requests (answer scheduled, or swallowed by a fault), by id.
     heads: BTreeSet<i32>,
+    /// Live market-data, real-time-bars and tick-by-tick subscriptions, by id.
+    subs: BTreeMap<i32, streams::Sub>,
+    /// The market-data type later `reqMktData` ask for (`reqMarketDataType`; 1 live by default).
+    market_data_type: i32,
     /// Request faults in force: how many of the next requests each still hits.
     faults: RequestFaults,
     /// Writes committed for sending, each with the instant it may go.
@@ -281,6 +319,7 @@ pub struct Gateway {
     faults: BTreeMap<(Instant, u64), Fault>,
     port: PortState,
     data_paused_until: Option<Instant>,
+    md_paused_until: Option<Instant>,
     next_chaos: Option<Instant>,
     pacing_violations: u64,
     counters: GatewayCounters,
@@ -306,6 +345,7 @@ impl Gateway {
             faults: BTreeMap::new(),
             port: PortState::Open,
             data_paused_until: None,
+            md_paused_until: None,
             next_chaos: None,
             pacing_violations: 0,
             counters: GatewayCounters::default(),
@@ -354,6 +394,8 @@ impl Gateway {
                 scheduled: BTreeMap::new(),
                 hist: BTreeMap::new(),
                 heads: BTreeSet::new(),
+                subs: BTreeMap::new(),
+                market_data_type: 1,
                 faults: RequestFaults::default(),
                 outbox: VecDeque::new(),
                 last_due: None,
@@ -422,8 +464,8 @@ impl Gateway {
         }
     }
 
-    /// Time passed: apply due faults, reopen the port, send due replies and keep-up-to-date
-    /// updates.
+    /// Time passed: apply due faults, reopen the port, send due replies, keep-up-to-date updates
+    /// and streaming data.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.touch(now);
         if let PortState::Refusing { until: Some(t) } = self.port {
@@ -434,6 +476,9 @@ impl Gateway {
         }
         if self.data_paused_until.is_some_and(|t| t <= now) {
             self.data_paused_until = None;
+        }
+        if self.md_paused_until.is_some_and(|t| t <= now) {
+            self.md_paused_until = None;
         }
         while let Some(entry) = self.faults.first_entry() {
             if entry.key().0 > now {
@@ -463,6 +508,7 @@ impl Gateway {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let hmds = |t: Instant| self.data_paused_until.map_or(t, |p| t.max(p));
+        let md = |t: Instant| self.md_paused_until.map_or(t, |p| t.max(p));
         let conns = self
             .conns
             .values()
@@ -477,12 +523,23 @@ impl Gateway {
                     HistState::Streaming { next_update, .. } => Some(hmds(*next_update)),
                     HistState::Pending => None,
                 });
+                let streams = c
+                    .subs
+                    .values()
+                    .filter_map(|s| s.due_ms)
+                    .min()
+                    .and_then(|ms| self.instant_at(ms))
+                    .map(md);
                 // Bytes already due are the caller's to take with `poll_transmit`.
                 let send = (!c.held)
                     .then(|| c.outbox.front().map(|(t, _)| *t))
                     .flatten()
                     .filter(|&t| self.now.is_none_or(|now| t > now));
-                replies.into_iter().chain(updates).chain(send)
+                replies
+                    .into_iter()
+                    .chain(updates)
+                    .chain(streams)
+                    .chain(send)
             });
         let port = match self.port {
             PortState::Refusing { until } => until,
@@ -559,6 +616,25 @@ impl Gateway {
         self.data_paused_until.is_some_and(|t| now < t)
     }
 
+    /// Whether streaming data (ticks, real-time bars, tick-by-tick) stops at `now` (link loss,
+    /// market-data farm down, nightly reset). Subscriptions stay; they resume with the data of
+    /// the moment the pause ends (nothing from the outage is replayed).
+    pub fn is_market_data_paused(&self, now: Instant) -> bool {
+        self.md_paused_until.is_some_and(|t| now < t)
+    }
+
+    /// The instant wall time reaches `unix_ms` (the inverse of [`Gateway::unix_ms`]); `None`
+    /// before the clock is anchored.
+    fn instant_at(&self, unix_ms: i64) -> Option<Instant> {
+        let (anchor, ms) = self.clock?;
+        let d = Duration::from_millis(unix_ms.abs_diff(ms));
+        if unix_ms >= ms {
+            anchor.checked_add(d)
+        } else {
+            anchor.checked_sub(d)
+        }
+    }
+
     /// Apply `fault` now. See [`Fault`].
     pub fn inject(&mut self, now: Instant, fault: Fault) {
         self.touch(now);
@@ -604,7 +680,8 @@ impl Gateway {
         self.pacer.age(by);
     }
 
-    /// Historical requests refused with a 162 pacing violation so far (every connection).
+    /// Requests refused by the pacing rules so far, every connection: 162 pacing violations, the
+    /// 322 for a 51st open historical request, 420 for real-time bars past the 10-minute window.
     pub fn pacing_violations(&self) -> u64 {
         self.pacing_violations
     }
@@ -614,10 +691,15 @@ impl Gateway {
         self.conns.get(&conn).map(Conn::sv).filter(|&sv| sv > 0)
     }
 
-    /// What the fault and rule paths above have done so far (every connection).
+    /// What the fault and rule paths above have done so far (every connection), and the
+    /// streaming lines in use now.
     pub fn counters(&self) -> GatewayCounters {
+        let live = self.stream_usage(None);
         GatewayCounters {
             pacing_violations: self.pacing_violations,
+            lines_in_use: live.lines,
+            tick_by_tick_in_use: live.tick_by_tick,
+            live_subscriptions: live.subscriptions,
             ..self.counters
         }
     }
@@ -627,7 +709,9 @@ impl Gateway {
 /// ([`Gateway::counters`]): what a scenario actually exercised.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GatewayCounters {
-    /// Requests refused with a 162 pacing violation ([`Gateway::pacing_violations`]).
+    /// Requests refused by the pacing rules ([`Gateway::pacing_violations`]): 162 pacing
+    /// violations, the 322 for a 51st open historical request, and 420 for real-time bars past
+    /// the 10-minute window.
     pub pacing_violations: u64,
     /// Requests refused with 322, for a reused open id or a [`Fault::DuplicateTickerId`].
     pub duplicate_ids: u64,
@@ -642,4 +726,33 @@ pub struct GatewayCounters {
     /// Head-timestamp requests judged by the pacing rules (each then counted open until
     /// answered), refused or not.
     pub head_timestamps: u64,
+    /// Market-data lines in use now: live `reqMktData` subscriptions (not snapshots) and
+    /// real-time bars over every open session ([`GatewayConfig::max_market_data_lines`]).
+    pub lines_in_use: u64,
+    /// The most lines ever in use at once.
+    pub lines_in_use_max: u64,
+    /// Tick-by-tick subscriptions live now, over every open session
+    /// ([`GatewayConfig::max_tick_by_tick`]).
+    pub tick_by_tick_in_use: u64,
+    /// The most tick-by-tick subscriptions ever live at once.
+    pub tick_by_tick_in_use_max: u64,
+    /// Streaming subscriptions live now: lines, tick-by-tick and keep-up-to-date streams.
+    pub live_subscriptions: u64,
+    /// The most extra copies of one subscription — same kind (market data, real-time bars,
+    /// tick-by-tick, keep-up-to-date bars), contract and parameters — ever live at once on one
+    /// connection: 0 means no connection ever held the same subscription twice.
+    pub duplicate_subscriptions: u64,
+    /// The same over every connection of the gateway together (two connections streaming the
+    /// same thing count as one extra copy).
+    pub duplicate_subscriptions_across_connections: u64,
+    /// Requests refused with 101 (no market-data line left).
+    pub max_tickers_refused: u64,
+    /// Requests refused with 10190 (no tick-by-tick slot left).
+    pub tick_by_tick_refused: u64,
+    /// Subscriptions the gateway dropped when it sent 1101 (connectivity restored, data lost):
+    /// the client must subscribe again.
+    pub subscriptions_dropped: u64,
+    /// Streaming messages sent: ticks, real-time bars, tick-by-tick and keep-up-to-date updates
+    /// (not the replies that open a subscription).
+    pub stream_messages: u64,
 }

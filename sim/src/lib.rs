@@ -6,7 +6,8 @@
 //! every byte it sends.
 //!
 //! - [`gateway`]: the sans-IO state machine ([`Gateway`]), one per simulated gateway process.
-//! - [`market`] and [`bars`]: instruments, calendars and synthetic bars.
+//! - [`market`] and [`bars`]: instruments, calendars, synthetic bars, and the quotes, trades and
+//!   real-time bars streams are served from ([`market::ticks`], the same price path).
 //! - [`rules`]: the 50 msg/s rule and historical pacing (one rule set for every driver).
 //! - [`fault`]: faults, injected, scheduled or drawn from the seed ([`Chaos`]).
 //! - [`calendar`]: US time zones with DST, NYSE holidays, IB date/duration/bar-size formats.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{self, Date, Zone, NEW_YORK, SECS_PER_DAY};
 
 mod derivatives;
+pub mod ticks;
 
 pub use derivatives::{FuturesRoot, OptionChain};
 

@@ -188,6 +188,10 @@ pub enum PacedKind {
     /// `reqHeadTimeStamp`: under every rule, whatever the bar-size scope
     /// (docs/ib-facts.md#historical-data-pacing).
     HeadTimestamp,
+    /// `reqRealTimeBars`: IB counts each new request in the 10-minute window ("60 new requests
+    /// per 10 minutes", also under historical pacing); the open-request cap, identical and
+    /// same-contract rules do not apply (a subscription is not an open HMDS query).
+    RealTimeBars,
 }
 
 /// One historical or head-timestamp request as the pacer sees it.
@@ -208,7 +212,7 @@ impl PacedRequest {
     fn in_scope(&self, rules: &HistoricalRules) -> bool {
         match self.kind {
             PacedKind::Bars { secs } => rules.max_bar_secs.is_none_or(|max| secs <= max),
-            PacedKind::HeadTimestamp => true,
+            PacedKind::HeadTimestamp | PacedKind::RealTimeBars => true,
         }
     }
 }
@@ -281,6 +285,13 @@ impl HistoricalPacer {
         let now = now + self.aged;
         let r = &self.rules;
         if !r.enabled {
+            return Ok(());
+        }
+        if req.kind == PacedKind::RealTimeBars {
+            if prune(&mut self.window, now, r.window) + 1 > r.window_max {
+                return Err(PacingViolation::Window);
+            }
+            self.window.push_back((now, 1));
             return Ok(());
         }
         if open >= r.max_open as usize {
@@ -520,6 +531,23 @@ mod tests {
             Err(PacingViolation::TooManyOpen),
             "51st open"
         );
+    }
+
+    #[test]
+    fn real_time_bars_count_in_the_window_only() {
+        let t0 = Instant::now();
+        let rtb = |id: usize| PacedRequest {
+            kind: PacedKind::RealTimeBars,
+            ..req(id, "c")
+        };
+        let mut p = HistoricalPacer::new(HistoricalRules::default());
+        // Not open requests, not identical, not a same-contract burst: the window alone.
+        for _ in 0..59 {
+            assert_eq!(p.check(t0, &rtb(1), 1000), Ok(()));
+        }
+        assert_eq!(p.check(t0, &req(2, "c"), 0), Ok(()), "the 60th request");
+        assert_eq!(p.check(t0, &rtb(3), 0), Err(PacingViolation::Window));
+        assert_eq!(p.check(t0 + ms(600_000), &rtb(3), 0), Ok(()));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::fault::Fault;
-use crate::gateway::{ConnId, Gateway, GatewayConfig};
+use crate::gateway::{ConnId, Gateway, GatewayConfig, GatewayCounters};
 
 /// What [`serve`] and [`SimServer::start`] need.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +47,7 @@ enum Input {
     DropAll,
     Inject(Fault, oneshot::Sender<()>),
     Violations(oneshot::Sender<u64>),
+    Counters(oneshot::Sender<GatewayCounters>),
     Shutdown,
 }
 
@@ -108,11 +109,20 @@ impl SimServer {
         self.inject(Fault::Restart { down_for }).await;
     }
 
-    /// Historical requests the gateway refused with a 162 pacing violation so far, over every
-    /// connection (IB counts its pacing per gateway, and so does the simulator).
+    /// Requests the gateway refused by its pacing rules so far (162 pacing violations, the 322 of
+    /// a 51st open historical request, 420 for real-time bars), over every connection (IB counts
+    /// its pacing per gateway, and so does the simulator).
     pub async fn pacing_violations(&self) -> Option<u64> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Input::Violations(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The gateway's counters now ([`Gateway::counters`]): refusals, faults, and the streaming
+    /// lines and subscriptions in use (an interop test asserts a cancelled subscription is gone).
+    pub async fn counters(&self) -> Option<GatewayCounters> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Input::Counters(tx)).ok()?;
         rx.await.ok()
     }
 
@@ -216,6 +226,9 @@ async fn run(
                 }
                 Some(Input::Violations(reply)) => {
                     let _ = reply.send(gw.pacing_violations());
+                }
+                Some(Input::Counters(reply)) => {
+                    let _ = reply.send(gw.counters());
                 }
                 Some(Input::Shutdown) | None => break,
             },

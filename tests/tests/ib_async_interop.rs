@@ -8,63 +8,23 @@
 //! message) otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use ibconn_sim::{ServerConfig, SimServer};
 use serde_json::Value;
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/ib_async_smoke.py");
-
-/// The interpreter with ib_async 2.1.0, or why there is none.
-fn python() -> Result<PathBuf, String> {
-    let path = match std::env::var_os("IBCONN_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-ci/bin/python"),
-    };
-    if !path.exists() {
-        return Err(format!("no Python interpreter at {}", path.display()));
-    }
-    let probe = std::process::Command::new(&path)
-        .args(["-c", "import ib_async; print(ib_async.__version__)"])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
-    let version = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
-    if !probe.status.success() || version != "2.1.0" {
-        return Err(format!(
-            "{} has no ib_async 2.1.0 (found {version:?}; {})",
-            path.display(),
-            String::from_utf8_lossy(&probe.stderr).trim()
-        ));
-    }
-    Ok(path)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ib_async_connects_and_fetches_over_tcp() {
-    let python = match python() {
-        Ok(p) => p,
-        Err(why)
-            if std::env::var("CI").is_ok_and(|v| v == "true")
-                || std::env::var_os("IBCONN_PYTHON").is_some() =>
-        {
-            panic!("ib_async interop cannot run: {why}")
-        }
-        Err(why) => {
-            eprintln!(
-                "SKIPPED ib_async interop: {why}. Install it with `python3 -m venv .venv-ci && \
-                 .venv-ci/bin/pip install ib_async==2.1.0` or set IBCONN_PYTHON."
-            );
-            return;
-        }
+    let Some(python) = common::python("ib_async interop") else {
+        return;
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = SimServer::start(listener, ServerConfig::default()).unwrap();
+    let sim = common::start_sim_with(ibconn_sim::GatewayConfig::default(), None).await;
     let port = sim.local_addr().port().to_string();
 
     let child = tokio::process::Command::new(&python)
-        .arg(SCRIPT)
+        .arg(common::script("ib_async_smoke.py"))
         .arg(&port)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

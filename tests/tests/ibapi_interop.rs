@@ -2,35 +2,17 @@
 //! loopback TCP. Every await is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::future::Future;
+mod common;
+
 use std::time::Duration;
 
+use common::{start_sim, start_sim_with, within};
 use ibapi::contracts::Contract;
 use ibapi::market_data::historical::{BarSize, BarTimestamp, ToDuration, WhatToShow};
 use ibapi::market_data::TradingHours;
 use ibapi::Error;
-use ibconn_sim::{GatewayConfig, ServerConfig, SimServer};
+use ibconn_sim::GatewayConfig;
 use time::OffsetDateTime;
-
-const LIMIT: Duration = Duration::from_secs(15);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} timed out"))
-}
-
-async fn start_sim() -> SimServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    SimServer::start(
-        listener,
-        ServerConfig {
-            gateway: GatewayConfig::default(),
-            seed: 7,
-        },
-    )
-    .unwrap()
-}
 
 fn ts(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap()
@@ -176,12 +158,11 @@ async fn second_connect_with_same_client_id_is_refused() {
 async fn burst_past_the_pacing_rules_gets_162() {
     // Hourly bars: IB lifted its pacing rules for bars of a minute and more, so the sim paces
     // them only under its strict rules.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway = GatewayConfig {
         historical: ibconn_sim::HistoricalRules::strict(),
         ..GatewayConfig::default()
     };
-    let sim = SimServer::start(listener, ServerConfig { gateway, seed: 7 }).unwrap();
+    let sim = start_sim_with(gateway, None).await;
     let addr = sim.local_addr().to_string();
     let client = within("connect", ibapi::Client::connect(&addr, 300))
         .await

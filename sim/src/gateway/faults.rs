@@ -61,11 +61,18 @@ impl Gateway {
         }
     }
 
-    /// Send a request-less error to the ready, unpaused sessions `target` hits.
+    /// Send a request-less error to the ready, unpaused sessions `target` hits. A 1101 (restored,
+    /// data lost) also drops every subscription of the ready sessions it hits, paused ones
+    /// included: the data is lost at the gateway whether or not the client reads the notice.
     fn emit(&mut self, now: Instant, target: Target, err: &IbError) {
         self.each(now, target, |gw, c| {
-            if matches!(c.phase, Phase::Ready { .. }) && !c.closing && !c.paused {
-                gw.send_error(c, now, -1, err.clone());
+            if matches!(c.phase, Phase::Ready { .. }) && !c.closing {
+                if !c.paused {
+                    gw.send_error(c, now, -1, err.clone());
+                }
+                if err.code == 1101 {
+                    gw.drop_streams(c);
+                }
             }
         });
     }
@@ -73,6 +80,11 @@ impl Gateway {
     /// Hold HMDS replies until `until` (extending any pause in force).
     fn pause_data(&mut self, until: Instant) {
         self.data_paused_until = Some(self.data_paused_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// Stop streaming data until `until` (extending any pause in force).
+    fn pause_market_data(&mut self, until: Instant) {
+        self.md_paused_until = Some(self.md_paused_until.map_or(until, |t| t.max(until)));
     }
 
     pub(super) fn apply(&mut self, now: Instant, fault: Fault) {
@@ -107,13 +119,16 @@ impl Gateway {
             Fault::LinkLoss { outage, data_lost } => {
                 self.emit(now, Target::All, &errors::link_lost());
                 self.pause_data(now + outage);
+                self.pause_market_data(now + outage);
                 let back = errors::link_restored(data_lost);
                 self.schedule_error(now + outage, back);
             }
             Fault::FarmFlap { farm, outage } => {
                 self.emit(now, Target::All, &errors::farm_status(farm, false));
-                if farm == Farm::Historical {
-                    self.pause_data(now + outage);
+                match farm {
+                    Farm::Historical => self.pause_data(now + outage),
+                    Farm::MarketData => self.pause_market_data(now + outage),
+                    Farm::SecDef => {}
                 }
                 self.schedule_error(now + outage, errors::farm_status(farm, true));
             }
@@ -125,6 +140,7 @@ impl Gateway {
                     self.emit(now, Target::All, &errors::farm_status(farm, false));
                 }
                 self.pause_data(now + pause);
+                self.pause_market_data(now + pause);
                 for farm in [Farm::MarketData, Farm::Historical] {
                     self.schedule_error(now + pause, errors::farm_status(farm, true));
                 }
@@ -164,11 +180,13 @@ impl Gateway {
             c.closing = true;
             c.paused = false;
             c.held = false;
+            c.subs.clear();
         }
         self.port = PortState::Refusing { until };
         self.held_ids.clear();
         self.pacer = HistoricalPacer::new(self.config.historical.clone());
         self.data_paused_until = None;
+        self.md_paused_until = None;
     }
 
     /// Draw and apply a random fault; schedule the next draw.

@@ -14,7 +14,7 @@ use crate::bars::{self, BarSpec};
 use crate::calendar::{self, Zone, NEW_YORK};
 use crate::errors::{self, IbError};
 use crate::market::{Instrument, Lookup};
-use crate::rules::{PacedKind, PacedRequest, SMALL_BAR_SECS};
+use crate::rules::{PacedKind, PacedRequest, PacingViolation, SMALL_BAR_SECS};
 
 use super::{Conn, Gateway, HistState, ReplyKind, Stream};
 
@@ -41,7 +41,7 @@ impl Gateway {
 
     /// Open HMDS requests over every session: historical (pending or streaming) and head
     /// timestamps; both count against IB's 50 (docs/ib-facts.md#historical-data-pacing).
-    fn open_historical(&self, current: &Conn) -> usize {
+    pub(super) fn open_historical(&self, current: &Conn) -> usize {
         self.conns
             .values()
             .chain(std::iter::once(current))
@@ -82,10 +82,11 @@ impl Gateway {
     }
 
     /// Refuse `req_id` with 322 if it is still open on `c` (a pending or streaming historical
-    /// request, a pending head timestamp) or a [`Fault::DuplicateTickerId`] is in force; the open
-    /// request carries on. Checked before anything else, so a refused request is not paced.
+    /// request, a pending head timestamp, a live market-data, real-time-bars or tick-by-tick
+    /// subscription) or a [`Fault::DuplicateTickerId`] is in force; the open request carries on.
+    /// Checked before anything else, so a refused request is not paced.
     fn refuse_duplicate(&mut self, c: &mut Conn, now: Instant, req_id: i32) -> bool {
-        let open = c.hist.contains_key(&req_id) || c.heads.contains(&req_id);
+        let open = Self::id_in_use(c, req_id);
         if !open && !take_one(&mut c.faults.duplicate_ids) {
             return false;
         }
@@ -204,7 +205,8 @@ impl Gateway {
     }
 
     /// Judge `paced` by the historical pacing rules with every open HMDS request counted;
-    /// refuse it with a 162 pacing violation (and `false`) if it breaks one.
+    /// refuse it (and `false`) if it breaks one: a 162 pacing violation, or IB's 322 "Only 50
+    /// simultaneous API historical data requests allowed." past the open-request cap.
     fn paced(&mut self, c: &mut Conn, now: Instant, req_id: i32, paced: &PacedRequest) -> bool {
         let open = self.open_historical(c);
         match self.pacer.check(now, paced, open) {
@@ -212,7 +214,11 @@ impl Gateway {
             Err(rule) => {
                 tracing::debug!(?rule, req_id, "historical pacing violation");
                 self.pacing_violations += 1;
-                self.send_error(c, now, req_id, errors::pacing_violation());
+                let err = match rule {
+                    PacingViolation::TooManyOpen => errors::too_many_open_historical(),
+                    _ => errors::pacing_violation(),
+                };
+                self.send_error(c, now, req_id, err);
                 false
             }
         }
@@ -426,7 +432,7 @@ fn contract_tick(con_id: i32, exchange: &str, tick: &str) -> String {
 }
 
 /// How IB names a request's contract in "is ambiguous": its symbol, else its local symbol.
-fn named(c: &ibconn_core::message::Contract) -> &str {
+pub(super) fn named(c: &ibconn_core::message::Contract) -> &str {
     if c.symbol.is_empty() {
         &c.local_symbol
     } else {

@@ -133,6 +133,7 @@ impl Gateway {
             Request::ReqHistoricalData(r) => self.historical(c, now, r),
             Request::CancelHistoricalData { req_id } => self.cancel_historical(c, now, req_id),
             Request::ReqHeadTimestamp(r) => self.head_timestamp(c, now, r),
+            Request::Market(m) => self.serve_market(c, now, m),
             Request::CancelHeadTimestamp { req_id } => {
                 c.heads.remove(&req_id);
                 c.scheduled
@@ -256,6 +257,7 @@ impl Gateway {
                                 next_update,
                             },
                         );
+                        self.note_subscriptions(c);
                     }
                     None => {
                         c.hist.remove(&s.req_id);
@@ -263,6 +265,8 @@ impl Gateway {
                 }
             }
         }
+        // Ticks, real-time bars and tick-by-tick: the market-data farm's, not the HMDS's.
+        self.flush_streams(c, now);
         if hmds_paused {
             return;
         }
@@ -294,6 +298,7 @@ impl Gateway {
                 }
             }
         }
+        self.counters.stream_messages += updates.len() as u64;
         for u in &updates {
             c.push(u);
         }
