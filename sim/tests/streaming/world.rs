@@ -46,7 +46,7 @@ fn run(data_lost: bool) -> (usize, usize, bool, World) {
         world
             .events(c)
             .iter()
-            .filter(|(t, e)| matches!(e, Event::BarUpdate { .. }) && *t > from && *t <= to)
+            .filter(|(t, e)| matches!(e, Event::Stream { .. }) && *t > from && *t <= to)
             .count()
     };
     let before = updates(Duration::ZERO, lost_at);
