@@ -20,7 +20,7 @@ use ibconn_core::stream::{StreamData, StreamItem, StreamQuery, Tick, TickByTickK
 use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::GatewayConfig;
 use ibconn_tokio::{CallError, Error as PoolError, Subscription};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::args::{parse_gateway, parse_what};
@@ -437,6 +437,24 @@ fn num(v: f64) -> String {
     ibconn_core::wire::fields::format_f64(v)
 }
 
+/// A bar's volume, WAP or count: IB's -1 (no value, e.g. forex) as an empty cell.
+fn opt_num(v: f64) -> String {
+    if v < 0.0 {
+        String::new()
+    } else {
+        num(v)
+    }
+}
+
+/// The same for JSON: `null`.
+fn opt_json(v: f64) -> Value {
+    if v < 0.0 {
+        Value::Null
+    } else {
+        json!(v)
+    }
+}
+
 /// A CSV row for data items; `None` for the stream's own items (gaps, notices).
 fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
     let StreamItem::Data(data) = item else {
@@ -451,9 +469,9 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
             num(b.high),
             num(b.low),
             num(b.close),
-            num(b.volume),
-            num(b.wap),
-            b.count
+            opt_num(b.volume),
+            opt_num(b.wap),
+            opt_num(f64::from(b.count))
         ),
         StreamData::Bar(b) => format!(
             "{},{sym},{},{},{},{},{},{},{}",
@@ -462,9 +480,9 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
             num(b.high),
             num(b.low),
             num(b.close),
-            num(b.volume),
-            num(b.wap),
-            b.count
+            opt_num(b.volume),
+            opt_num(b.wap),
+            opt_num(f64::from(b.count))
         ),
         StreamData::Tick(t) => {
             let (price, size, value) = match t {
@@ -564,8 +582,8 @@ fn json_line(symbol: &str, item: &StreamItem) -> String {
         }),
         StreamItem::Data(StreamData::Bar(b)) => json!({
             "type": "bar", "symbol": symbol, "time": bar_time(&b.date), "open": b.open,
-            "high": b.high, "low": b.low, "close": b.close, "volume": b.volume, "wap": b.wap,
-            "count": b.count,
+            "high": b.high, "low": b.low, "close": b.close, "volume": opt_json(b.volume),
+            "wap": opt_json(b.wap), "count": opt_json(f64::from(b.count)),
         }),
         StreamItem::Data(StreamData::Tick(t)) => {
             let mut v = json!({"type": "tick", "symbol": symbol, "time": received(),

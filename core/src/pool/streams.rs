@@ -233,7 +233,11 @@ impl Pool {
         let answered = req.stream.as_ref().is_some_and(|s| s.answered);
         let in_time = answered || now < req.deadline;
         if Self::interrupts(&error) && in_time && !self.shutting_down {
-            return self.requeue_stream(now, ticket, &error.to_string());
+            let reason = match &error {
+                RequestError::ConnectionClosed(why) => format!("session lost: {why}"),
+                other => other.to_string(),
+            };
+            return self.requeue_stream(now, ticket, &reason);
         }
         if answered {
             self.end_stream(now, ticket, Some(CallError::from(error)));
