@@ -33,11 +33,22 @@ fn tokio_rt() -> &'static tokio::runtime::Runtime {
 }
 
 /// Start a sim on its own runtime.
+#[allow(dead_code)]
 pub(crate) async fn start_sim(config: ServerConfig) -> SimServer {
     let _guard = tokio_rt().enter();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     SimServer::start(tokio::net::TcpListener::from_std(listener).unwrap(), config).unwrap()
+}
+
+/// A sim whose clock starts at `unix_ms` (a trading session, for streams).
+#[allow(dead_code)]
+pub(crate) async fn start_sim_at(config: ServerConfig, unix_ms: i64) -> SimServer {
+    let _guard = tokio_rt().enter();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    SimServer::start_at(listener, config, unix_ms).unwrap()
 }
 
 /// Stop a sim on its own runtime.

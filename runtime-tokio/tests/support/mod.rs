@@ -15,9 +15,17 @@ pub(crate) async fn within<F: Future>(what: &str, f: F) -> F::Output {
         .unwrap_or_else(|_| panic!("{what} timed out"))
 }
 
+#[allow(dead_code)]
 pub(crate) async fn start_sim(config: ServerConfig) -> SimServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     SimServer::start(listener, config).unwrap()
+}
+
+/// A sim whose clock starts at `unix_ms` (a trading session, for streams).
+#[allow(dead_code)]
+pub(crate) async fn start_sim_at(config: ServerConfig, unix_ms: i64) -> SimServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    SimServer::start_at(listener, config, unix_ms).unwrap()
 }
 
 pub(crate) async fn stop(sim: SimServer) {
