@@ -11,9 +11,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ibapi::contracts::Contract as IbContract;
 use ibapi::market_data::historical::{BarSize, ToDuration, WhatToShow};
 use ibapi::market_data::TradingHours;
+use ibconn_core::message::market::{MarketDataRequest, RealTimeBarsRequest, TickByTickRequest};
 use ibconn_core::message::{
     Bar, BarTime, Contract, ContractDescription, ContractDetails, HeadTimestampRequest,
-    HistoricalDataRequest, Request, Response,
+    HistoricalDataRequest, MarketRequest, Request, Response,
 };
 use ibconn_core::wire::{ClientHello, FrameDecoder, ServerHello, VersionRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -364,6 +365,88 @@ async fn our_encoder_produces_ibapis_exact_bytes() {
         &ours(&Request::ReqMatchingSymbols {
             req_id: req_id_of(&raw),
             pattern: "AAP".into(),
+        }),
+    );
+
+    // The streaming family: each request as ibapi builds it, then its cancel when the
+    // subscription is dropped.
+    let market = |r: MarketRequest| ours(&Request::Market(r));
+    let sub = tokio::time::timeout(STEP, client.market_data(&aapl).subscribe())
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = next_frame(&mut rx).await;
+    let req_id = req_id_of(&raw);
+    let mkt = market(MarketRequest::MktData(MarketDataRequest {
+        req_id,
+        contract: Contract::stock("AAPL"),
+        ..MarketDataRequest::default()
+    }));
+    assert_same("ReqMktData", &raw, &mkt);
+    drop(sub);
+    assert_same(
+        "CancelMktData",
+        &next_frame(&mut rx).await,
+        &market(MarketRequest::CancelMktData { req_id }),
+    );
+
+    let sub = tokio::time::timeout(STEP, client.realtime_bars(&aapl).subscribe())
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = next_frame(&mut rx).await;
+    let req_id = req_id_of(&raw);
+    assert_same(
+        "ReqRealTimeBars",
+        &raw,
+        &market(MarketRequest::RealTimeBars(RealTimeBarsRequest {
+            req_id,
+            contract: Contract::stock("AAPL"),
+            bar_size: 0,
+            what_to_show: "TRADES".into(),
+            use_rth: true,
+        })),
+    );
+    drop(sub);
+    assert_same(
+        "CancelRealTimeBars",
+        &next_frame(&mut rx).await,
+        &market(MarketRequest::CancelRealTimeBars { req_id }),
+    );
+
+    let sub = tokio::time::timeout(STEP, client.tick_by_tick(&aapl, 0).last())
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = next_frame(&mut rx).await;
+    let req_id = req_id_of(&raw);
+    assert_same(
+        "ReqTickByTickData",
+        &raw,
+        &market(MarketRequest::TickByTick(TickByTickRequest {
+            req_id,
+            contract: Contract::stock("AAPL"),
+            tick_type: "Last".into(),
+            number_of_ticks: 0,
+            ignore_size: false,
+        })),
+    );
+    drop(sub);
+    assert_same(
+        "CancelTickByTickData",
+        &next_frame(&mut rx).await,
+        &market(MarketRequest::CancelTickByTick { req_id }),
+    );
+
+    client
+        .switch_market_data_type(ibapi::market_data::MarketDataType::Delayed)
+        .await
+        .unwrap();
+    assert_same(
+        "ReqMarketDataType",
+        &next_frame(&mut rx).await,
+        &market(MarketRequest::MarketDataType {
+            market_data_type: 3,
         }),
     );
 
