@@ -93,6 +93,9 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listen for the signals before saying we are ready: a caller may send SIGTERM as soon as
+    // it reads the line.
+    let stop = Shutdown::listen();
     let mut out = std::io::stdout();
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
@@ -111,7 +114,7 @@ pub async fn run(args: SimArgs, program: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    shutdown_signal().await;
+    stop.wait().await;
     let violations = server.pacing_violations().await;
     server.shutdown().await;
     match violations {
@@ -136,25 +139,48 @@ fn parse_wall_clock(s: &str) -> Result<i64, ()> {
     secs.checked_mul(1000).ok_or(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT and SIGTERM, registered when created (a signal that arrives before [`Shutdown::wait`]
+/// is polled is kept, not fatal).
+struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(self.interrupt) => {}
+                () = recv(self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -9,7 +9,8 @@
 //!   Each violation → error 162 "Historical Market Data Service error message:Historical data
 //!   request pacing violation". A refused request is not recorded, so it does not count against
 //!   later ones. Head-timestamp requests are judged like small-bar requests, whatever the scope,
-//!   and count among the ≤ 50 open requests.
+//!   and count among the ≤ 50 open requests. Real-time-bars requests count in the 10-minute
+//!   window only ([`PacedKind::RealTimeBars`]).
 //!
 //! One rule set serves every driver: [`HistoricalRules::default`] is IB's documented scope, used
 //! alike by the TCP server and by the virtual-time worlds ([`crate::PoolWorld`], [`crate::World`]).

@@ -31,6 +31,11 @@
 //!   `reqHistoricalData` of `5 secs` returns for it (what: TRADES, MIDPOINT, BID, ASK; others
 //!   321). Each request counts in the historical pacing's 10-minute window (IB: 60 new requests
 //!   per 10 min); a refusal is 420 "…pacing violation". They are not open HMDS requests.
+//! - Keep-up-to-date bars (`reqHistoricalData` with `keepUpToDate`, served by the historical
+//!   code): the request is paced like any historical request and its updates are not (the
+//!   research's UNCONFIRMED point, decided as it assumes); while open it counts among the 50 open
+//!   historical requests (322 "Only 50 simultaneous…") but holds no market-data line; it is a
+//!   subscription for the duplicate check and for 1101, which drops it.
 //! - Limits, over every session of the gateway: [`GatewayConfig::max_market_data_lines`]
 //!   (101), [`GatewayConfig::max_tick_by_tick`] (10190). A request id already open on the session
 //!   (any kind, historical included) gets 322 "Duplicate ticker id"; cancelling an id that is not
