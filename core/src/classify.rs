@@ -101,8 +101,8 @@ pub enum ErrorClass {
     DuplicateId,
     /// Missing market-data permissions (no subscription for the exchange).
     NoPermission,
-    /// IB's cap on open streams is reached: 101 market-data lines, 10190 tick-by-tick, 322
-    /// "Only 50 simultaneous API historical data requests allowed" (the pool refuses before).
+    /// IB's cap on open streams is reached: 101 market-data lines, 10190 tick-by-tick (the pool
+    /// refuses before IB would).
     StreamLimit,
     /// Another session of the same IB username holds the market data (10197, 162 "connected
     /// from a different IP address"); clears when that session ends.
@@ -190,7 +190,9 @@ pub fn classify(code: i32, message: &str, context: &RequestContext) -> Classific
         322 if contains(message, "duplicate ticker id") => {
             c(E::DuplicateId, A::RetryWhenPacerAllows)
         }
-        322 if contains(message, "simultaneous") => c(E::StreamLimit, A::Fail),
+        // Over IB's 50 open historical requests: a slot frees when one ends, so wait as for
+        // pacing (another process on the gateway may hold them; this pool never exceeds 50).
+        322 if contains(message, "simultaneous") => c(E::Pacing, A::RetryWhenPacerAllows),
         101 | 10190 => c(E::StreamLimit, A::Fail),
         166 | 321 | 420 | 10189 => c(E::InvalidRequest, A::Fail),
         354 | 10168 | 10186 | 10187 => c(E::NoPermission, A::Fail),

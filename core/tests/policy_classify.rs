@@ -141,7 +141,7 @@ fn table() -> Vec<Row> {
         row(10197, "No market data during competing session", NONE, E::CompetingSession, A::Fail, "docs/ib-facts.md#error-texts"),
         row(101, "Max number of tickers has been reached.", NONE, E::StreamLimit, A::Fail, "docs/ib-facts.md#streaming-limits"),
         row(10190, "Max number of tick-by-tick requests has been reached.", NONE, E::StreamLimit, A::Fail, "docs/ib-facts.md#streaming-limits"),
-        row(322, "Error processing request.-'bO' : cause - Only 50 simultaneous API historical data requests allowed.", NONE, E::StreamLimit, A::Fail, "ib_insync#293"),
+        row(322, "Error processing request.-'bO' : cause - Only 50 simultaneous API historical data requests allowed.", NONE, E::Pacing, A::RetryWhenPacerAllows, "ib_insync#293"),
         row(10168, "Requested market data is not subscribed. Delayed market data is not enabled.", NONE, E::NoPermission, A::Fail, "docs/ib-facts.md#streaming-limits"),
         row(10225, "Bust event occurred, current subscription is deactivated. Please resubscribe real-time bars immediately.", NONE, E::Informational, A::Resubscribe, "10225 bust; IB doc text"),
         row(99999, "Something IB has not documented", NONE, E::Unknown, A::Fail, "unknown code"),

@@ -96,9 +96,8 @@ fn texts(
         ),
         E::StreamLimit => (
             "All the streams IB allows at once are open: market-data lines (101; 100 by \
-             default, shared by every session of the account, TWS included), tick-by-tick \
-             subscriptions (10190; about 5), or open historical requests (322; 50, \
-             keep-up-to-date bars included).",
+             default, shared by every session of the account, TWS included) or tick-by-tick \
+             subscriptions (10190; about 5).",
             "It ends that stream with the error; the others go on. The pool refuses a stream over \
              its configured caps (streams.* in ibconn.toml) before IB would.",
             "Cancel streams you no longer need, close market-data windows in TWS (they take \
