@@ -215,7 +215,14 @@ pub(crate) fn bar_of_slot(spec: &BarSpec<'_>, start: i64, end: i64) -> Bar {
 
 /// The bar that contains `spec.now` (a keep-up-to-date update), if the market is open.
 pub fn forming_bar(spec: &BarSpec<'_>) -> Option<Bar> {
-    let back = calendar::bar_secs(spec.bar_size) + 2 * SECS_PER_DAY;
+    // An intraday slot is at most one bar long, so it began within one bar before `now`; a
+    // daily or longer bar's session may have begun the evening before (futures, forex).
+    let bar = calendar::bar_secs(spec.bar_size);
+    let back = if spec.bar_size.is_daily_or_longer() {
+        bar + 2 * SECS_PER_DAY
+    } else {
+        bar + 1
+    };
     slots(spec, spec.now - back, spec.now + 1)
         .into_iter()
         .rev()

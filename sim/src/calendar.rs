@@ -94,13 +94,7 @@ impl UsZone {
         if !self.observes_dst || year < 1967 {
             return None;
         }
-        let (start_day, end_day) = if year >= 2007 {
-            (nth_weekday(year, 3, 6, 2), nth_weekday(year, 11, 6, 1))
-        } else if year >= 1987 {
-            (nth_weekday(year, 4, 6, 1), last_weekday(year, 10, 6))
-        } else {
-            (last_weekday(year, 4, 6), last_weekday(year, 10, 6))
-        };
+        let (start_day, end_day) = YEARS.get(year).map_or_else(|| dst_days(year), |y| y.dst);
         // 02:00 local standard time starts DST; 02:00 local daylight time ends it.
         let start = start_day * SECS_PER_DAY + 7200 - self.std_offset_secs;
         let end = end_day * SECS_PER_DAY + 7200 - (self.std_offset_secs + 3600);
@@ -134,8 +128,54 @@ impl UsZone {
 /// except New Year's Day). One-off closures can be added with `extra_holidays` in the config.
 pub fn is_nyse_holiday(day: i64) -> bool {
     let year = Date::from_days(day).year;
-    nyse_holidays(year).contains(&day)
+    match YEARS.get(year) {
+        Some(y) => y.holidays.contains(&day),
+        None => nyse_holidays(year).contains(&day),
+    }
 }
+
+/// The US daylight-time start and end days of `year` (from 1967), by the rules then in force.
+fn dst_days(year: i32) -> (i64, i64) {
+    if year >= 2007 {
+        (nth_weekday(year, 3, 6, 2), nth_weekday(year, 11, 6, 1))
+    } else if year >= 1987 {
+        (nth_weekday(year, 4, 6, 1), last_weekday(year, 10, 6))
+    } else {
+        (last_weekday(year, 4, 6), last_weekday(year, 10, 6))
+    }
+}
+
+/// What a year's calendar needs, computed once per year: every session check of every stream
+/// asks for it, and computing the weekday rules each time dominated a simulated day's cost.
+/// Pure functions of the year, so a shared table changes no result.
+struct Year {
+    dst: (i64, i64),
+    holidays: Vec<i64>,
+}
+
+/// Years the table covers; others are computed on each call.
+const TABLE_YEARS: std::ops::RangeInclusive<i32> = 1967..=2100;
+
+struct Years(std::sync::OnceLock<Vec<Year>>);
+
+impl Years {
+    fn get(&self, year: i32) -> Option<&Year> {
+        if !TABLE_YEARS.contains(&year) {
+            return None;
+        }
+        let table = self.0.get_or_init(|| {
+            TABLE_YEARS
+                .map(|y| Year {
+                    dst: dst_days(y),
+                    holidays: nyse_holidays(y),
+                })
+                .collect()
+        });
+        table.get(usize::try_from(year - TABLE_YEARS.start()).ok()?)
+    }
+}
+
+static YEARS: Years = Years(std::sync::OnceLock::new());
 
 fn observed(day: i64) -> i64 {
     match weekday(day) {

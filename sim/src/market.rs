@@ -477,6 +477,11 @@ impl Market {
 
     /// The instrument with contract id `con_id` at `now`, listed derivatives included.
     pub fn by_con_id(&self, con_id: i32, now: i64) -> Option<Instrument> {
+        // The listed instruments first: a stream looks its instrument up at every emission, and
+        // listing every derivative to find a stock cost more than serving the stream.
+        if let Some(i) = self.instruments.iter().find(|i| i.con_id == con_id) {
+            return Some(i.clone());
+        }
         let c = Contract {
             con_id,
             ..Contract::default()
