@@ -756,6 +756,7 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         }
     });
     println!("listening on {addr}");
+    tracing::info!(%addr, "serving the API, and the dashboard at /");
     server::run(
         listener,
         router(Arc::clone(&state), args.limits),

@@ -76,8 +76,8 @@ pub(crate) struct EventLog {
     seen: Seen,
     gateways: Vec<String>,
     rules: PacingRules,
-    /// Unix ms each ready session became ready, by client id.
-    ready_since: BTreeMap<ClientId, u64>,
+    /// Each ready session's time (Unix ms) it became ready and its gateway, by client id.
+    ready_since: BTreeMap<ClientId, (u64, usize)>,
 }
 
 impl EventLog {
@@ -99,7 +99,7 @@ impl EventLog {
 
     /// When (Unix ms) the ready session `client_id` became ready, as this process saw it.
     pub(crate) fn ready_since(&self, client_id: ClientId) -> Option<u64> {
-        self.ready_since.get(&client_id).copied()
+        self.ready_since.get(&client_id).map(|(at, _)| *at)
     }
 
     fn gateway(&self, index: usize) -> Option<String> {
@@ -147,7 +147,7 @@ impl EventLog {
         };
         let e = match notice {
             PoolNotice::Connected { client_id, gateway } => {
-                self.ready_since.insert(*client_id, now_ms);
+                self.ready_since.insert(*client_id, (now_ms, *gateway));
                 event(
                     "connected",
                     None,
@@ -158,12 +158,12 @@ impl EventLog {
                 )
             }
             PoolNotice::Disconnected { client_id, reason } => {
-                self.ready_since.remove(client_id);
+                let gateway = self.ready_since.remove(client_id);
                 event(
                     "lost",
                     None,
                     Level::Warn,
-                    None,
+                    gateway.and_then(|(_, g)| self.gateway(g)),
                     Some(*client_id),
                     format!("session lost: {reason}"),
                 )
@@ -389,6 +389,8 @@ mod tests {
         assert_eq!(e[1].code, Some(1100));
         assert_eq!(e[1].level, Level::Error);
         assert_eq!(e[2].gateway.as_deref(), Some("gw:4002"));
+        // The loss names the gateway the session was on.
+        assert_eq!(e[0].gateway.as_deref(), Some("gw:4002"));
         assert_eq!(e[2].client_id, Some(7));
     }
 
