@@ -3,7 +3,7 @@
 //! token; the history stays within its stated bounds in a running server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod common;
 use common::{get, get_with, health_until, ibconn_std, Serve, Sim};
@@ -14,6 +14,15 @@ const FILES: [(&str, &str); 3] = [
     ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
     ("/assets/dashboard.css", "text/css; charset=utf-8"),
 ];
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .try_into()
+        .unwrap()
+}
 
 fn serve(gateway: &str, extra: &[&str]) -> Serve {
     let mut cmd = ibconn_std();
@@ -145,6 +154,41 @@ fn the_dashboard_route_shows_the_session_its_gateway_version_and_what_happened()
     assert_eq!(d["limits"]["open_max"], 50);
     assert_eq!(d["limits"]["messages_max"], 50);
 
+    // TWS loses its link to IB and gets it back with data lost: 1100, then 1101.
+    sim.block_on(sim.server().inject(ibconn_sim::Fault::LinkLoss {
+        outage: Duration::from_millis(200),
+        data_lost: true,
+    }));
+    let d = dashboard_until(&srv.addr, "1100 and 1101", |d| {
+        let codes: Vec<i64> = d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "connectivity")
+            .filter_map(|e| e["code"].as_i64())
+            .collect();
+        codes.contains(&1100) && codes.contains(&1101)
+    });
+    let link: Vec<(i64, String)> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "connectivity")
+        .map(|e| {
+            (
+                e["code"].as_i64().unwrap(),
+                e["level"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Newest first: the restore after the loss.
+    assert_eq!(
+        link,
+        [(1101, "warn".to_owned()), (1100, "error".to_owned())],
+        "{d:#}"
+    );
+    assert_eq!(kinds(&d).last().map(String::as_str), Some("connected"));
+
     // The gateway goes: the session's loss is recorded after its connect, and the row is no
     // longer ready (redials and the breaker may add events after it).
     sim.shutdown();
@@ -153,7 +197,8 @@ fn the_dashboard_route_shows_the_session_its_gateway_version_and_what_happened()
     });
     let k = kinds(&d);
     let lost = k.iter().position(|k| k == "lost").unwrap();
-    assert_eq!(k[lost + 1..], ["connected"], "{k:?}");
+    assert_eq!(k.last().map(String::as_str), Some("connected"), "{k:?}");
+    assert!(k[lost + 1..].iter().all(|k| k != "lost"), "{k:?}");
     assert_eq!(d["events"][lost]["level"], "warn");
     assert_eq!(d["events"][lost]["client_id"], id);
     assert!(d["connections"]
@@ -164,30 +209,36 @@ fn the_dashboard_route_shows_the_session_its_gateway_version_and_what_happened()
 }
 
 #[test]
-fn history_rings_fill_to_their_capacity_and_no_further() {
+fn history_rings_turn_over_within_their_bounds() {
     let sim = Sim::start();
-    // A sample every 10 ms: the hour ring (360) is full within 4 s, then only turns over.
+    // A sample every 10 ms: the hour ring (360 slots, 3.6 s) turns over within 5 s. A loaded
+    // machine may miss ticks (their slots stay empty), so the bounds are checked, not a count.
     let srv = serve(&sim.addr, &["--history-interval", "0.01"]);
     health_until(&srv.addr, Some(TOKEN), 200);
-    let start = Instant::now();
-    let h = loop {
-        let h = get(&srv.addr, "/api/ib/pool/history", Some(TOKEN)).json()["data"].clone();
-        if h["tiers"][0]["len"] == 360 && start.elapsed() > Duration::from_secs(5) {
-            break h;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{h:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let started_ms = unix_ms();
+    std::thread::sleep(Duration::from_secs(5));
+    let h = get(&srv.addr, "/api/ib/pool/history", Some(TOKEN)).json()["data"].clone();
     assert_eq!(h["memory_bytes"], (360 + 1440) * 64);
     let hour = &h["tiers"][0];
     assert_eq!(hour["name"], "hour");
     assert_eq!(hour["capacity"], 360);
     assert_eq!(hour["interval_ms"], 10);
     let at: Vec<u64> = serde_json::from_value(hour["at_ms"].clone()).unwrap();
-    assert_eq!(at.len(), 360);
-    // One sample per interval slot, oldest first, spanning at most the ring's span.
+    let n = at.len();
+    assert_eq!(hour["len"], n);
+    assert!(n > 60 && n <= 360, "{n} samples");
+    // At most one sample per 10 ms slot, oldest first, none older than the ring's span: the
+    // samples of the first second are gone.
     assert!(at.windows(2).all(|w| w[1] / 10 > w[0] / 10), "{at:?}");
-    assert!(at[359] - at[0] < 360 * 10);
+    assert!(
+        at[n - 1] / 10 - at[0] / 10 < 360,
+        "{} ms",
+        at[n - 1] - at[0]
+    );
+    assert!(
+        at[0] > started_ms + 1_000,
+        "the oldest sample was not dropped"
+    );
     for column in [
         "historical",
         "open",
@@ -196,7 +247,7 @@ fn history_rings_fill_to_their_capacity_and_no_further() {
         "requests",
         "probe_rtt_us",
     ] {
-        assert_eq!(hour[column].as_array().unwrap().len(), 360, "{column}");
+        assert_eq!(hour[column].as_array().unwrap().len(), n, "{column}");
     }
     assert!(hour["ready"].as_array().unwrap().iter().any(|v| v == 1));
     let day = &h["tiers"][1];
@@ -205,8 +256,10 @@ fn history_rings_fill_to_their_capacity_and_no_further() {
         (Some("day"), Some(1440))
     );
     assert_eq!(day["interval_ms"], 60);
-    let n = day["len"].as_u64().unwrap();
-    assert!(n > 50 && n <= 1440, "{n}");
+    let at: Vec<u64> = serde_json::from_value(day["at_ms"].clone()).unwrap();
+    // Seconds of 60 ms slots: at most one sample per slot.
+    assert!(at.len() > 20 && at.len() <= 1440, "{}", at.len());
+    assert!(at.windows(2).all(|w| w[1] / 60 > w[0] / 60), "{at:?}");
 
     let only = get(&srv.addr, "/api/ib/pool/history?tier=day", Some(TOKEN)).json();
     assert_eq!(only["data"]["tiers"].as_array().unwrap().len(), 1);
