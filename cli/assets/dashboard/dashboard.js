@@ -88,7 +88,8 @@ function render(d) {
   gauge("open", most("open_requests"), pacers.length ? pacers[0].open_max : lim.open_max);
   gauge("messages", most("messages_in_window"), lim.messages_max);
   const paused = d.pace.gateways.filter((g) => g.paused);
-  const owners = d.pace.gateways.reduce((n, g) => n + g.shared.owners.length, 0);
+  // Owners whose claim on the book has not lapsed (a finished process's lapses after its TTL).
+  const owners = d.pace.gateways.reduce((n, g) => n + g.shared.owners.filter((o) => o.alive_for_ms > 0).length, 0);
   const st = d.pace_stats;
   $("pace-note").textContent =
     (paused.length ? "PAUSED after a violation: " + paused.map((g) => g.addr + " " + Math.ceil(g.pacer.paused_for_ms / 1000) + " s").join(", ") + ". " : "") +
@@ -96,13 +97,16 @@ function render(d) {
     "This process: requests " + st.requests + ", waited for pacing " + st.pacing_waits + " (" + (st.pacing_wait_ms / 1000).toFixed(1) + " s), " +
     "violations " + st.pacing_violations + ", rate limits " + st.rate_limited + ".";
 
-  // Health pill: ready sessions and breakers.
+  // Health pill: ready sessions first; an open breaker (nothing is dialed) is bad, a half-open
+  // one (recovering) a warning.
   const ready = d.status.connections_ready;
-  const open = d.status.gateways.filter((g) => g.breaker.state !== "closed").length;
+  const breakers = d.status.gateways.map((g) => g.breaker.state);
   const pill = $("health");
-  pill.className = "pill " + (open ? "bad" : ready > 0 ? "ok" : "warn");
-  pill.textContent = open ? "breaker " + d.status.gateways.find((g) => g.breaker.state !== "closed").breaker.state.replace("_", "-")
-    : ready > 0 ? ready + " session(s) ready" : "no session ready";
+  const level = breakers.includes("open") || ready === 0 && breakers.includes("half_open") ? "bad"
+    : ready === 0 || breakers.includes("half_open") ? "warn" : "ok";
+  pill.className = "pill " + level;
+  pill.textContent = (ready > 0 ? ready + " session(s) ready" : "no session ready") +
+    (breakers.includes("open") ? ", breaker open" : breakers.includes("half_open") ? ", breaker half-open" : "");
   $("updated").textContent = "updated " + clock(d.now_ms);
 
   const extra = new Map(d.gateways.map((g) => [g.addr, g]));
