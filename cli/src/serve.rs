@@ -15,7 +15,8 @@
 //!
 //! With a token (`--token` or `IBCONN_HTTP_TOKEN`) every route, `/metrics` included, needs
 //! `Authorization: Bearer TOKEN` (the scheme in any case, RFC 7235; the token compared in
-//! constant time); otherwise 401 in the envelope. Without a token `serve` binds to loopback
+//! constant time); otherwise 401 in the envelope. The dashboard's page and its two files are the
+//! exception: they hold no data. Without a token `serve` binds to loopback
 //! only, unless told `--insecure-no-token`.
 //!
 //! Every error is the envelope too: 401, 404, 405, and the limits of [`limits`] (408, 413, 431,
