@@ -13,14 +13,16 @@
     clippy::disallowed_methods
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::{ibconn_std, Serve, Sim};
+use support::{measure, micros, Conn, Percentiles};
 
 /// Requests per endpoint (after `WARMUP`), in `ROUNDS` interleaved rounds so that noise from the
 /// rest of the machine falls on every target alike.
@@ -35,89 +37,6 @@ fn start_serve(gateway: &str) -> Serve {
     let mut cmd = ibconn_std();
     cmd.args(["serve", "--gateway", gateway, "--listen", "127.0.0.1:0"]);
     Serve::spawn(cmd)
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    request: Vec<u8>,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    fn open(addr: &str, path: &str) -> Self {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
-        Self {
-            reader: BufReader::new(s),
-            request,
-            body: Vec::new(),
-        }
-    }
-
-    /// Send the request, read the whole response; returns the status.
-    fn get(&mut self) -> u16 {
-        self.reader
-            .get_mut()
-            .write_all(&self.request)
-            .expect("write");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
-        let mut length = None;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse::<usize>().ok();
-                }
-            }
-        }
-        let length = length.expect("content-length (no chunked bodies here)");
-        self.body.resize(length, 0);
-        self.reader.read_exact(&mut self.body).expect("body");
-        status
-    }
-}
-
-/// Latency percentiles of a set of request times.
-struct Percentiles {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-impl Percentiles {
-    fn of(mut times: Vec<Duration>) -> Self {
-        times.sort_unstable();
-        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
-        Self {
-            p50: at(0.50),
-            p99: at(0.99),
-            max: times[times.len() - 1],
-        }
-    }
-}
-
-/// `n` sequential GETs on `conn`, their times appended to `times`.
-fn measure(conn: &mut Conn, n: usize, times: &mut Vec<Duration>) {
-    for _ in 0..n {
-        let start = Instant::now();
-        let status = conn.get();
-        times.push(start.elapsed());
-        assert!(status == 200, "answered {status}");
-    }
 }
 
 /// The loopback floor: a thread that answers every request with the same small JSON response.
@@ -175,10 +94,6 @@ fn axum_server(rt: &tokio::runtime::Runtime) -> String {
         });
         addr
     })
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 fn main() {

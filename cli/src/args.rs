@@ -274,6 +274,10 @@ pub(crate) struct ServeArgs {
     /// once instead of queueing. Default: 64.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub(crate) max_concurrent_requests: Option<u32>,
+    /// Seconds between the dashboard's history samples (default 10: an hour of 360 samples and
+    /// a day of one a minute). Shorter fills the rings quickly, for tests and benchmarks.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, hide = true)]
+    pub(crate) history_interval: Option<Duration>,
 }
 
 /// Parse the listen address: `IP:PORT`, `[IPv6]:PORT`, or `localhost:PORT` (127.0.0.1).

@@ -72,7 +72,7 @@ fn now() -> UnixMillis {
 }
 
 /// One lease as `ids list` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct LeaseRow {
     /// The client id.
     pub(crate) id: ClientId,
@@ -97,7 +97,7 @@ pub(crate) struct LeaseRow {
 }
 
 /// An id IB reported in use (326), avoided until `until`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct ForeignRow {
     /// The client id.
     pub(crate) id: ClientId,
@@ -148,7 +148,8 @@ fn liveness_name(l: Liveness) -> &'static str {
     }
 }
 
-fn row(id: ClientId, lease: &Lease, now: UnixMillis) -> LeaseRow {
+/// `lease` of `id` as a row, its expiry and liveness as of `now`.
+pub(crate) fn row(id: ClientId, lease: &Lease, now: UnixMillis) -> LeaseRow {
     let expires = lease.heartbeat_at.0.saturating_add(lease.ttl_ms);
     LeaseRow {
         id,
@@ -161,6 +162,15 @@ fn row(id: ClientId, lease: &Lease, now: UnixMillis) -> LeaseRow {
         heartbeat_at_ms: lease.heartbeat_at.0,
         expires_at_ms: expires,
         expires_at: iso_utc_ms(expires),
+    }
+}
+
+/// The 326 mark of `id`, avoided until `until_ms` (Unix ms), as a row.
+pub(crate) fn foreign_row(id: ClientId, until_ms: u64) -> ForeignRow {
+    ForeignRow {
+        id,
+        until_ms,
+        until: iso_utc_ms(until_ms),
     }
 }
 
@@ -264,11 +274,7 @@ pub(crate) fn ids(
                     foreign: state
                         .foreign
                         .iter()
-                        .map(|(id, m)| ForeignRow {
-                            id: *id,
-                            until_ms: m.until.0,
-                            until: iso_utc_ms(m.until.0),
-                        })
+                        .map(|(id, m)| foreign_row(*id, m.until.0))
                         .collect(),
                 }),
                 None,

@@ -234,7 +234,7 @@ pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String
 
 /// An error class as the pool names it (`FarmStatus(Historical, Ok)`, `Pacing`) as two label
 /// values in snake_case: the class (`farm_status`) and its detail (`historical_ok`, or empty).
-fn class_labels(name: &str) -> (String, String) {
+pub(crate) fn class_labels(name: &str) -> (String, String) {
     let (head, args) = match name.split_once('(') {
         Some((head, rest)) => (head, rest.trim_end_matches(')')),
         None => (name, ""),

@@ -9,19 +9,29 @@
 //! - `GET /api/ib/pace/status`: each gateway's pacer now (windows, pause, horizon).
 //! - `GET /api/ib/pace/stats`: cumulative pacing counters, pool-wide and per gateway.
 //! - `GET /metrics`: the same snapshot in Prometheus text format.
+//! - `GET /api/ib/pool/history`: the pool's recent past, bounded ([`history`]).
+//! - `GET /api/ib/dashboard`: everything the dashboard shows, in one snapshot.
+//! - `GET /`: the dashboard page ([`dashboard`]), served without the token (it holds no data).
 //!
 //! With a token (`--token` or `IBCONN_HTTP_TOKEN`) every route, `/metrics` included, needs
 //! `Authorization: Bearer TOKEN` (the scheme in any case, RFC 7235; the token compared in
-//! constant time); otherwise 401 in the envelope. Without a token `serve` binds to loopback
+//! constant time); otherwise 401 in the envelope. The dashboard's page and its two files are the
+//! exception: they hold no data. Without a token `serve` binds to loopback
 //! only, unless told `--insecure-no-token`.
 //!
 //! Every error is the envelope too: 401, 404, 405, and the limits of [`limits`] (408, 413, 431,
 //! 503). Health probes are single-flight ([`flight`]); the server under the router bounds slow
 //! clients, connections and the shutdown ([`server`]).
 
+mod dashboard;
+mod events;
 mod flight;
+mod history;
+mod leases;
 mod limits;
+mod observer;
 mod server;
+mod version;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -44,7 +54,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use self::flight::SingleFlight;
+use self::leases::Leases;
 use self::limits::{Gate, Limits};
+use self::observer::{Observer, NOTICE_QUEUE};
 
 use crate::args::ServeArgs;
 use crate::config::{secs, Settings};
@@ -192,6 +204,8 @@ struct AppState {
     probe_flight: SingleFlight<ProbeOutcome>,
     /// The outcome of the last probe, for `/metrics`.
     last_probe: std::sync::Mutex<Option<LastProbe>>,
+    /// History, events, versions and leases for the dashboard.
+    observer: Arc<Observer>,
 }
 
 impl AppState {
@@ -365,37 +379,85 @@ fn ready(stats: &PoolStats) -> usize {
         .count()
 }
 
+impl PoolStatus {
+    /// The status part of `stats`.
+    fn of(stats: &PoolStats) -> Self {
+        Self {
+            connections_ready: ready(stats),
+            gateways: stats
+                .gateways
+                .iter()
+                .map(|g| GatewayStatus {
+                    addr: g.addr.clone(),
+                    established: g.established,
+                    failed: g.failed,
+                    breaker: g.breaker.clone(),
+                })
+                .collect(),
+            connections: stats
+                .connections
+                .iter()
+                .map(|c| ConnectionStatus {
+                    client_id: c.client_id,
+                    purpose: c.purpose.clone(),
+                    gateway: c.gateway,
+                    state: c.state,
+                    leases: c.leases,
+                })
+                .collect(),
+            leases: stats.leases,
+            waiters: stats.waiters,
+        }
+    }
+}
+
+impl PaceStatus {
+    /// Each gateway's pacer in `stats`.
+    fn of(stats: &PoolStats) -> Self {
+        Self {
+            gateways: stats
+                .gateways
+                .iter()
+                .map(|g| GatewayPace {
+                    addr: g.addr.clone(),
+                    paused: g.pacer.paused_for_ms > 0,
+                    pacer: g.pacer.clone(),
+                    shared: g.pacing.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PaceStats {
+    /// The pacing counters of `stats`.
+    fn of(stats: &PoolStats) -> Self {
+        Self {
+            requests: stats.requests,
+            requests_retried: stats.requests_retried,
+            pacing_waits: stats.pacing_waits,
+            pacing_wait_ms: stats.pacing_wait_ms,
+            pacing_violations: stats.pacing_violations,
+            rate_limited: stats.rate_limited,
+            gateways: stats
+                .gateways
+                .iter()
+                .map(|g| GatewayPaceStats {
+                    addr: g.addr.clone(),
+                    reservations_total: g.pacer.reservations_total,
+                    violations_total: g.pacer.violations_total,
+                    violation_streak: g.pacer.violation_streak,
+                })
+                .collect(),
+        }
+    }
+}
+
 async fn pool_status(State(s): State<Arc<AppState>>) -> Response {
-    let stats = match s.stats().await {
-        Ok(st) => st,
-        Err(r) => return r,
-    };
-    ok(PoolStatus {
-        connections_ready: ready(&stats),
-        gateways: stats
-            .gateways
-            .iter()
-            .map(|g| GatewayStatus {
-                addr: g.addr.clone(),
-                established: g.established,
-                failed: g.failed,
-                breaker: g.breaker.clone(),
-            })
-            .collect(),
-        connections: stats
-            .connections
-            .iter()
-            .map(|c| ConnectionStatus {
-                client_id: c.client_id,
-                purpose: c.purpose.clone(),
-                gateway: c.gateway,
-                state: c.state,
-                leases: c.leases,
-            })
-            .collect(),
-        leases: stats.leases,
-        waiters: stats.waiters,
-    })
+    match s.stats().await {
+        Ok(st) => ok(PoolStatus::of(&st)),
+        Err(r) => r,
+    }
 }
 
 async fn pool_metrics(State(s): State<Arc<AppState>>) -> Response {
@@ -429,47 +491,17 @@ async fn pool_health(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn pace_status(State(s): State<Arc<AppState>>) -> Response {
-    let stats = match s.stats().await {
-        Ok(st) => st,
-        Err(r) => return r,
-    };
-    ok(PaceStatus {
-        gateways: stats
-            .gateways
-            .into_iter()
-            .map(|g| GatewayPace {
-                addr: g.addr,
-                paused: g.pacer.paused_for_ms > 0,
-                pacer: g.pacer,
-                shared: g.pacing,
-            })
-            .collect(),
-    })
+    match s.stats().await {
+        Ok(st) => ok(PaceStatus::of(&st)),
+        Err(r) => r,
+    }
 }
 
 async fn pace_stats(State(s): State<Arc<AppState>>) -> Response {
-    let stats = match s.stats().await {
-        Ok(st) => st,
-        Err(r) => return r,
-    };
-    ok(PaceStats {
-        requests: stats.requests,
-        requests_retried: stats.requests_retried,
-        pacing_waits: stats.pacing_waits,
-        pacing_wait_ms: stats.pacing_wait_ms,
-        pacing_violations: stats.pacing_violations,
-        rate_limited: stats.rate_limited,
-        gateways: stats
-            .gateways
-            .into_iter()
-            .map(|g| GatewayPaceStats {
-                addr: g.addr,
-                reservations_total: g.pacer.reservations_total,
-                violations_total: g.pacer.violations_total,
-                violation_streak: g.pacer.violation_streak,
-            })
-            .collect(),
-    })
+    match s.stats().await {
+        Ok(st) => ok(PaceStats::of(&st)),
+        Err(r) => r,
+    }
 }
 
 async fn prometheus(State(s): State<Arc<AppState>>) -> Response {
@@ -527,11 +559,15 @@ fn bearer(value: &str) -> Option<&str> {
         .then(|| rest.trim_start_matches(' '))
 }
 
-/// Reject requests without the configured bearer token.
+/// Reject requests without the configured bearer token (the dashboard's page and files, which
+/// hold no data, excepted).
 async fn auth(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(token) = &s.token else {
         return next.run(request).await;
     };
+    if dashboard::is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -566,6 +602,11 @@ fn router(state: Arc<AppState>, limits: Limits) -> Router {
         .route("/api/ib/pace/status", get(pace_status))
         .route("/api/ib/pace/stats", get(pace_stats))
         .route("/metrics", get(prometheus))
+        .route("/api/ib/pool/history", get(dashboard::history))
+        .route("/api/ib/dashboard", get(dashboard::dashboard))
+        .route("/", get(dashboard::asset))
+        .route("/assets/dashboard.js", get(dashboard::asset))
+        .route("/assets/dashboard.css", get(dashboard::asset))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
@@ -600,6 +641,7 @@ struct Resolved {
     token: Option<String>,
     probe_timeout: Duration,
     limits: Limits,
+    history_interval: Duration,
 }
 
 /// Run the server until Ctrl-C or SIGTERM, then stop accepting, give requests in flight up to
@@ -636,6 +678,9 @@ pub(crate) fn serve(args: &ServeArgs, settings: &Settings) -> Result<(), ServeEr
             args.max_concurrent_requests,
             probe_timeout,
         ),
+        history_interval: args
+            .history_interval
+            .unwrap_or(history::DEFAULT_INTERVAL),
     };
     if resolved.token.is_none() && !is_loopback(resolved.listen.ip()) {
         if !args.insecure_no_token {
@@ -683,12 +728,17 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         context: "cannot read the bound address".to_owned(),
         source,
     })?;
-    let pool = coordination::start_pool(
-        settings,
-        health_pool_config(settings, &args.gateway, args.probe_timeout),
-        "ibconn serve",
-    )
-    .map_err(ServeError::Config)?;
+    let config = health_pool_config(settings, &args.gateway, args.probe_timeout);
+    let observer = Arc::new(Observer::new(
+        config.gateways.clone(),
+        config.pacing.clone(),
+        args.history_interval,
+        Leases::new(settings),
+    ));
+    let pool =
+        coordination::start_pool(settings, config, "ibconn serve").map_err(ServeError::Config)?;
+    // Subscribed before the first acquire, so the first session's `connected` is recorded.
+    observer.start(&pool, pool.events_with_capacity(NOTICE_QUEUE));
     let state = Arc::new(AppState {
         pool: pool.clone(),
         gateway: args.gateway.clone(),
@@ -697,6 +747,7 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         probe_session: Mutex::new(ProbeSession::default()),
         probe_flight: SingleFlight::default(),
         last_probe: std::sync::Mutex::new(None),
+        observer,
     });
     // Connect right away, so status and /metrics show the session before the first health call.
     let first = Arc::clone(&state);
@@ -706,6 +757,7 @@ async fn run(args: &Resolved, settings: &Settings) -> Result<(), ServeError> {
         }
     });
     println!("listening on {addr}");
+    tracing::info!(%addr, "serving the API, and the dashboard at /");
     server::run(
         listener,
         router(Arc::clone(&state), args.limits),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{closed_port, ibconn_std, scratch, Serve, Sim};
+use common::{closed_port, get, health_until, ibconn_std, scratch, Resp, Serve, Sim};
 
 const TOKEN: &str = "t0ps3cret";
 
@@ -22,58 +22,6 @@ fn serve(gateway: &str, env_token: Option<&str>, extra: &[&str]) -> Serve {
         cmd.env("IBCONN_HTTP_TOKEN", t);
     }
     Serve::spawn(cmd)
-}
-
-/// A response: status, lower-cased headers, body.
-struct Resp {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`).
-fn get(addr: &str, path: &str, token: Option<&str>) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Resp {
-        status,
-        headers: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-/// Poll `/api/ib/pool/health` until it answers `want` (or panic after 10 s).
-fn health_until(addr: &str, token: Option<&str>, want: u16) -> Resp {
-    let start = Instant::now();
-    loop {
-        let r = get(addr, "/api/ib/pool/health", token);
-        if r.status == want {
-            return r;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "health stayed {}: {}",
-            r.status,
-            r.body
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Values that vary between runs of one scenario (timing, ports) become placeholders, so the

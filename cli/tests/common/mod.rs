@@ -1,6 +1,6 @@
-//! Helpers shared by the CLI's integration tests (and `benches/http.rs`): scratch directories, the
-//! `ibconn` binary with a clean environment, an in-process simulated gateway, and a running
-//! `ibconn serve` (or `ibconn sim`) child.
+//! Helpers shared by the CLI's integration tests (and the benches): scratch directories, the
+//! `ibconn` binary with a clean environment, an in-process simulated gateway, a running
+//! `ibconn serve` (or `ibconn sim`) child, and plain HTTP/1.1 GETs against it.
 //!
 //! Every `ibconn` built here has its state and cache directories in a scratch directory and no
 //! `IBCONN_*` variables from the caller's environment, so no test touches the user's files or
@@ -173,5 +173,82 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A response: status, lower-cased headers, body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    }
+}
+
+/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`), with a bearer token.
+pub fn get(addr: &str, path: &str, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    get_with(addr, path, &headers)
+}
+
+/// `GET path` over a fresh connection (HTTP/1.1, `Connection: close`) with extra `headers`.
+pub fn get_with(addr: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Resp {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: body.to_owned(),
+    }
+}
+
+/// Poll `/api/ib/pool/health` until it answers `want` (or panic after 10 s).
+pub fn health_until(addr: &str, token: Option<&str>, want: u16) -> Resp {
+    let start = std::time::Instant::now();
+    loop {
+        let r = get(addr, "/api/ib/pool/health", token);
+        if r.status == want {
+            return r;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "health stayed {}: {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
