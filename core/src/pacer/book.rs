@@ -423,7 +423,9 @@ impl PaceBook {
             paused_for_ms: millis(paused),
             violations_total: self.violations_total,
             violation_streak: self.violation_streak,
-            reservations_total: self.next_id,
+            // Ids start at the book's generation in the high half (so a restarted book never
+            // reuses one): the count is the low half.
+            reservations_total: self.next_id & 0xFFFF_FFFF,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{CallError, Io, Link, Offered, Pool, PoolEvent, ReqState, SlotId, SocketId, Ticket};
-use crate::breaker::BreakerRejection;
+use crate::breaker::{BreakerRejection, BreakerState};
 use crate::connection::{Config, Connection, ConnectionError, Event, VersionPolicy};
 use crate::deadline::after;
 use crate::wire::{version, VersionRange};
@@ -196,6 +196,13 @@ impl Pool {
         if probe.1.is_some() && probe != slot.seen_probe {
             slot.seen_probe = probe;
             self.stats.probe_rtt.record(probe.1.unwrap_or(0));
+            // An answered health probe is the further success a half-open breaker waits for:
+            // a gateway with one session would otherwise never dial again to close it.
+            if let Some(g) = self.gateways.get_mut(slot.gateway) {
+                if matches!(g.breaker.state(now), BreakerState::HalfOpen { .. }) {
+                    g.breaker.on_success(now);
+                }
+            }
         }
         let events: Vec<Event> = std::iter::from_fn(|| conn.poll_event()).collect();
         for event in events {

@@ -107,3 +107,25 @@ fn sleep_detected_redials() {
     w.advance(SECS(1));
     assert_eq!(w.pool.stats(w.now).established, 2);
 }
+
+/// A gateway with one session: after an outage its breaker is half-open once the redial
+/// succeeds, and the session's answered health probes close it (there is no second dial).
+#[test]
+fn a_half_open_breaker_closes_on_the_sessions_answered_probes() {
+    let mut cfg = config(&["gw1:4002"]);
+    cfg.breaker.success_threshold = 2;
+    let mut w = World::new(cfg);
+    let (_lease, _) = w.lease(Purpose::Backfill);
+    w.down.insert("gw1:4002".into());
+    w.drop_all();
+    w.advance(SECS(2));
+    let state = |w: &mut World| w.pool.stats(w.now).gateways[0].breaker.state.clone();
+    assert_eq!(state(&mut w), "open", "the redial failed");
+    w.down.clear();
+    w.advance(SECS(11));
+    assert_eq!(state(&mut w), "half_open", "one success of two");
+    // Idle past the probe interval: the probe goes out and is answered.
+    w.advance(SECS(40));
+    assert!(w.pool.stats(w.now).probe_rtt.count > 0);
+    assert_eq!(state(&mut w), "closed");
+}
