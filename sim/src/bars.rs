@@ -255,11 +255,14 @@ fn noise(key: u64, x: f64) -> f64 {
 /// Log-price offset of a path at `t`.
 fn log_path(salt: u64, con_id: i32, stream: u64, volatility: f64, t: f64) -> f64 {
     let per_sqrt_sec = volatility / SCALES_SECS[8].sqrt();
+    // `hash64(&[salt, con_id, stream, k])` for every scale `k`: the three common words are
+    // folded once (hash64 folds word by word), then each key costs one mix.
+    let prefix = hash64(&[salt, con_id as u64, stream]);
     SCALES_SECS
         .iter()
         .enumerate()
         .map(|(k, &scale)| {
-            let key = hash64(&[salt, con_id as u64, stream, k as u64]);
+            let key = crate::rng::hash64_after(prefix, k as u64);
             per_sqrt_sec * scale.sqrt() * 0.7 * noise(key, t / scale)
         })
         .sum()

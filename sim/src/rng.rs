@@ -27,6 +27,12 @@ pub fn hash64(words: &[u64]) -> u64 {
         .fold(GOLDEN, |acc, &w| mix64(acc.wrapping_add(GOLDEN) ^ w))
 }
 
+/// `hash64` of `words` followed by `next`, from `hash64(words)`: `hash64(&[a, b, c, d])` is
+/// `hash64_after(hash64(&[a, b, c]), d)`.
+pub fn hash64_after(prefix: u64, next: u64) -> u64 {
+    mix64(prefix.wrapping_add(GOLDEN) ^ next)
+}
+
 /// Map a hash to a float in `[0, 1)`.
 pub fn unit_f64(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
@@ -65,6 +71,14 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_one_more_word_after_a_prefix_is_hashing_the_whole() {
+        for words in [[0u64, 0, 0, 0], [1, 2, 3, 4], [u64::MAX, 7, 0, 9]] {
+            let prefix = hash64(&words[..3]);
+            assert_eq!(hash64_after(prefix, words[3]), hash64(&words));
+        }
+    }
 
     #[test]
     fn streams_are_reproducible_and_independent() {

@@ -336,6 +336,7 @@ pub(crate) fn run(seed: u64, day: Duration, streams: usize) -> Result<(Duration,
         let quiet = faults.iter().all(|p| t < p.at || t > p.at + p.disturbs);
         if quiet {
             let unix = world_unix(&world) as i64;
+            let mut pending_checks: Vec<usize> = Vec::new();
             for (i, w) in subs.values() {
                 let Some(due) = w.due else { continue };
                 if t <= due {
@@ -354,12 +355,23 @@ pub(crate) fn run(seed: u64, day: Duration, streams: usize) -> Result<(Duration,
                     }
                     _ => false,
                 };
-                if open {
+                if !open {
+                    // Closed: nothing can come; the next gap (or none) sets the next check.
+                    pending_checks.push(*i);
+                    continue;
+                }
+                {
                     return Err(format!(
                         "at {t:?}: #{i} ({}) has delivered nothing since its gap (due {due:?})",
                         q.name()
                     ));
                 }
+            }
+            for (_, w) in subs
+                .values_mut()
+                .filter(|(i, _)| pending_checks.contains(i))
+            {
+                w.due = None;
             }
         }
     }

@@ -254,6 +254,10 @@ pub struct Pool {
     stats: PoolStats,
     next_heartbeat: Instant,
     shutting_down: bool,
+    /// `poll_timeout`'s answer until the next input or command (every one starts with
+    /// `advance`, which clears it): a runtime asks several times between inputs, and the
+    /// answer scans every request and session.
+    timeout_cache: std::cell::Cell<Option<Option<Instant>>>,
 }
 
 impl Pool {
@@ -318,6 +322,7 @@ impl Pool {
             events: VecDeque::new(),
             stats: PoolStats::default(),
             shutting_down: false,
+            timeout_cache: std::cell::Cell::new(None),
         }
     }
 
@@ -439,6 +444,15 @@ impl Pool {
     /// When `handle_timeout` must next be called; poll last.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(cached) = self.timeout_cache.get() {
+            return cached;
+        }
+        let next = self.compute_timeout();
+        self.timeout_cache.set(Some(next));
+        next
+    }
+
+    fn compute_timeout(&self) -> Option<Instant> {
         if self.shutting_down {
             return None;
         }
@@ -491,6 +505,7 @@ impl Pool {
     fn advance(&mut self, now: Instant) {
         debug_assert!(now >= self.last_now, "`now` went backwards");
         self.last_now = self.last_now.max(now);
+        self.timeout_cache.set(None);
     }
 
     fn fresh(&mut self) -> u64 {

@@ -8,6 +8,8 @@ use crate::classify::ErrorClass;
 impl Pool {
     /// Metrics as of `now` (reads each gateway's shared pacing book once).
     pub fn stats(&mut self, now: Instant) -> PoolStats {
+        // Snapshots prune the pacing windows, which a timer may depend on.
+        self.timeout_cache.set(None);
         let mut stats = self.stats.clone();
         stats.leases = self.leases.len();
         stats.waiters = self.waiters.len();

@@ -145,9 +145,16 @@ impl MarketData {
     /// Set both timers from `wall_ms`: the next quote step and whole second while the session
     /// is open, else the next open.
     fn schedule(&mut self, src: &TickSource<'_>, wall_ms: i64, quote_ms: i64) {
+        let data_sec = (wall_ms - self.delay_ms()).div_euclid(1000);
+        let open = src.is_open(data_sec, false);
+        self.schedule_known(src, wall_ms, quote_ms, open);
+    }
+
+    /// [`MarketData::schedule`] when whether the session is open at `wall_ms` is known.
+    fn schedule_known(&mut self, src: &TickSource<'_>, wall_ms: i64, quote_ms: i64, open: bool) {
         let delay = self.delay_ms();
         let data_sec = (wall_ms - delay).div_euclid(1000);
-        if src.is_open(data_sec, false) {
+        if open {
             self.next_quote_ms = if src.has_quotes() {
                 (wall_ms.div_euclid(quote_ms) + 1) * quote_ms
             } else {
@@ -200,7 +207,7 @@ impl MarketData {
                 }
             }
         }
-        self.schedule(src, wall_ms, quote_ms);
+        self.schedule_known(src, wall_ms, quote_ms, open);
         self.due_ms()
     }
 
@@ -380,6 +387,12 @@ impl TickByTickSub {
     }
 
     fn schedule(&mut self, src: &TickSource<'_>, wall_ms: i64, quote_ms: i64) {
+        let open = src.is_open(wall_ms.div_euclid(1000), false);
+        self.schedule_known(src, wall_ms, quote_ms, open);
+    }
+
+    /// [`TickByTickSub::schedule`] when whether the session is open at `wall_ms` is known.
+    fn schedule_known(&mut self, src: &TickSource<'_>, wall_ms: i64, quote_ms: i64, open: bool) {
         let period = if self.trades() { TRADE_MS } else { quote_ms };
         let served = if self.trades() {
             src.has_trades()
@@ -389,7 +402,7 @@ impl TickByTickSub {
         let sec = wall_ms.div_euclid(1000);
         self.next_ms = if !served {
             None
-        } else if src.is_open(sec, false) {
+        } else if open {
             Some((wall_ms.div_euclid(period) + 1) * period)
         } else {
             src.next_open(sec, false).map(|t| t.saturating_mul(1000))
@@ -407,7 +420,8 @@ impl TickByTickSub {
         out: &mut Vec<MarketReply>,
     ) -> Option<i64> {
         let sec = wall_ms.div_euclid(1000);
-        if src.is_open(sec, false) {
+        let open = src.is_open(sec, false);
+        if open {
             let tick = if self.trades() {
                 src.trade(sec).map(|t| TickByTick::Last {
                     all: self.kind == TbtKind::AllLast,
@@ -427,7 +441,7 @@ impl TickByTickSub {
                 out.push(MarketReply::TickByTick { req_id, tick });
             }
         }
-        self.schedule(src, wall_ms, quote_ms);
+        self.schedule_known(src, wall_ms, quote_ms, open);
         self.next_ms
     }
 
