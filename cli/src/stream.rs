@@ -157,6 +157,19 @@ fn query_for(args: &StreamArgs, contract: Contract) -> Result<(StreamQuery, Rows
             None => WhatToShow::Trades,
         };
         if bar == BarSize::Sec5 {
+            // IB's real-time bars take these four only (else 321 after the request went out).
+            let served = [
+                WhatToShow::Trades,
+                WhatToShow::Midpoint,
+                WhatToShow::Bid,
+                WhatToShow::Ask,
+            ];
+            if !served.contains(&what) {
+                return Err(StreamError::Usage(format!(
+                    "--bars 5s (IB's real-time bars) takes --what TRADES, MIDPOINT, BID or ASK, \
+                     not {what}"
+                )));
+            }
             let q = StreamQuery::RealTimeBars {
                 contract,
                 what_to_show: what,

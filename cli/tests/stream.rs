@@ -227,6 +227,12 @@ fn bad_input_and_a_closed_port_are_refused_with_their_exit_codes() {
         .args(["stream", "AAPL", "--bars", "5s", "--for", "0s"])
         .assert()
         .code(2);
+    // Real-time bars have four series; BID_ASK is refused before anything is sent.
+    ibconn()
+        .args(["stream", "AAPL", "--bars", "5s", "--what", "BID_ASK"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("TRADES, MIDPOINT, BID or ASK"));
     // A closed port fails fast and writes nothing.
     let dir = scratch("stream-closed");
     let out = dir.join("bars.csv");
