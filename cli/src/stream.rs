@@ -16,7 +16,9 @@ use ibconn_core::connection::RequestError;
 use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::message::{BarTime, Contract, TickByTick};
 use ibconn_core::query::{EndTime, HistoricalQuery};
-use ibconn_core::stream::{StreamData, StreamItem, StreamQuery, Tick, TickByTickKind};
+use ibconn_core::stream::{
+    MarketDataType, StreamData, StreamItem, StreamQuery, Tick, TickByTickKind,
+};
 use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::GatewayConfig;
 use ibconn_tokio::{CallError, Error as PoolError, Subscription};
@@ -58,6 +60,10 @@ pub(crate) struct StreamArgs {
     /// Regular trading hours only (bars).
     #[arg(long)]
     pub(crate) rth: bool,
+    /// With --ticks: delayed data (free, 15–20 minutes late) where the account has no
+    /// market-data subscription for the exchange (IB would refuse live data with 354).
+    #[arg(long, requires = "ticks")]
+    pub(crate) delayed: bool,
     /// Append rows to this CSV file (a header first if it is new); default: stdout.
     #[arg(long, value_name = "FILE.csv")]
     pub(crate) out: Option<PathBuf>,
@@ -187,8 +193,26 @@ fn query_for(args: &StreamArgs, contract: Contract) -> Result<(StreamQuery, Rows
         return Ok((StreamQuery::BarUpdates(q), Rows::Bars));
     }
     let Some(what) = args.what.as_deref() else {
-        return Ok((StreamQuery::market_data(contract), Rows::Ticks));
+        let data_type = if args.delayed {
+            MarketDataType::Delayed
+        } else {
+            MarketDataType::Live
+        };
+        let q = StreamQuery::MarketData {
+            contract,
+            generic_ticks: String::new(),
+            snapshot: false,
+            data_type,
+        };
+        return Ok((q, Rows::Ticks));
     };
+    if args.delayed {
+        return Err(StreamError::Usage(
+            "--delayed is for level-1 ticks (--ticks without --what): IB has no delayed \
+             tick-by-tick data"
+                .into(),
+        ));
+    }
     let series = TickSeries::from_str(what, true).map_err(|_| {
         StreamError::Usage(format!(
             "--what {what:?} with --ticks: one of last, all-last, bid-ask (or bidask), mid"

@@ -255,6 +255,56 @@ fn bad_input_and_a_closed_port_are_refused_with_their_exit_codes() {
 }
 
 #[test]
+fn without_a_subscription_live_ticks_are_refused_and_delayed_ones_flow() {
+    let sim = sim_on("127.0.0.1:0", OPEN);
+    // KO: the sim's account has no market-data subscription for it.
+    ibconn()
+        .args([
+            "stream",
+            "KO",
+            "--ticks",
+            "--for",
+            "10s",
+            "--gateway",
+            &sim.addr,
+        ])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("354"));
+    let got = ibconn()
+        .args([
+            "stream",
+            "KO",
+            "--ticks",
+            "--delayed",
+            "--json",
+            "--for",
+            "3s",
+        ])
+        .args(["--gateway", &sim.addr])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(got.get_output().stdout.clone()).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "market_data_type" && v["market_data_type"] == 3),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "tick" && v["field"] == "delayed_bid"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_symbol_ib_does_not_know_ends_its_stream_with_exit_4() {
     let sim = sim_on("127.0.0.1:0", OPEN);
     ibconn()

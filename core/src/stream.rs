@@ -50,6 +50,32 @@ impl TickByTickKind {
     }
 }
 
+/// Which data a level-1 subscription asks for (`reqMarketDataType`, sent just before it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MarketDataType {
+    /// Live data (needs the exchange's market-data subscription; else IB answers 354).
+    #[default]
+    Live,
+    /// The last quote of a closed session, live while open.
+    Frozen,
+    /// Delayed data (free, 15–20 minutes late) where there is no subscription, live where there is.
+    Delayed,
+    /// Delayed, frozen outside the session.
+    DelayedFrozen,
+}
+
+impl MarketDataType {
+    /// IB's number: 1 live, 2 frozen, 3 delayed, 4 delayed-frozen.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Live => 1,
+            Self::Frozen => 2,
+            Self::Delayed => 3,
+            Self::DelayedFrozen => 4,
+        }
+    }
+}
+
 /// What a caller subscribes to. The connection assigns the request id; the pool re-sends the
 /// same query under a new one whenever the stream must be requested again.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +89,9 @@ pub enum StreamQuery {
         generic_ticks: String,
         /// One snapshot instead of a subscription.
         snapshot: bool,
+        /// Live, frozen, delayed or delayed-frozen (anything but live is asked for with
+        /// `reqMarketDataType` first, on every (re)request).
+        data_type: MarketDataType,
     },
     /// 5-second bars (`reqRealTimeBars`; IB has no other size).
     RealTimeBars {
@@ -93,6 +122,19 @@ impl StreamQuery {
             contract,
             generic_ticks: String::new(),
             snapshot: false,
+            data_type: MarketDataType::Live,
+        }
+    }
+
+    /// The `reqMarketDataType` to send right before this stream's request, if any.
+    pub fn data_type_request(&self) -> Option<Request> {
+        match self {
+            Self::MarketData { data_type, .. } if *data_type != MarketDataType::Live => {
+                Some(Request::Market(MarketRequest::MarketDataType {
+                    market_data_type: data_type.code(),
+                }))
+            }
+            _ => None,
         }
     }
 
@@ -147,6 +189,7 @@ impl StreamQuery {
                 contract,
                 generic_ticks,
                 snapshot,
+                ..
             } => Request::Market(MarketRequest::MktData(MarketDataRequest {
                 req_id,
                 contract: contract.clone(),

@@ -39,8 +39,8 @@ pub mod api {
     };
 
     pub use ibconn_core::stream::{
-        StreamData, StreamItem, StreamKind, StreamLimits, StreamQuery, Tick, TickByTickKind,
-        TickType, STREAM_BUFFER,
+        MarketDataType, StreamData, StreamItem, StreamKind, StreamLimits, StreamQuery, Tick,
+        TickByTickKind, TickType, STREAM_BUFFER,
     };
 
     pub use crate::handles::{Events, PooledConnection};

@@ -27,7 +27,9 @@ use ibconn_core::contract_spec::ContractSpec;
 use ibconn_core::message::Contract;
 use ibconn_core::pool::{LeaseId, PoolEvent, PurposeConfig, Sharing, Ticket};
 use ibconn_core::query::{EndTime, HistoricalQuery};
-use ibconn_core::stream::{StreamData, StreamItem, StreamKind, StreamQuery, TickByTickKind};
+use ibconn_core::stream::{
+    MarketDataType, StreamData, StreamItem, StreamKind, StreamQuery, TickByTickKind,
+};
 use ibconn_core::what_to_show::WhatToShow;
 use ibconn_sim::market::ticks::TickSource;
 use ibconn_sim::market::Lookup;
@@ -58,6 +60,7 @@ fn subscriptions() -> Vec<StreamQuery> {
                     contract: contract(pair),
                     generic_ticks: (*ticks).to_owned(),
                     snapshot: false,
+                    data_type: MarketDataType::Live,
                 });
             }
         }

@@ -267,6 +267,13 @@ impl Connection {
             Query::Stream(StreamQuery::BarUpdates(_)) => Kind::Historical { stream: true },
             Query::Stream(q) => Kind::Stream(q.kind()),
         };
+        if let Some(data_type) = match &query {
+            Query::Stream(q) => q.data_type_request(),
+            _ => None,
+        } {
+            // Session-wide at IB: it applies to the requests that follow, so it goes with each.
+            self.write(now, &data_type);
+        }
         let request = self.to_request(id, &query);
         self.write(now, &request);
         // IB acknowledges no subscription: it streams from the moment it is sent.

@@ -247,6 +247,7 @@ fn streams_past_ibs_caps_are_refused_before_ib_would() {
         contract: Contract::stock("IBM"),
         generic_ticks: String::new(),
         snapshot: true,
+        data_type: crate::stream::MarketDataType::Live,
     });
     assert!(w.pool.send(w.now, lease, snapshot, None).is_ok());
     let tbt = || {
@@ -359,4 +360,40 @@ fn keep_up_to_date_bars_fill_the_gap_from_the_re_request_and_hold_an_open_reques
     assert_eq!(open(&mut w), 1);
     w.pool.cancel(w.now, ticket);
     assert_eq!(open(&mut w), 0);
+}
+
+#[test]
+fn a_delayed_stream_asks_for_delayed_data_before_each_request_and_re_request() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, client_id) = w.lease(Purpose::Streaming);
+    let delayed = Query::Stream(StreamQuery::MarketData {
+        contract: Contract::stock("KO"),
+        generic_ticks: String::new(),
+        snapshot: false,
+        data_type: crate::stream::MarketDataType::Delayed,
+    });
+    w.send(lease, delayed);
+    let types = |w: &World| {
+        w.market_requests()
+            .iter()
+            .map(|m| match m {
+                MarketRequest::MarketDataType { market_data_type } => *market_data_type,
+                MarketRequest::MktData(_) => 0,
+                _ => -1,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        types(&w),
+        vec![3, 0],
+        "reqMarketDataType(3) right before reqMktData"
+    );
+    w.push(
+        client_id,
+        err(-1, 1101, "Connectivity restored - data lost."),
+    );
+    assert_eq!(types(&w), vec![3, 0, 3, 0], "and again with the re-request");
+    // A live stream sends none.
+    w.send(lease, aapl_ticks());
+    assert_eq!(types(&w), vec![3, 0, 3, 0, 0]);
 }
