@@ -499,27 +499,17 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
     };
     let sym = csv_field(symbol);
     Some(match data {
-        StreamData::RealTimeBar(b) => format!(
-            "{},{sym},{},{},{},{},{},{},{}",
-            iso_utc(b.time),
-            num(b.open),
-            num(b.high),
-            num(b.low),
-            num(b.close),
-            opt_num(b.volume),
-            opt_num(b.wap),
-            opt_num(f64::from(b.count))
+        StreamData::RealTimeBar(b) => bar_row(
+            &iso_utc(b.time),
+            &sym,
+            [b.open, b.high, b.low, b.close],
+            [b.volume, b.wap, f64::from(b.count)],
         ),
-        StreamData::Bar(b) => format!(
-            "{},{sym},{},{},{},{},{},{},{}",
-            bar_time(&b.date),
-            num(b.open),
-            num(b.high),
-            num(b.low),
-            num(b.close),
-            opt_num(b.volume),
-            opt_num(b.wap),
-            opt_num(f64::from(b.count))
+        StreamData::Bar(b) => bar_row(
+            &bar_time(&b.date),
+            &sym,
+            [b.open, b.high, b.low, b.close],
+            [b.volume, b.wap, f64::from(b.count)],
         ),
         StreamData::Tick(t) => {
             let (price, size, value) = match t {
@@ -574,6 +564,13 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
         | StreamData::Notice { .. } => return None,
         _ => return None,
     })
+}
+
+/// `time,symbol,open,high,low,close,volume,wap,count` (IB's -1 for the last three as empty).
+fn bar_row(time: &str, sym: &str, ohlc: [f64; 4], vwc: [f64; 3]) -> String {
+    let [o, h, l, c] = ohlc.map(num);
+    let [v, w, n] = vwc.map(opt_num);
+    format!("{time},{sym},{o},{h},{l},{c},{v},{w},{n}")
 }
 
 fn csv_field(s: &str) -> String {

@@ -36,20 +36,17 @@ use ibconn_core::query::{EndTime, HistoricalQuery};
 use ibconn_core::what_to_show::WhatToShow;
 use ibconn_core::wire::{Form, Frame, FrameDecoder, VersionRange};
 use ibconn_sim::{GatewayConfig, HistoricalRules, ServerConfig, SimServer};
+use support::median;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod support;
 
 const STEP: Duration = Duration::from_secs(30);
 
 /// The committed capture of a session at server version `sv`.
 fn fixture(sv: i32) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("benches/fixtures/replay-{sv}.bin"))
-}
-
-/// Median of the samples.
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// ibconn's side of the fetch bench's request: five RTH days of 1-minute AAPL trades.
@@ -331,15 +328,7 @@ async fn answer(mut sock: TcpStream, script: Arc<Script>) {
 
 /// Start the replay server for `script`; returns its address.
 async fn serve(script: Script) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let script = Arc::new(script);
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(answer(sock, script.clone()));
-        }
-    });
-    addr
+    support::serve(script, answer).await
 }
 
 /// ibapi's side of the same request; returns the bar count.

@@ -24,28 +24,16 @@ use bytes::BytesMut;
 use ibconn_core::message::{Contract, MarketReply, MarketRequest, Request, Response};
 use ibconn_core::wire::{FrameDecoder, ServerHello};
 use ibconn_tokio::{StreamData, StreamItem, StreamQuery, Tick};
+use support::{median, rss_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+mod support;
 
 const SV: i32 = 226;
 const STEP: Duration = Duration::from_secs(60);
 /// The end marker's text.
 const END: &str = "end";
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
 
 /// `n` tick frames for `req_id`, then the end marker.
 fn ticks(req_id: i32, n: usize) -> BytesMut {
@@ -131,15 +119,7 @@ async fn answer(mut sock: TcpStream, n: Arc<usize>) {
 }
 
 async fn serve(n: usize) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let n = Arc::new(n);
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(answer(sock, n.clone()));
-        }
-    });
-    addr
+    support::serve(n, answer).await
 }
 
 /// Ours: subscribe, count ticks (conflated ones included, as `Lagged` reports them) to the end.
