@@ -1,6 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of a [`PoolStats`] snapshot: the same counters the
 //! JSON endpoints serve, with `# HELP` and `# TYPE` for every family.
 
+use ibconn_core::stream::StreamKind;
 use std::fmt::{Display, Write as _};
 
 use ibconn_core::pool::PoolStats;
@@ -68,7 +69,7 @@ fn secs(value: u64, per_sec: f64) -> f64 {
 /// Render `stats` (and the last probe, if any) as Prometheus text.
 pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String {
     let mut e = Exposition { out: String::new() };
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 16] = [
         (
             "ibconn_pool_sessions_established_total",
             "Sessions established (handshake finished).",
@@ -133,6 +134,21 @@ pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String
             "ibconn_pool_probes_total",
             "Health-probe round trips observed.",
             stats.probe_rtt.count,
+        ),
+        (
+            "ibconn_streams_interrupted_total",
+            "Streams interrupted (lost session, 1101, bust) and queued to be requested again.",
+            stats.streams.interrupted,
+        ),
+        (
+            "ibconn_streams_resubscribed_total",
+            "Streams requested again after an interruption.",
+            stats.streams.resubscribed,
+        ),
+        (
+            "ibconn_stream_items_total",
+            "Stream items handed to consumers.",
+            stats.streams.items,
         ),
     ];
     for (name, help, value) in counters {
@@ -209,6 +225,12 @@ pub(crate) fn render(stats: &PoolStats, last_probe: Option<LastProbe>) -> String
             .filter(|c| c.state == state)
             .count();
         e.sample("ibconn_pool_connections", &[("state", state)], n);
+    }
+
+    e.family("ibconn_streams_open", "gauge", "Streams open now, by kind.");
+    for kind in StreamKind::ALL {
+        let n = stats.streams.open.get(&kind).copied().unwrap_or(0);
+        e.sample("ibconn_streams_open", &[("kind", kind.name())], n);
     }
 
     gateways(&mut e, stats);
@@ -400,6 +422,20 @@ mod tests {
             }
         }
         assert!(text.contains("ibconn_health_probe_rtt_seconds 0.0015\n"));
+    }
+
+    #[test]
+    fn open_streams_are_a_gauge_per_kind_zeros_included() {
+        let mut stats = PoolStats::default();
+        stats.streams.open.insert(StreamKind::RealTimeBars, 3);
+        stats.streams.resubscribed = 2;
+        let text = render(&stats, None);
+        assert!(
+            text.contains("ibconn_streams_open{kind=\"real_time_bars\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("ibconn_streams_open{kind=\"market_data\"} 0\n"));
+        assert!(text.contains("ibconn_streams_resubscribed_total 2\n"));
     }
 
     #[test]

@@ -140,12 +140,7 @@ impl StreamQuery {
 
     /// Short name for logs and metrics.
     pub fn name(&self) -> &'static str {
-        match self.kind() {
-            StreamKind::MarketData => "market_data",
-            StreamKind::RealTimeBars => "real_time_bars",
-            StreamKind::TickByTick => "tick_by_tick",
-            StreamKind::BarUpdates => "bar_updates",
-        }
+        self.kind().name()
     }
 
     /// Which of IB's limits it counts against.

@@ -17,6 +17,26 @@ pub enum StreamKind {
     BarUpdates,
 }
 
+impl StreamKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [
+        Self::MarketData,
+        Self::RealTimeBars,
+        Self::TickByTick,
+        Self::BarUpdates,
+    ];
+
+    /// Its name in logs, metrics and JSON (`market_data`, `real_time_bars`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MarketData => "market_data",
+            Self::RealTimeBars => "real_time_bars",
+            Self::TickByTick => "tick_by_tick",
+            Self::BarUpdates => "bar_updates",
+        }
+    }
+}
+
 /// How many streams may be open at once, per pool (market-data lines are IB's per account, so
 /// the whole pool shares one budget whichever gateway a stream is on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
