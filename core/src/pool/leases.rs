@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::{
-    AcquireError, AcquireId, LeaseId, Link, Offered, Pool, PoolEvent, Slot, SlotId, Ticket, Waiter,
+    AcquireError, AcquireId, CallError, LeaseId, Link, Offered, Pool, PoolEvent, Slot, SlotId,
+    Ticket, Waiter,
 };
 use crate::backoff::Backoff;
 use crate::client_id::Purpose;
@@ -71,9 +72,21 @@ impl Pool {
             .map(|(t, _)| *t)
             .collect();
         // Cancelled while the lease still names its connection: requests already sent are
-        // cancelled at the gateway too (IB would otherwise keep them open).
+        // cancelled at the gateway too (IB would otherwise keep them open). An answered stream's
+        // subscriber hears that it ended with its lease.
         for ticket in tickets {
+            let answered = self
+                .requests
+                .get(&ticket)
+                .and_then(|r| r.stream.as_ref())
+                .is_some_and(|s| s.answered);
             self.cancel(now, ticket);
+            if answered {
+                self.events.push_back(PoolEvent::StreamEnded {
+                    ticket,
+                    error: Some(CallError::Released),
+                });
+            }
         }
         self.leases.remove(&lease);
         if let Some(slot) = self.slots.get_mut(&slot_id) {

@@ -70,9 +70,15 @@ impl Pool {
         };
         match req.state {
             ReqState::Queued | ReqState::Paced { .. } => {
+                let answered = req.stream.as_ref().is_some_and(|s| s.answered);
                 self.unreserve(ticket);
                 self.release_stream_hold(now, ticket);
-                self.finish(ticket, Err(CallError::Released));
+                if answered {
+                    // A stream waiting to be requested again: its answer went out long ago.
+                    self.requests.remove(&ticket);
+                } else {
+                    self.finish(ticket, Err(CallError::Released));
+                }
             }
             ReqState::Sent { .. } => {
                 let Some(slot_id) = self.leases.get(&req.lease).copied() else {

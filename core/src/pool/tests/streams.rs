@@ -397,3 +397,42 @@ fn a_delayed_stream_asks_for_delayed_data_before_each_request_and_re_request() {
     w.send(lease, aapl_ticks());
     assert_eq!(types(&w), vec![3, 0, 3, 0, 0]);
 }
+
+#[test]
+fn releasing_a_lease_ends_its_streams_for_their_subscribers_and_at_the_gateway() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, _) = w.lease(Purpose::Streaming);
+    let live = w.send(lease, aapl_ticks());
+    // A second stream, interrupted and waiting to be requested again when the lease goes.
+    let (other_lease, _) = w.lease(Purpose::Streaming);
+    let waiting = w.send(other_lease, aapl_ticks());
+    w.down.insert("gw1:4002".into());
+    w.drop_all();
+    assert!(matches!(
+        w.items(waiting).last(),
+        Some(StreamItem::Interrupted { .. })
+    ));
+    w.pool.release(w.now, other_lease);
+    w.settle();
+    assert_eq!(w.ended(waiting), Some(&Some(CallError::Released)));
+    let completions = w
+        .events
+        .iter()
+        .filter(|e| matches!(e, PoolEvent::Completed { ticket, .. } if *ticket == waiting))
+        .count();
+    assert_eq!(completions, 1, "answered once, never again");
+
+    w.down.clear();
+    w.advance(SECS(5));
+    w.pool.release(w.now, lease);
+    w.settle();
+    assert_eq!(w.ended(live), Some(&Some(CallError::Released)));
+    assert!(
+        matches!(
+            w.market_requests().last(),
+            Some(MarketRequest::CancelMktData { .. })
+        ),
+        "cancelled at the gateway: {:?}",
+        w.market_requests()
+    );
+}
