@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules};
-use super::rules::{RequestClass, WindowLimit};
+use super::rules::{RequestClass, TickByTickKey, WindowLimit};
 use super::{Hold, PacerError, PacerSnapshot, ReservationId};
 use crate::what_to_show::WhatToShow;
 
@@ -58,6 +58,7 @@ struct BurstKey {
 enum Identity {
     Historical(HistoricalRequestKey),
     HeadTimestamp(HeadTimestampKey),
+    TickByTick(TickByTickKey),
 }
 
 /// Everything the rules need to know about one request.
@@ -579,6 +580,20 @@ fn profile(rules: &PacingRules, request: &PacedRequest) -> Profile {
             },
             Identity::HeadTimestamp(key.clone()),
         ),
+        PacedRequest::TickByTick(key) => {
+            return Profile {
+                class,
+                weight: 1,
+                historical: class_rules.historical_window,
+                burst: None,
+                identity: class_rules
+                    .identical
+                    .then(|| Identity::TickByTick(key.clone())),
+                open_slot: class_rules.open_slot,
+                pausable: class_rules.pausable,
+                min_interval: class_rules.min_interval,
+            };
+        }
         PacedRequest::ContractDetails | PacedRequest::Message => {
             return Profile {
                 class,

@@ -45,7 +45,7 @@ pub use self::ledger::{
 };
 pub use self::rules::{
     ClassRules, HeadTimestampKey, HistoricalRequestKey, PacedRequest, PacingRules, PauseRules,
-    RequestClass, WindowLimit,
+    RequestClass, TickByTickKey, WindowLimit,
 };
 pub use self::shared::{SharedError, SharedGrant, SharedHold, SharedPacer, SharedPacerStatus};
 

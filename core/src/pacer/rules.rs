@@ -43,6 +43,15 @@ pub struct HeadTimestampKey {
     pub use_rth: bool,
 }
 
+/// The identity of a tick-by-tick request: IB allows one per instrument and series every 15 s.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TickByTickKey {
+    /// conId or symbol.
+    pub contract: String,
+    /// `Last`, `AllLast`, `BidAsk` or `MidPoint`.
+    pub tick_type: String,
+}
+
 /// A request to pace, described only by what the rules need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -53,6 +62,9 @@ pub enum PacedRequest {
     HeadTimestamp(HeadTimestampKey),
     /// `reqContractDetails`.
     ContractDetails,
+    /// `reqTickByTickData`: only the identical-request gap (IB's "same instrument at most once
+    /// per 15 s" for tick-by-tick) and the message rate.
+    TickByTick(TickByTickKey),
     /// Any other outbound message (cancels, market data, orders, `reqCurrentTime`, …).
     Message,
 }
@@ -69,6 +81,8 @@ pub enum RequestClass {
     HeadTimestamp,
     /// Contract-details requests.
     ContractDetails,
+    /// Tick-by-tick requests.
+    TickByTick,
     /// Everything else; only the global message rate applies.
     Message,
 }
@@ -251,6 +265,7 @@ impl PacingRules {
             PacedRequest::Historical(_) => RequestClass::LargeBars,
             PacedRequest::HeadTimestamp(_) => RequestClass::HeadTimestamp,
             PacedRequest::ContractDetails => RequestClass::ContractDetails,
+            PacedRequest::TickByTick(_) => RequestClass::TickByTick,
             PacedRequest::Message => RequestClass::Message,
         }
     }
@@ -262,6 +277,11 @@ impl PacingRules {
             RequestClass::LargeBars => self.large_bars,
             RequestClass::HeadTimestamp => self.head_timestamp,
             RequestClass::ContractDetails => self.contract_details,
+            // IB's tick-by-tick rule is the identical gap alone (15 s, as for historical data).
+            RequestClass::TickByTick => ClassRules {
+                identical: true,
+                ..ClassRules::NONE
+            },
             RequestClass::Message => ClassRules::NONE,
         }
     }
@@ -271,7 +291,9 @@ impl PacingRules {
         let what = match request {
             PacedRequest::Historical(key) => key.what_to_show,
             PacedRequest::HeadTimestamp(key) => key.what_to_show,
-            PacedRequest::ContractDetails | PacedRequest::Message => return 1,
+            PacedRequest::ContractDetails | PacedRequest::TickByTick(_) | PacedRequest::Message => {
+                return 1
+            }
         };
         if what == WhatToShow::BidAsk {
             self.bid_ask_weight.max(1)

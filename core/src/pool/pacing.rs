@@ -7,7 +7,7 @@ use super::{Pool, PoolEvent, ReqState, LEDGER_RETRY};
 use crate::connection::Query;
 use crate::message::Contract;
 use crate::pacer::{
-    HeadTimestampKey, HistoricalRequestKey, LedgerError, PacedRequest, ReservationId,
+    HeadTimestampKey, HistoricalRequestKey, LedgerError, PacedRequest, ReservationId, TickByTickKey,
 };
 use crate::stream::StreamQuery;
 
@@ -171,7 +171,11 @@ fn paced_stream(q: &StreamQuery) -> PacedRequest {
             what_to_show: *what_to_show,
             use_rth: *use_rth,
         }),
-        StreamQuery::MarketData { .. } | StreamQuery::TickByTick { .. } => PacedRequest::Message,
+        StreamQuery::TickByTick { contract, kind } => PacedRequest::TickByTick(TickByTickKey {
+            contract: contract_key(contract),
+            tick_type: kind.as_str().to_owned(),
+        }),
+        StreamQuery::MarketData { .. } => PacedRequest::Message,
     }
 }
 

@@ -436,3 +436,46 @@ fn releasing_a_lease_ends_its_streams_for_their_subscribers_and_at_the_gateway()
         w.market_requests()
     );
 }
+
+/// IB allows one tick-by-tick request per instrument and series every 15 s: a stream requested
+/// again sooner (1101 five seconds after it opened) waits for the gap instead of being refused.
+#[test]
+fn a_tick_by_tick_stream_requested_again_waits_for_ibs_15_second_gap() {
+    let mut w = World::new(config(&["gw1:4002"]));
+    let (lease, client_id) = w.lease(Purpose::Streaming);
+    let trades = Query::Stream(StreamQuery::TickByTick {
+        contract: Contract::stock("AAPL"),
+        kind: crate::stream::TickByTickKind::Last,
+    });
+    let ticket = w.send(lease, trades);
+    let count = |w: &World| {
+        w.market_requests()
+            .iter()
+            .filter(|m| matches!(m, MarketRequest::TickByTick(_)))
+            .count()
+    };
+    assert_eq!(count(&w), 1);
+    w.advance(SECS(5));
+    w.push(
+        client_id,
+        err(-1, 1101, "Connectivity restored - data lost."),
+    );
+    assert_eq!(count(&w), 1, "not again within 15 s of the first");
+    assert!(w
+        .events
+        .iter()
+        .any(|e| matches!(e, PoolEvent::RequestDelayed { ticket: t, .. } if *t == ticket)));
+    w.advance(SECS(11));
+    assert_eq!(count(&w), 2, "again once the gap has passed");
+    assert!(matches!(
+        w.items(ticket).last(),
+        Some(StreamItem::Gap { .. })
+    ));
+    // Another series of the same instrument is another request: no wait.
+    let quotes = Query::Stream(StreamQuery::TickByTick {
+        contract: Contract::stock("AAPL"),
+        kind: crate::stream::TickByTickKind::MidPoint,
+    });
+    w.send(lease, quotes);
+    assert_eq!(count(&w), 3);
+}
