@@ -12,7 +12,7 @@ use super::{
 use crate::classify::ErrorClass;
 use crate::connection::{Answer, Query, RequestError, RequestId, SendError};
 use crate::deadline::after;
-use crate::pacer::{PacerError, SharedError};
+use crate::pacer::{PacerError, SharedError, SharedHold};
 
 impl Pool {
     /// Submit `query` on a lease. It waits in the pool while the connection is (re)connecting or
@@ -278,6 +278,36 @@ impl Pool {
         }
     }
 
+    /// A sent request was answered: give its pacer reservation back — unless `keep` (a stream
+    /// that holds an open-request slot for its life: the reservation is returned) — and report
+    /// a pacing violation to the pacer.
+    pub(super) fn settle_reservation(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        result: &Result<Answer, RequestError>,
+        keep: bool,
+    ) -> Option<(usize, SharedHold)> {
+        let ReqState::Sent { gateway, res } = self.requests.get(&ticket)?.state else {
+            return None;
+        };
+        let g = self.gateways.get_mut(gateway)?;
+        if !keep {
+            g.pacer.complete(&mut *self.ledger, now, res);
+        }
+        if matches!(
+            result,
+            Err(RequestError::Api {
+                class: ErrorClass::Pacing,
+                ..
+            })
+        ) {
+            g.pacer.on_violation(&mut *self.ledger, now);
+            self.stats.pacing_violations += 1;
+        }
+        keep.then_some((gateway, res))
+    }
+
     pub(super) fn finish(&mut self, ticket: Ticket, result: Result<Answer, CallError>) {
         if self.requests.remove(&ticket).is_some() {
             self.events
@@ -299,21 +329,7 @@ impl Pool {
         if req.stream.is_some() {
             return self.stream_completed(now, slot_id, id, ticket, result);
         }
-        if let ReqState::Sent { gateway, res } = req.state {
-            if let Some(g) = self.gateways.get_mut(gateway) {
-                g.pacer.complete(&mut *self.ledger, now, res);
-                if matches!(
-                    &result,
-                    Err(RequestError::Api {
-                        class: ErrorClass::Pacing,
-                        ..
-                    })
-                ) {
-                    g.pacer.on_violation(&mut *self.ledger, now);
-                    self.stats.pacing_violations += 1;
-                }
-            }
-        }
+        self.settle_reservation(now, ticket, &result, false);
         let retry = match &result {
             Err(RequestError::Api { class, .. }) => {
                 let class = *class;

@@ -43,12 +43,12 @@ impl Pool {
         }
         let kind = q.kind();
         let limit = self.cfg.streams.cap(kind);
-        let open = self
-            .requests
-            .values()
-            .filter_map(|r| r.stream_kind())
-            .filter(|k| StreamLimits::same_cap(*k, kind))
-            .count();
+        let open: usize = self
+            .open_streams()
+            .iter()
+            .filter(|(k, _)| StreamLimits::same_cap(**k, kind))
+            .map(|(_, n)| n)
+            .sum();
         if open >= limit {
             return Err(SubmitError::StreamLimit { kind, limit });
         }
@@ -75,29 +75,20 @@ impl Pool {
         result: Result<Answer, RequestError>,
     ) {
         let wall = self.wall_at(now);
-        let Some(req) = self.requests.get_mut(&ticket) else {
+        let Some(req) = self.requests.get(&ticket) else {
             return;
         };
+        // A keep-up-to-date stream holds its open-request slot for its life.
         let keep_open =
             result.is_ok() && matches!(req.query, Query::Stream(StreamQuery::BarUpdates(_)));
-        if let ReqState::Sent { gateway, res } = req.state {
-            let state = req.stream.get_or_insert_with(Default::default);
-            if keep_open {
-                state.hold = Some((gateway, res));
-            } else if let Some(g) = self.gateways.get_mut(gateway) {
-                g.pacer.complete(&mut *self.ledger, now, res);
-            }
-            if matches!(
-                &result,
-                Err(RequestError::Api {
-                    class: ErrorClass::Pacing,
-                    ..
-                })
-            ) {
-                if let Some(g) = self.gateways.get_mut(gateway) {
-                    g.pacer.on_violation(&mut *self.ledger, now);
-                }
-                self.stats.pacing_violations += 1;
+        let hold = self.settle_reservation(now, ticket, &result, keep_open);
+        if let Some(state) = self
+            .requests
+            .get_mut(&ticket)
+            .and_then(|r| r.stream.as_mut())
+        {
+            if hold.is_some() {
+                state.hold = hold;
             }
         }
         let answer = match result {
