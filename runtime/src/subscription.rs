@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use async_channel::Sender;
 use futures_core::Stream;
-use ibconn_core::pool::{Offer, Ticket};
+use ibconn_core::pool::{CallError, Offer, Ticket};
 use ibconn_core::stream::{Push, StreamBuffer, StreamItem};
 
 use crate::handles::{Cmd, PooledConnection};
@@ -47,7 +47,12 @@ impl ItemSender {
             return Offer::Closed;
         }
         let offer = match s.buffer.push(item) {
-            Push::Overflow => Offer::Full,
+            Push::Overflow => {
+                let queued = s.buffer.len();
+                s.end
+                    .get_or_insert(Some(Error::Call(CallError::ConsumerTooSlow { queued })));
+                Offer::Full
+            }
             Push::Queued | Push::Conflated | Push::Dropped => Offer::Sent,
         };
         if let Some(w) = s.waker.take() {
@@ -173,5 +178,42 @@ impl Drop for Subscription {
         if !self.finished {
             let _ = self.tx.try_send(Cmd::Unsubscribe(self.ticket));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use ibconn_core::message::{Bar, BarTime};
+    use ibconn_core::stream::StreamData;
+
+    use super::*;
+
+    fn bar(t: i64) -> StreamItem {
+        StreamItem::Data(StreamData::Bar(Bar {
+            date: BarTime::Epoch(t),
+            ..Bar::default()
+        }))
+    }
+
+    #[test]
+    fn an_overflowing_queue_ends_itself_with_the_count_that_waits() {
+        let (tx, shared) = queue(2);
+        for t in 0..8 {
+            assert_eq!(tx.push(bar(t)), Offer::Sent, "bar {t}");
+        }
+        assert_eq!(tx.push(bar(8)), Offer::Full);
+        drop(tx);
+        let mut s = lock(&shared);
+        assert_eq!(s.buffer.len(), 8, "every bar kept");
+        let end = s.end.take();
+        assert!(
+            matches!(
+                end,
+                Some(Some(Error::Call(CallError::ConsumerTooSlow { queued: 8 })))
+            ),
+            "{end:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::client_id::{ClientId, Purpose};
 use crate::connection::{Answer, Query};
 
 use super::notice::{NoticeFanout, Offer, PoolNotice};
-use super::types::{AcquireId, CallError, LeaseId, PoolError, PoolEvent, PoolStats, Ticket};
+use super::types::{AcquireId, LeaseId, PoolError, PoolEvent, PoolStats, Ticket};
 use super::Pool;
 use crate::stream::{StreamItem, StreamQuery};
 
@@ -35,8 +35,10 @@ pub trait Channels {
     fn offer(tx: &Self::Notices, notice: PoolNotice) -> Offer;
 
     /// Queue a stream item without waiting, under the buffer's policy: [`Offer::Full`] means
-    /// the consumer is hopelessly behind ([`Push::Overflow`](crate::stream::Push::Overflow)),
-    /// [`Offer::Closed`] that it is gone.
+    /// the consumer is hopelessly behind ([`Push::Overflow`](crate::stream::Push::Overflow)) and
+    /// the queue has ended itself with
+    /// [`CallError::ConsumerTooSlow`](super::CallError::ConsumerTooSlow) (it knows how many items
+    /// wait); [`Offer::Closed`] that the consumer is gone.
     fn push(tx: &Self::Items, item: StreamItem) -> Offer;
 
     /// End the stream: after its queued items the consumer sees `error`, or the end (`None`).
@@ -262,14 +264,8 @@ impl<C: Channels> Router<C> {
                 match C::push(tx, item) {
                     Offer::Sent => {}
                     Offer::Full => {
-                        if let Some(tx) = self.streams.remove(&ticket) {
-                            tracing::warn!(
-                                ticket = ticket.0,
-                                "stream consumer too slow; ending it"
-                            );
-                            let queued = crate::stream::STREAM_BUFFER * 4;
-                            C::close(tx, Some(CallError::ConsumerTooSlow { queued }.into()));
-                        }
+                        tracing::warn!(ticket = ticket.0, "stream consumer too slow; ending it");
+                        self.streams.remove(&ticket);
                         pool.cancel(now, ticket);
                     }
                     Offer::Closed => {

@@ -53,7 +53,11 @@ impl Channels for Std {
     fn push(tx: &StdItems, item: crate::stream::StreamItem) -> Offer {
         let mut q = tx.lock().unwrap();
         match q.0.push(item) {
-            crate::stream::Push::Overflow => Offer::Full,
+            crate::stream::Push::Overflow => {
+                let queued = q.0.len();
+                q.1 = Some(Some(CallError::ConsumerTooSlow { queued }.into()));
+                Offer::Full
+            }
             _ => Offer::Sent,
         }
     }
