@@ -89,10 +89,13 @@ enum TickSeries {
     /// Trades.
     Last,
     /// Every trade, odd lots included.
+    #[value(alias = "alllast")]
     AllLast,
     /// Quote changes.
+    #[value(alias = "bidask")]
     BidAsk,
     /// Midpoint changes.
+    #[value(alias = "midpoint")]
     Mid,
 }
 
@@ -217,13 +220,7 @@ fn query_for(args: &StreamArgs, contract: Contract) -> Result<(StreamQuery, Rows
         StreamError::Usage(format!(
             "--what {what:?} with --ticks: one of last, all-last, bid-ask (or bidask), mid"
         ))
-    });
-    let series = match what.to_ascii_lowercase().as_str() {
-        "bidask" => Ok(TickSeries::BidAsk),
-        "alllast" => Ok(TickSeries::AllLast),
-        "midpoint" => Ok(TickSeries::Mid),
-        _ => series,
-    }?;
+    })?;
     let kind = match series {
         TickSeries::Last => TickByTickKind::Last,
         TickSeries::AllLast => TickByTickKind::AllLast,
