@@ -16,6 +16,9 @@
 // The wall clock only measures how long a seed took (reported, never decided on).
 #![allow(clippy::disallowed_methods)]
 
+#[cfg(test)]
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -413,17 +416,10 @@ fn world_unix(world: &PoolWorld) -> u64 {
 
 #[cfg(test)]
 fn seeds(ci: u64) -> Vec<u64> {
-    if let Some(s) = std::env::var("IBCONN_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![s];
+    if let Some(seed) = common::env_u64("IBCONN_SIM_SEED") {
+        return vec![seed];
     }
-    let n = std::env::var("IBCONN_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(ci);
-    (1..=n).collect()
+    (1..=common::env_u64("IBCONN_SIM_SEEDS").unwrap_or(ci)).collect()
 }
 
 #[cfg(test)]

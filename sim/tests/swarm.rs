@@ -49,6 +49,8 @@
 //! every seed of every test, and a mismatch prints the seed, the first differing line of each
 //! run, both traces and the replay command.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
@@ -1852,22 +1854,10 @@ fn first_difference(a: &Outcome, b: &Outcome) -> Option<String> {
 /// fails the test.
 #[allow(clippy::panic)] // a usage error of the test, reported as its failure
 fn seeds(ci: u64) -> Vec<u64> {
-    if let Ok(s) = std::env::var("IBCONN_SIM_SEED") {
-        return vec![s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("IBCONN_SIM_SEED={s:?}: not a u64"))];
+    if let Some(seed) = common::env_u64("IBCONN_SIM_SEED") {
+        return vec![seed];
     }
-    let n = match std::env::var("IBCONN_SIM_SEEDS") {
-        Ok(s) => {
-            let total: u64 = s
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("IBCONN_SIM_SEEDS={s:?}: not a u64"));
-            (total * ci / CI_TOTAL).max(1)
-        }
-        Err(_) => ci,
-    };
+    let n = common::env_u64("IBCONN_SIM_SEEDS").map_or(ci, |total| (total * ci / CI_TOTAL).max(1));
     (1..=n).collect()
 }
 

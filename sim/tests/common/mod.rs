@@ -1,5 +1,6 @@
-//! Shared scenario helpers for the `world_*` tests.
+//! Shared scenario helpers for the `world_*` tests, and the seed-sweep variables of the swarms.
 #![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use std::time::Duration;
 
@@ -77,4 +78,15 @@ pub fn day(seed: u64) -> (u64, usize, World) {
         }
     }
     (world.trace_hash(), world.trace().len(), world)
+}
+
+/// A seed-sweep variable (`IBCONN_SIM_SEED`, `IBCONN_SIM_SEEDS`) as a number; absent → `None`,
+/// anything but a `u64` stops the test (a typo must not silently run the default seeds).
+pub fn env_u64(name: &str) -> Option<u64> {
+    let s = std::env::var(name).ok()?;
+    Some(
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={s:?}: not a u64")),
+    )
 }
