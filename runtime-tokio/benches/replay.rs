@@ -21,7 +21,6 @@
 )]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -281,54 +280,29 @@ impl Script {
     }
 }
 
-/// Serve one client: the captured hello, then per request the captured answer of its kind.
-async fn answer(mut sock: TcpStream, script: Arc<Script>) {
-    sock.set_nodelay(true).unwrap();
-    let mut prefix = [0u8; 4];
-    if sock.read_exact(&mut prefix).await.is_err() || &prefix != b"API\0" {
-        return;
+/// One client's frame: the captured hello for its hello, then per request the captured answer of
+/// its kind.
+fn reply(script: &Script, body: Bytes, hello: bool) -> Vec<Bytes> {
+    if hello {
+        return vec![script.hello.clone()];
     }
-    let mut dec = FrameDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut greeted = false;
-    loop {
-        let n = match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        dec.push(&buf[..n]);
-        while let Ok(Some(body)) = dec.next_frame() {
-            if !greeted {
-                greeted = true;
-                if sock.write_all(&script.hello).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            let reply = match Request::decode_payload(body, script.sv) {
-                Ok(Request::StartApi { .. }) => vec![script.burst.clone()],
-                Ok(r @ Request::ReqHistoricalData(_)) => {
-                    let req_id = r.req_id().unwrap_or(0);
-                    script.historical.iter().map(|t| t.frame(req_id)).collect()
-                }
-                Ok(r @ Request::ReqContractDetails { .. }) => {
-                    let req_id = r.req_id().unwrap_or(0);
-                    script.contract.iter().map(|t| t.frame(req_id)).collect()
-                }
-                _ => Vec::new(),
-            };
-            for frame in reply {
-                if sock.write_all(&frame).await.is_err() {
-                    return;
-                }
-            }
+    match Request::decode_payload(body, script.sv) {
+        Ok(Request::StartApi { .. }) => vec![script.burst.clone()],
+        Ok(r @ Request::ReqHistoricalData(_)) => {
+            let req_id = r.req_id().unwrap_or(0);
+            script.historical.iter().map(|t| t.frame(req_id)).collect()
         }
+        Ok(r @ Request::ReqContractDetails { .. }) => {
+            let req_id = r.req_id().unwrap_or(0);
+            script.contract.iter().map(|t| t.frame(req_id)).collect()
+        }
+        _ => Vec::new(),
     }
 }
 
 /// Start the replay server for `script`; returns its address.
 async fn serve(script: Script) -> String {
-    support::serve(script, answer).await
+    support::serve(script, reply).await
 }
 
 /// ibapi's side of the same request; returns the bar count.

@@ -17,16 +17,13 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ibconn_core::message::{Contract, MarketReply, MarketRequest, Request, Response};
-use ibconn_core::wire::{FrameDecoder, ServerHello};
+use ibconn_core::wire::ServerHello;
 use ibconn_tokio::{StreamData, StreamItem, StreamQuery, Tick};
 use support::{median, rss_bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 mod support;
 
@@ -68,58 +65,36 @@ fn ticks(req_id: i32, n: usize) -> BytesMut {
     out
 }
 
-/// Serve one client: hello, startup burst, and `n` ticks for each `reqMktData` (none when 0).
-async fn answer(mut sock: TcpStream, n: Arc<usize>) {
-    sock.set_nodelay(true).unwrap();
-    let mut prefix = [0u8; 4];
-    if sock.read_exact(&mut prefix).await.is_err() || &prefix != b"API\0" {
-        return;
-    }
-    let mut dec = FrameDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut greeted = false;
-    loop {
-        let got = match sock.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(got) => got,
+/// One client's frame: hello, startup burst, and `n` ticks for each `reqMktData` (none when 0).
+fn reply(n: &usize, body: Bytes, hello: bool) -> Vec<Bytes> {
+    let mut out = BytesMut::new();
+    if hello {
+        let hello = ServerHello {
+            server_version: SV,
+            connection_time: "20260106 10:00:00 America/New_York".into(),
         };
-        dec.push(&buf[..got]);
-        while let Ok(Some(body)) = dec.next_frame() {
-            let mut out = BytesMut::new();
-            if !greeted {
-                greeted = true;
-                let hello = ServerHello {
-                    server_version: SV,
-                    connection_time: "20260106 10:00:00 America/New_York".into(),
-                };
-                hello.encode(&mut out).unwrap();
-            } else {
-                match Request::decode_payload(body, SV) {
-                    Ok(Request::StartApi { .. }) => {
-                        for r in [
-                            Response::ManagedAccounts {
-                                accounts: "DU1,".into(),
-                            },
-                            Response::NextValidId { order_id: 1 },
-                        ] {
-                            r.encode(SV, &mut out).unwrap();
-                        }
-                    }
-                    Ok(Request::Market(MarketRequest::MktData(r))) if *n > 0 => {
-                        out = ticks(r.req_id, *n);
-                    }
-                    _ => {}
-                }
-            }
-            if sock.write_all(&out).await.is_err() {
-                return;
+        hello.encode(&mut out).unwrap();
+        return vec![out.freeze()];
+    }
+    match Request::decode_payload(body, SV) {
+        Ok(Request::StartApi { .. }) => {
+            for r in [
+                Response::ManagedAccounts {
+                    accounts: "DU1,".into(),
+                },
+                Response::NextValidId { order_id: 1 },
+            ] {
+                r.encode(SV, &mut out).unwrap();
             }
         }
+        Ok(Request::Market(MarketRequest::MktData(r))) if *n > 0 => out = ticks(r.req_id, *n),
+        _ => {}
     }
+    vec![out.freeze()]
 }
 
 async fn serve(n: usize) -> String {
-    support::serve(n, answer).await
+    support::serve(n, reply).await
 }
 
 /// Ours: subscribe, count ticks (conflated ones included, as `Lagged` reports them) to the end.
