@@ -556,9 +556,7 @@ fn csv_row(symbol: &str, item: &StreamItem) -> Option<String> {
                 format!("{},{sym},mid,{},,,,,,", iso_utc(*time), num(*mid))
             }
         },
-        StreamData::MarketDataType(_)
-        | StreamData::TickParams { .. }
-        | StreamData::Notice { .. } => return None,
+        // The data type, tick parameters and notices are no rows (notes, or JSON lines).
         _ => return None,
     })
 }

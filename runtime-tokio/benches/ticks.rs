@@ -189,7 +189,6 @@ async fn main() {
             .unwrap();
         let (mut ot, mut tt, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let (mut dropped, mut lost) = (0u64, 0usize);
-        let (mut ours_got, mut theirs_got) = (0usize, 0usize);
         for _ in 0..rounds {
             let (o, got, lagged) = ours_round(&ours, capacity).await;
             assert_eq!(
@@ -198,15 +197,14 @@ async fn main() {
                 "every tick delivered or reported lagged"
             );
             dropped += lagged;
-            ours_got += got;
             let (t, got) = theirs_round(&theirs).await;
             // ibapi's async channels evict the oldest frames of a lagging consumer (a -6 notice).
             lost += n.saturating_sub(got);
-            theirs_got += got;
             ot.push(o);
             tt.push(t);
             // Delivered ticks per second, ours over theirs.
-            ratios.push((got as f64 / t).recip() * (n as f64 - lagged as f64) / o);
+            let (ours_rate, theirs_rate) = ((n as u64 - lagged) as f64 / o, got as f64 / t);
+            ratios.push(ours_rate / theirs_rate);
         }
         let (o, t) = (median(ot), median(tt));
         println!("{label} (queue {capacity}):");
@@ -230,7 +228,6 @@ async fn main() {
             lost,
             1.0
         );
-        let _ = (ours_got, theirs_got);
         theirs.disconnect().await;
         ours.shutdown().await;
     }

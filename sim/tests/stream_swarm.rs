@@ -56,18 +56,17 @@ fn contract(spec: &str) -> Contract {
 /// The 100 subscriptions, all distinct (kind, contract, parameters).
 fn subscriptions() -> Vec<StreamQuery> {
     let mut out = Vec::new();
-    for (i, ticks) in GENERIC.iter().enumerate() {
+    for ticks in GENERIC {
         for pair in ["EUR.USD", "GBP.USD", "USD.JPY"] {
             if out.len() < 70 {
                 out.push(StreamQuery::MarketData {
                     contract: contract(pair),
-                    generic_ticks: (*ticks).to_owned(),
+                    generic_ticks: ticks.to_owned(),
                     snapshot: false,
                     data_type: MarketDataType::Live,
                 });
             }
         }
-        let _ = i;
     }
     let stocks = [
         "AAPL", "MSFT", "SPY", "QQQ", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "JPM",
